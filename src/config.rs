@@ -1,0 +1,101 @@
+//! Limits and timers, in one place, with their defaults and what happens at
+//! each limit.
+
+use std::time::Duration;
+
+/// Connection limits and timers.
+///
+/// Start from [`Config::default`] and change fields; the struct is
+/// `#[non_exhaustive]` so new limits can be added without breaking you.
+///
+/// | field | default | at the limit |
+/// |---|---|---|
+/// | `max_frame_size` | 16 MiB | close 1009 |
+/// | `max_message_size` | 64 MiB | close 1009 |
+/// | `max_fragments` | 131 072 | close 1009 |
+/// | `auto_pong` | on | — |
+/// | `max_pending_pong_bytes` | 64 KiB | auto-pongs skipped |
+/// | `read_chunk_size` | 4 KiB | — |
+/// | `ping_interval` | off | — |
+/// | `pong_timeout` | 30 s | connection fails, [`crate::Timeout::Keepalive`] |
+/// | `idle_timeout` | off | close 1001 |
+/// | `close_timeout` | 10 s | connection ends, [`crate::Timeout::CloseHandshake`] |
+/// | `handshake_timeout` | 10 s | adapters give up ([`crate::Timeout::Handshake`]) |
+/// | `max_handshake_size` | 16 KiB | HTTP 431 |
+/// | `max_handshake_headers` | 64 | HTTP 431 |
+///
+/// Memory: an incoming frame is held in the read buffer until complete, so
+/// the read buffer grows (doubling, as bytes actually arrive, never on the
+/// strength of a declared length) up to `max_frame_size` plus a header; a
+/// fragmented message is assembled in a second buffer of at most
+/// `max_message_size`. Fragments are stored contiguously, so many tiny
+/// fragments cost no more memory than one large one.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The largest payload accepted in one frame.
+    pub max_frame_size: usize,
+    /// The largest message accepted (all fragments together).
+    pub max_message_size: usize,
+    /// The most frames one message may be split into. Autobahn 9.3/9.4 send
+    /// 4 MiB in 64-byte fragments (65 536 frames), so keep it above that if
+    /// you want to pass them.
+    pub max_fragments: usize,
+    /// Answer pings with pongs automatically (RFC 6455 §5.5.2: an endpoint
+    /// MUST answer a ping). Turn off only if you answer them yourself.
+    pub auto_pong: bool,
+    /// Automatic pongs are skipped while more than this many output bytes
+    /// are waiting to be written, so a peer that floods pings without
+    /// reading cannot grow the output buffer (§5.5.3 lets an endpoint
+    /// answer only the most recent ping).
+    pub max_pending_pong_bytes: usize,
+    /// How much free space [`crate::Connection::read_buf`] offers at least.
+    /// The read buffer is allocated on first use.
+    pub read_chunk_size: usize,
+    /// Send a ping after this long without receiving anything.
+    pub ping_interval: Option<Duration>,
+    /// Fail the connection if nothing arrives this long after a keepalive ping.
+    pub pong_timeout: Duration,
+    /// Close the connection (1001) after this long without receiving anything.
+    pub idle_timeout: Option<Duration>,
+    /// After sending a close frame, give up waiting for the peer's reply
+    /// after this long.
+    pub close_timeout: Duration,
+    /// Adapters abandon an opening handshake that takes longer (slowloris).
+    pub handshake_timeout: Duration,
+    /// The largest HTTP head (request line or status line plus headers)
+    /// accepted during the opening handshake.
+    pub max_handshake_size: usize,
+    /// The most header fields accepted during the opening handshake.
+    pub max_handshake_headers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_fragments: 1 << 17,
+            auto_pong: true,
+            max_pending_pong_bytes: 64 << 10,
+            read_chunk_size: 4096,
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(30),
+            idle_timeout: None,
+            close_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_handshake_size: 16 << 10,
+            max_handshake_headers: 64,
+        }
+    }
+}
+
+impl Config {
+    /// The handshake limits as the [`crate::handshake`] module takes them.
+    pub fn handshake_limits(&self) -> crate::handshake::Limits {
+        let mut limits = crate::handshake::Limits::default();
+        limits.max_head_size = self.max_handshake_size;
+        limits.max_headers = self.max_handshake_headers;
+        limits
+    }
+}
