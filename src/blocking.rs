@@ -1,1 +1,574 @@
-//! placeholder
+//! Blocking adapter: runs a [`Connection`] over any `Read + Write` (a TCP
+//! stream, a TLS stream, a Unix socket).
+//!
+//! All protocol logic lives in the core; this file only moves bytes and
+//! runs the timers the core asks for. Reads go straight into the
+//! connection's buffer ([`Connection::read_buf`]); all pending output is
+//! written in as few `write` calls as the stream accepts.
+//!
+//! Timers (keepalive, idle, close handshake, opening handshake) need a way
+//! to wake a blocked read. Give the adapter a [`StreamControl`] (TCP and
+//! Unix sockets have ready-made ones) and it sets the stream's read timeout
+//! to the next deadline. Without one, timers still run whenever a read
+//! returns `WouldBlock`/`TimedOut`, so a read timeout you set yourself works
+//! as a tick.
+//!
+//! ```no_run
+//! use chito::blocking;
+//! use chito::{Handler, Message, Sender};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, sender: &mut Sender<'_>, message: Message<'_>) {
+//!         let _ = sender.send(message);
+//!     }
+//! }
+//!
+//! let listener = std::net::TcpListener::bind("127.0.0.1:9001")?;
+//! for stream in listener.incoming() {
+//!     std::thread::spawn(move || {
+//!         if let Ok(ws) = blocking::Builder::tcp(stream?).accept() {
+//!             ws.serve(&mut Echo);
+//!         }
+//!         Ok::<_, std::io::Error>(())
+//!     });
+//! }
+//! # Ok::<_, std::io::Error>(())
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::close::CloseCode;
+use crate::config::Config;
+use crate::connection::{Connection, Event, Message, Negotiated, OwnedEvent, Role, Sender};
+use crate::error::{Error, Timeout, UsageError};
+use crate::handler::{dispatch, end_with_error, Flow, Handler};
+use crate::handshake::{
+    Accept, ClientHandshake, ClientRequest, HandshakeError, Rejection, Request, Response, WsUrl,
+};
+
+/// How the adapter controls a stream beyond reading and writing: setting a
+/// read timeout (to wake for timers) and half-closing (to end a connection
+/// without losing the last frame).
+pub struct StreamControl<S> {
+    set_read_timeout: fn(&S, Option<Duration>) -> io::Result<()>,
+    shutdown_write: fn(&S) -> io::Result<()>,
+}
+
+impl<S> Clone for StreamControl<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for StreamControl<S> {}
+
+impl<S> std::fmt::Debug for StreamControl<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamControl")
+    }
+}
+
+impl<S> StreamControl<S> {
+    /// Hooks for any stream, e.g. a TLS stream over TCP:
+    /// `StreamControl::new(|s, t| s.get_ref().set_read_timeout(t), |s| s.get_ref().shutdown(Shutdown::Write))`.
+    pub fn new(
+        set_read_timeout: fn(&S, Option<Duration>) -> io::Result<()>,
+        shutdown_write: fn(&S) -> io::Result<()>,
+    ) -> Self {
+        StreamControl {
+            set_read_timeout,
+            shutdown_write,
+        }
+    }
+}
+
+impl StreamControl<TcpStream> {
+    /// Hooks for a plain TCP stream.
+    pub fn tcp() -> Self {
+        StreamControl::new(TcpStream::set_read_timeout, |s| {
+            s.shutdown(std::net::Shutdown::Write)
+        })
+    }
+}
+
+#[cfg(unix)]
+impl StreamControl<std::os::unix::net::UnixStream> {
+    /// Hooks for a Unix domain socket.
+    pub fn unix() -> Self {
+        StreamControl::new(std::os::unix::net::UnixStream::set_read_timeout, |s| {
+            s.shutdown(std::net::Shutdown::Write)
+        })
+    }
+}
+
+/// Opening handshake over a stream, for either role.
+#[derive(Debug)]
+pub struct Builder<S> {
+    stream: S,
+    config: Config,
+    control: Option<StreamControl<S>>,
+}
+
+impl Builder<TcpStream> {
+    /// A builder for a TCP stream, with [`StreamControl::tcp`] and
+    /// `TCP_NODELAY` (frames are written whole; Nagle would only delay them).
+    pub fn tcp(stream: TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
+        Builder::new(stream).control(StreamControl::tcp())
+    }
+}
+
+impl<S: Read + Write> Builder<S> {
+    /// A builder with the default [`Config`] and no [`StreamControl`].
+    pub fn new(stream: S) -> Self {
+        Builder {
+            stream,
+            config: Config::default(),
+            control: None,
+        }
+    }
+
+    /// Sets the limits and timers.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the stream hooks used for timers and half-close.
+    pub fn control(mut self, control: StreamControl<S>) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// Server side: reads the request, accepts any valid WebSocket upgrade
+    /// without a subprotocol.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] if the request is not a valid upgrade (the HTTP
+    /// error response was sent), [`Error::Timeout`] after
+    /// [`Config::handshake_timeout`], [`Error::Io`].
+    pub fn accept(self) -> Result<WebSocket<S>, Error> {
+        self.accept_with(|_| Ok(Accept::default()))
+    }
+
+    /// Server side with a hook that inspects the request (path, origin,
+    /// cookies, authorization) and either chooses what to accept (a
+    /// subprotocol, extra headers) or refuses with an HTTP status.
+    ///
+    /// # Errors
+    /// As [`Builder::accept`]; a refusal from `inspect` is sent and
+    /// returned as [`Error::Rejected`].
+    pub fn accept_with<F>(mut self, inspect: F) -> Result<WebSocket<S>, Error>
+    where
+        F: FnOnce(&Request) -> Result<Accept, Rejection>,
+    {
+        let limits = self.config.handshake_limits();
+        let mut head = Vec::new();
+        let started = Instant::now();
+        let (request, consumed) = loop {
+            match Request::parse(&head, &limits) {
+                Ok(Some(parsed)) => break parsed,
+                Ok(None) => {}
+                Err(rejection) => return Err(self.refuse(rejection)),
+            }
+            if self.read_head(&mut head, started)? == 0 {
+                return Err(eof_during_handshake());
+            }
+        };
+        let accept = match request.validate().and_then(|()| inspect(&request)) {
+            Ok(accept) => accept,
+            Err(rejection) => return Err(self.refuse(rejection)),
+        };
+        let response = match request.accept(&accept) {
+            Ok(response) => response,
+            Err(rejection) => return Err(self.refuse(rejection)),
+        };
+        write_all(&mut self.stream, &response)?;
+        let negotiated = Negotiated {
+            protocol: accept.protocol,
+        };
+        let leftover = head.get(consumed..).unwrap_or_default();
+        let conn = Connection::with_negotiated(Role::Server, self.config, negotiated, leftover);
+        Ok(WebSocket::from_parts(self.stream, conn, self.control))
+    }
+
+    /// Client side: sends the request and verifies the response.
+    ///
+    /// # Errors
+    /// [`Error::Handshake`] if the server refused or answered wrongly,
+    /// [`Error::Timeout`], [`Error::Io`].
+    pub fn connect(mut self, request: &ClientRequest) -> Result<(WebSocket<S>, Response), Error> {
+        let limits = self.config.handshake_limits();
+        let (handshake, bytes) = ClientHandshake::new(request)?;
+        write_all(&mut self.stream, &bytes)?;
+        let mut head = Vec::new();
+        let started = Instant::now();
+        let (response, consumed) = loop {
+            if let Some(parsed) = handshake.parse_response(&head, &limits)? {
+                break parsed;
+            }
+            if self.read_head(&mut head, started)? == 0 {
+                return Err(eof_during_handshake());
+            }
+        };
+        let negotiated = Negotiated {
+            protocol: response.protocol().map(str::to_owned),
+        };
+        let leftover = head.get(consumed..).unwrap_or_default();
+        let conn = Connection::with_negotiated(Role::Client, self.config, negotiated, leftover);
+        Ok((
+            WebSocket::from_parts(self.stream, conn, self.control),
+            response,
+        ))
+    }
+
+    /// Reads more of an HTTP head, within the handshake timeout.
+    fn read_head(&mut self, head: &mut Vec<u8>, started: Instant) -> Result<usize, Error> {
+        let mut chunk = [0u8; 1024];
+        loop {
+            let remaining = self
+                .config
+                .handshake_timeout
+                .saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                return Err(Error::Timeout(Timeout::Handshake));
+            }
+            if let Some(control) = &self.control {
+                (control.set_read_timeout)(&self.stream, Some(remaining))?;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    head.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends the refusal's HTTP response and turns it into the error.
+    fn refuse(&mut self, rejection: Rejection) -> Error {
+        let _ = write_all(&mut self.stream, &rejection.to_response());
+        if let Some(control) = &self.control {
+            let _ = (control.shutdown_write)(&self.stream);
+        }
+        Error::Rejected(rejection)
+    }
+}
+
+/// Connects to a `ws://` URL over TCP and performs the client handshake.
+///
+/// `wss://` needs a TLS stream: open one yourself and use
+/// [`Builder::connect`] over it.
+///
+/// # Errors
+/// [`Error::Handshake`] for a bad URL or a refused handshake; [`Error::Io`]
+/// if the TCP connection fails.
+pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response), Error> {
+    connect_with(url, Config::default())
+}
+
+/// [`connect`] with a [`Config`].
+///
+/// # Errors
+/// As [`connect`].
+pub fn connect_with(url: &str, config: Config) -> Result<(WebSocket<TcpStream>, Response), Error> {
+    let url = WsUrl::parse(url).map_err(HandshakeError::InvalidUrl)?;
+    if url.secure {
+        return Err(Error::Handshake(HandshakeError::TlsRequired));
+    }
+    let stream = TcpStream::connect(url.socket_addr_string())?;
+    let request = ClientRequest::from_url(&url);
+    Builder::tcp(stream).config(config).connect(&request)
+}
+
+/// Accepts a server-side connection on `stream` with the default config.
+///
+/// # Errors
+/// As [`Builder::accept`].
+pub fn accept<S: Read + Write>(stream: S) -> Result<WebSocket<S>, Error> {
+    Builder::new(stream).accept()
+}
+
+/// An open WebSocket over a blocking stream.
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    stream: S,
+    conn: Connection,
+    control: Option<StreamControl<S>>,
+    transport_done: bool,
+}
+
+impl<S: Read + Write> WebSocket<S> {
+    /// Wraps a stream whose handshake was done elsewhere, with the
+    /// connection built for it (see [`Connection::with_negotiated`]).
+    pub fn from_parts(stream: S, conn: Connection, control: Option<StreamControl<S>>) -> Self {
+        WebSocket {
+            stream,
+            conn,
+            control,
+            transport_done: false,
+        }
+    }
+
+    /// The sans-IO connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The sans-IO connection, mutably (e.g. to queue several messages
+    /// before one [`WebSocket::flush`]).
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Splits into the stream and the connection.
+    pub fn into_parts(self) -> (S, Connection) {
+        (self.stream, self.conn)
+    }
+
+    /// Blocks until the next event and returns it owned. After the close
+    /// handshake (an [`OwnedEvent::Close`]) further calls return
+    /// [`UsageError::Closed`].
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] (the close frame was sent), [`Error::Timeout`],
+    /// [`Error::Io`], [`Error::Usage`] after the connection ended.
+    pub fn read(&mut self) -> Result<OwnedEvent, Error> {
+        let (event, _) = self.read_event()?;
+        Ok(event.into_owned())
+    }
+
+    /// Blocks until the next event and returns it borrowed, with a
+    /// [`Sender`] to queue replies (sent by the next read or flush).
+    ///
+    /// # Errors
+    /// As [`WebSocket::read`].
+    pub fn read_event(&mut self) -> Result<(Event<'_>, Sender<'_>), Error> {
+        loop {
+            match self.conn.prepare_event() {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(error) => {
+                    self.finish_transport();
+                    return Err(error);
+                }
+            }
+            if self.conn.is_closed() {
+                self.finish_transport();
+                return Err(Error::Usage(UsageError::Closed));
+            }
+            self.flush()?;
+            self.fill()?;
+        }
+        if self.conn.is_closed() {
+            // The peer's close arrived and was answered: end the transport.
+            self.finish_transport();
+        }
+        match self.conn.next_event()? {
+            Some(pair) => Ok(pair),
+            None => Err(Error::Usage(UsageError::Closed)),
+        }
+    }
+
+    /// Sends a message and flushes.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] after close; [`Error::Io`].
+    pub fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
+        self.conn.send(message)?;
+        self.flush()
+    }
+
+    /// Sends a text message and flushes.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`].
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send(Message::Text(text))
+    }
+
+    /// Sends a binary message and flushes.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`].
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send(Message::Binary(data))
+    }
+
+    /// Sends a ping and flushes.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`], and over 125 bytes.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.conn.send_ping(payload)?;
+        self.flush()
+    }
+
+    /// Starts the closing handshake and flushes. Keep calling
+    /// [`WebSocket::read`] until it returns the peer's
+    /// [`OwnedEvent::Close`].
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`].
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.conn.close(code, reason)?;
+        self.flush()
+    }
+
+    /// Writes all pending output.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if self.conn.pending_output().is_empty() {
+            return Ok(());
+        }
+        while !self.conn.pending_output().is_empty() {
+            match self.stream.write(self.conn.pending_output()) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Ok(n) => self.conn.consume_output(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    /// Runs `handler` until the connection ends: [`Handler::on_open`], one
+    /// callback per event, then [`Handler::on_close`] exactly once.
+    /// Errors reach the handler through [`Handler::on_error`].
+    pub fn serve<H: Handler + ?Sized>(mut self, handler: &mut H) {
+        handler.on_open(&mut self.conn.sender());
+        loop {
+            let flow = dispatch(&mut self.conn, handler);
+            if let Err(error) = self.flush() {
+                if flow == Flow::Continue {
+                    end_with_error(handler, &error);
+                }
+                return;
+            }
+            if flow == Flow::Ended {
+                self.finish_transport();
+                return;
+            }
+            if let Err(error) = self.fill() {
+                end_with_error(handler, &error);
+                return;
+            }
+        }
+    }
+
+    /// Reads once from the stream into the connection, or runs the timers
+    /// if the read timed out.
+    fn fill(&mut self) -> Result<(), Error> {
+        loop {
+            let now = Instant::now();
+            let deadline = self.conn.poll_timeout(now);
+            if let Some(control) = &self.control {
+                // Zero would mean "no timeout" to the OS: wait at least 1 ms.
+                let timeout = deadline.map(|d| {
+                    d.saturating_duration_since(now)
+                        .max(Duration::from_millis(1))
+                });
+                (control.set_read_timeout)(&self.stream, timeout)?;
+            }
+            match self.stream.read(self.conn.read_buf()) {
+                Ok(0) => {
+                    self.conn.handle_eof();
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.conn.commit_read(n);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    self.conn.handle_timeout(Instant::now());
+                    self.flush()?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Ends the transport after the connection closed: flush, then (server)
+    /// half-close so the peer sees our close frame before end of stream,
+    /// and read until the peer closes too — bounded by the close timeout
+    /// and 1 MiB — so unread input does not turn our close into a reset.
+    /// RFC 6455 §7.1.1: the server closes the TCP connection first; the
+    /// client waits for that, then half-closes its side.
+    fn finish_transport(&mut self) {
+        if self.transport_done {
+            return;
+        }
+        self.transport_done = true;
+        let _ = self.flush();
+        let Some(control) = self.control else {
+            return;
+        };
+        if self.conn.role() == Role::Server {
+            let _ = (control.shutdown_write)(&self.stream);
+        }
+        let deadline = Instant::now() + self.conn.config().close_timeout;
+        let mut scratch = [0u8; 4096];
+        let mut drained = 0usize;
+        while drained < 1 << 20 {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero()
+                || (control.set_read_timeout)(&self.stream, Some(remaining)).is_err()
+            {
+                break;
+            }
+            match self.stream.read(&mut scratch) {
+                Ok(0) => break,
+                Ok(n) => drained += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if self.conn.role() == Role::Client {
+            // The server has closed (or timed out): let it see our FIN too,
+            // even if the caller keeps the stream around.
+            let _ = (control.shutdown_write)(&self.stream);
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn eof_during_handshake() -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed during the opening handshake",
+    ))
+}
+
+fn write_all<S: Write>(stream: &mut S, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    stream.flush()
+}

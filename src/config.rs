@@ -93,9 +93,8 @@ impl Default for Config {
 impl Config {
     /// The handshake limits as the [`crate::handshake`] module takes them.
     pub fn handshake_limits(&self) -> crate::handshake::Limits {
-        let mut limits = crate::handshake::Limits::default();
-        limits.max_head_size = self.max_handshake_size;
-        limits.max_headers = self.max_handshake_headers;
-        limits
+        crate::handshake::Limits::default()
+            .with_max_head_size(self.max_handshake_size)
+            .with_max_headers(self.max_handshake_headers)
     }
 }

@@ -1,0 +1,998 @@
+//! Client side of the opening handshake (RFC 6455 §4.1).
+
+use std::fmt;
+
+use base64::Engine as _;
+
+use super::extensions::{format_extensions, parse_extensions, ExtensionOffer, ExtensionParseError};
+use super::url::{UrlError, WsUrl};
+use super::{
+    accept_key, is_safe_field_value, is_token, list_contains_token, own_headers, parse_head,
+    HeadError, Limits,
+};
+
+/// Request headers that [`ClientHandshake::new`] writes itself;
+/// [`ClientRequest::headers`] may not repeat them.
+const RESERVED_REQUEST_HEADERS: [&str; 7] = [
+    "Host",
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Extensions",
+];
+
+/// What a client asks for in its opening handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// The `Host` header value: host, plus `:port` if not the scheme's
+    /// default (RFC 6455 §4.1 item 4). [`WsUrl::host_header`] gives it.
+    pub host: String,
+    /// The request target: path and query, starting with `/`.
+    pub target: String,
+    /// Subprotocols to offer, most preferred first (RFC 6455 §4.1 item 10);
+    /// each must be a token and appear once.
+    pub protocols: Vec<String>,
+    /// Extensions to offer, most preferred first (RFC 6455 §9.1); names and
+    /// values must be tokens.
+    pub extensions: Vec<ExtensionOffer>,
+    /// Extra headers such as `Origin`, `Cookie` or `Authorization`. Names
+    /// must be tokens, values free of CR, LF and other control characters.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ClientRequest {
+    /// A request for `target` on `host`; an empty `target` means `/`.
+    pub fn new(host: impl Into<String>, target: impl Into<String>) -> Self {
+        let mut target = target.into();
+        if target.is_empty() {
+            target.push('/');
+        }
+        ClientRequest {
+            host: host.into(),
+            target,
+            protocols: Vec::new(),
+            extensions: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A request for the host, port and target of `url`.
+    pub fn from_url(url: &WsUrl) -> Self {
+        ClientRequest::new(url.host_header(), url.target.clone())
+    }
+
+    /// Offers one more subprotocol (builder style).
+    pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Offers one more extension (builder style).
+    pub fn with_extension(mut self, extension: ExtensionOffer) -> Self {
+        self.extensions.push(extension);
+        self
+    }
+
+    /// Adds an extra request header (builder style).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A client handshake in progress: what was offered, to check the server's
+/// answer against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientHandshake {
+    key: String,
+    expected_accept: String,
+    protocols: Vec<String>,
+    extension_names: Vec<String>,
+}
+
+impl ClientHandshake {
+    /// Starts a handshake: checks `request`, picks a fresh random key and
+    /// returns the request bytes to write (RFC 6455 §4.1):
+    ///
+    /// ```text
+    /// GET <target> HTTP/1.1
+    /// Host: <host>
+    /// Upgrade: websocket
+    /// Connection: Upgrade
+    /// Sec-WebSocket-Key: <base64 of 16 random bytes>
+    /// Sec-WebSocket-Version: 13
+    /// [Sec-WebSocket-Protocol: a, b]
+    /// [Sec-WebSocket-Extensions: ...]
+    /// <extra headers>
+    /// ```
+    ///
+    /// Every user-provided value is checked first, so nothing can inject a
+    /// header or break the request line; see the `Invalid*` and
+    /// `ReservedHeader` variants of [`HandshakeError`].
+    pub fn new(request: &ClientRequest) -> Result<(ClientHandshake, Vec<u8>), HandshakeError> {
+        // RFC 6455 §4.1 item 7: "a randomly selected 16-byte value that has
+        // been base64-encoded".
+        let nonce = crate::rand::Rng::new().bytes16();
+        let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+        Self::with_key(request, key)
+    }
+
+    /// [`new`](Self::new) with a given key.
+    fn with_key(
+        request: &ClientRequest,
+        key: String,
+    ) -> Result<(ClientHandshake, Vec<u8>), HandshakeError> {
+        check_request(request)?;
+        let mut bytes = Vec::with_capacity(256);
+        // RFC 6455 §4.1 items 1-2: a GET of the /resource name/ over HTTP/1.1.
+        push_line(&mut bytes, &["GET ", &request.target, " HTTP/1.1"]);
+        // Item 4: Host.
+        push_line(&mut bytes, &["Host: ", &request.host]);
+        // Items 5-6: Upgrade and Connection.
+        push_line(&mut bytes, &["Upgrade: websocket"]);
+        push_line(&mut bytes, &["Connection: Upgrade"]);
+        // Item 7: the nonce.
+        push_line(&mut bytes, &["Sec-WebSocket-Key: ", &key]);
+        // Item 9: version 13.
+        push_line(&mut bytes, &["Sec-WebSocket-Version: 13"]);
+        // Item 10: subprotocols, comma-separated.
+        if !request.protocols.is_empty() {
+            let protocols = request.protocols.join(", ");
+            push_line(&mut bytes, &["Sec-WebSocket-Protocol: ", &protocols]);
+        }
+        // Item 11 / §9.1: extensions.
+        if !request.extensions.is_empty() {
+            let extensions = format_extensions(&request.extensions);
+            push_line(&mut bytes, &["Sec-WebSocket-Extensions: ", &extensions]);
+        }
+        // Item 12: other header fields (cookies, Origin, authentication...).
+        for (name, value) in &request.headers {
+            push_line(&mut bytes, &[name, ": ", value]);
+        }
+        bytes.extend_from_slice(b"\r\n");
+
+        let handshake = ClientHandshake {
+            expected_accept: accept_key(key.as_bytes()),
+            key,
+            protocols: request.protocols.clone(),
+            extension_names: request
+                .extensions
+                .iter()
+                .map(|offer| offer.name.clone())
+                .collect(),
+        };
+        Ok((handshake, bytes))
+    }
+
+    /// The `Sec-WebSocket-Key` sent.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Parses and checks the server's response head at the start of `buf`.
+    ///
+    /// * `Ok(None)`: the head is not complete yet; read more and call again
+    ///   with the whole buffer.
+    /// * `Ok(Some((response, consumed)))`: the handshake succeeded;
+    ///   `consumed` is the length of the head including its final empty
+    ///   line, and any bytes after it are the first WebSocket frames.
+    /// * `Err`: the connection must be failed (RFC 6455 §4.1); the variant
+    ///   says why. A status other than 101 gives
+    ///   [`HandshakeError::UnexpectedStatus`] with the status, reason and
+    ///   headers (e.g. `Location` or `WWW-Authenticate`); its body is not
+    ///   read.
+    pub fn parse_response(
+        &self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<(Response, usize)>, HandshakeError> {
+        let parsed = parse_head(buf, limits, |window, slots| {
+            let mut response = httparse::Response::new(slots);
+            Ok(match response.parse(window)? {
+                httparse::Status::Complete(consumed) => httparse::Status::Complete((
+                    Response {
+                        status: response.code.unwrap_or_default(),
+                        reason: response.reason.unwrap_or_default().to_owned(),
+                        http_minor_version: response.version.unwrap_or_default(),
+                        headers: own_headers(response.headers),
+                        protocol: None,
+                        extensions: Vec::new(),
+                    },
+                    consumed,
+                )),
+                httparse::Status::Partial => httparse::Status::Partial,
+            })
+        });
+        let (mut response, consumed) = match parsed {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(None),
+            Err(HeadError::TooLarge) => {
+                return Err(HandshakeError::HeadTooLarge {
+                    limit: limits.max_head_size,
+                })
+            }
+            Err(HeadError::TooManyHeaders) => {
+                return Err(HandshakeError::TooManyHeaders {
+                    limit: limits.max_headers,
+                })
+            }
+            Err(HeadError::Malformed(error)) => {
+                return Err(HandshakeError::MalformedResponse(error.to_string()))
+            }
+        };
+        let (protocol, extensions) = self.check_response(&response)?;
+        response.protocol = protocol;
+        response.extensions = extensions;
+        Ok(Some((response, consumed)))
+    }
+
+    /// RFC 6455 §4.1, the client's checks of the server's response, in the
+    /// RFC's order; returns the negotiated protocol and extensions.
+    fn check_response(
+        &self,
+        response: &Response,
+    ) -> Result<(Option<String>, Vec<ExtensionOffer>), HandshakeError> {
+        // Item 1: "If the status code received from the server is not 101,
+        // the client handles the response per HTTP procedures."
+        if response.status != 101 {
+            return Err(HandshakeError::UnexpectedStatus {
+                status: response.status,
+                reason: response.reason.clone(),
+                headers: response.headers.clone(),
+            });
+        }
+        // 101 exists only from HTTP/1.1 on (RFC 7231 §6.2.2, §6.2).
+        if response.http_minor_version < 1 {
+            return Err(HandshakeError::UnsupportedHttpVersion);
+        }
+        // Item 2: Upgrade is an ASCII case-insensitive match for "websocket".
+        let mut upgrades = response.header_values("Upgrade");
+        match (upgrades.next(), upgrades.next()) {
+            (Some(value), None) if value.eq_ignore_ascii_case(b"websocket") => {}
+            _ => return Err(HandshakeError::InvalidUpgrade),
+        }
+        // Item 3: Connection contains the token "Upgrade", ASCII
+        // case-insensitive (a list, RFC 7230 §6.1).
+        if !list_contains_token(&response.headers, "Connection", "upgrade") {
+            return Err(HandshakeError::MissingConnectionUpgrade);
+        }
+        // Item 4: Sec-WebSocket-Accept is base64(SHA-1(key ++ GUID)).
+        let mut accepts = response.header_values("Sec-WebSocket-Accept");
+        match (accepts.next(), accepts.next()) {
+            (Some(value), None) if value == self.expected_accept.as_bytes() => {}
+            (None, _) => return Err(HandshakeError::MissingAccept),
+            _ => return Err(HandshakeError::AcceptMismatch),
+        }
+        // Item 5: every extension in use must have been offered (§9.1).
+        let extensions = parse_extensions(response.header_values("Sec-WebSocket-Extensions"))
+            .map_err(HandshakeError::InvalidExtensions)?;
+        if let Some(unexpected) = extensions
+            .iter()
+            .find(|ext| !self.extension_names.contains(&ext.name))
+        {
+            return Err(HandshakeError::UnexpectedExtension(unexpected.name.clone()));
+        }
+        // Item 6: a subprotocol must be one that was offered; §4.2.2 /
+        // §11.3.4: the response holds a single one.
+        let mut protocols = response.header_values("Sec-WebSocket-Protocol");
+        let protocol = match (protocols.next(), protocols.next()) {
+            (None, _) => None,
+            (Some(value), None) => {
+                let value = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|value| is_token(value.as_bytes()))
+                    .ok_or(HandshakeError::InvalidProtocolHeader)?;
+                if !self.protocols.iter().any(|offered| offered == value) {
+                    return Err(HandshakeError::UnexpectedProtocol(value.to_owned()));
+                }
+                Some(value.to_owned())
+            }
+            (Some(_), Some(_)) => return Err(HandshakeError::InvalidProtocolHeader),
+        };
+        Ok((protocol, extensions))
+    }
+}
+
+/// RFC 6455 §4.1: the client's own values must make a valid request; this
+/// also keeps CR/LF out of every line (header injection).
+fn check_request(request: &ClientRequest) -> Result<(), HandshakeError> {
+    // RFC 7230 §5.4 / RFC 3986 §3.2.2: a host is visible ASCII.
+    if request.host.is_empty() || !request.host.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(HandshakeError::InvalidHost);
+    }
+    // RFC 6455 §3: path and query, no fragment; RFC 7230 §5.3 origin-form.
+    if !request.target.starts_with('/')
+        || !request
+            .target
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'#')
+    {
+        return Err(HandshakeError::InvalidTarget);
+    }
+    // RFC 6455 §4.1 item 10: tokens, all unique.
+    for (i, protocol) in request.protocols.iter().enumerate() {
+        if !is_token(protocol.as_bytes()) {
+            return Err(HandshakeError::InvalidProtocol(protocol.clone()));
+        }
+        if request.protocols.iter().take(i).any(|p| p == protocol) {
+            return Err(HandshakeError::DuplicateProtocol(protocol.clone()));
+        }
+    }
+    // RFC 6455 §9.1: names and values are tokens.
+    if let Some(offer) = request.extensions.iter().find(|offer| !offer.is_valid()) {
+        return Err(HandshakeError::InvalidExtension(offer.name.clone()));
+    }
+    // RFC 7230 §3.2: field-name = token; field-value without CR/LF/CTLs.
+    for (name, value) in &request.headers {
+        if !is_token(name.as_bytes()) || !is_safe_field_value(value.as_bytes()) {
+            return Err(HandshakeError::InvalidHeader(name.clone()));
+        }
+        if RESERVED_REQUEST_HEADERS
+            .iter()
+            .any(|reserved| reserved.eq_ignore_ascii_case(name))
+        {
+            return Err(HandshakeError::ReservedHeader(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Appends the concatenation of `parts` and CRLF.
+fn push_line(out: &mut Vec<u8>, parts: &[&str]) {
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The server's successful (`101`) answer to a client handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    status: u16,
+    reason: String,
+    http_minor_version: u8,
+    headers: Vec<(String, Vec<u8>)>,
+    protocol: Option<String>,
+    extensions: Vec<ExtensionOffer>,
+}
+
+impl Response {
+    /// The status code: always 101 once checked.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The reason phrase as sent.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The subprotocol the server selected, if any; always one offered.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The extensions the server accepted, with the parameters it chose, in
+    /// order (RFC 6455 §9.1); only ones that were offered.
+    pub fn extensions(&self) -> &[ExtensionOffer] {
+        &self.extensions
+    }
+
+    /// The value of the first header called `name` (ASCII
+    /// case-insensitive), OWS trimmed.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_slice())
+    }
+
+    /// [`header`](Self::header) as text; `None` if absent or not UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    /// Every header field in arrival order, repeated names included.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_slice()))
+    }
+
+    /// The values of every header called `name`.
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_slice())
+    }
+}
+
+/// Why a client handshake could not be started or was failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// [`ClientRequest::host`] is empty or holds whitespace or control
+    /// characters.
+    InvalidHost,
+    /// [`ClientRequest::target`] does not start with `/`, holds a fragment
+    /// (`#`), whitespace, control or non-ASCII characters.
+    InvalidTarget,
+    /// A subprotocol to offer is not a token (RFC 6455 §4.1 item 10).
+    InvalidProtocol(String),
+    /// A subprotocol is offered twice (RFC 6455 §4.1 item 10).
+    DuplicateProtocol(String),
+    /// An extension to offer (named here) has a name, parameter name or value
+    /// that is not a token (RFC 6455 §9.1).
+    InvalidExtension(String),
+    /// An extra header (named here) has a name that is not a token or a
+    /// value holding CR, LF or another control character.
+    InvalidHeader(String),
+    /// An extra header repeats one the handshake writes itself (`Host`,
+    /// `Upgrade`, `Connection` or a `Sec-WebSocket-*` header).
+    ReservedHeader(String),
+    /// The response head is larger than [`Limits::max_head_size`].
+    HeadTooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The response has more than [`Limits::max_headers`] header fields.
+    TooManyHeaders {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The response is not HTTP/1.x syntax; the parser's message.
+    MalformedResponse(String),
+    /// The server answered with a status other than 101 (RFC 6455 §4.1:
+    /// handled "per HTTP procedures", e.g. authentication or a redirect).
+    UnexpectedStatus {
+        /// The status code.
+        status: u16,
+        /// The reason phrase.
+        reason: String,
+        /// The response's header fields, in order.
+        headers: Vec<(String, Vec<u8>)>,
+    },
+    /// A 101 response over HTTP/1.0, which has no such status.
+    UnsupportedHttpVersion,
+    /// `Upgrade` is missing, repeated, or not `websocket` (RFC 6455 §4.1).
+    InvalidUpgrade,
+    /// `Connection` does not contain `Upgrade` (RFC 6455 §4.1).
+    MissingConnectionUpgrade,
+    /// No `Sec-WebSocket-Accept` (RFC 6455 §4.1).
+    MissingAccept,
+    /// `Sec-WebSocket-Accept` is repeated or not the value derived from our
+    /// key (RFC 6455 §4.1).
+    AcceptMismatch,
+    /// The server selected a subprotocol that was not offered (RFC 6455
+    /// §4.1), or one when none was offered.
+    UnexpectedProtocol(String),
+    /// `Sec-WebSocket-Protocol` is repeated or is not a single token.
+    InvalidProtocolHeader,
+    /// `Sec-WebSocket-Extensions` does not follow RFC 6455 §9.1.
+    InvalidExtensions(ExtensionParseError),
+    /// The server accepted an extension that was not offered (RFC 6455
+    /// §4.1, §9.1).
+    UnexpectedExtension(String),
+    /// The URL given to a `connect` helper is not a valid `ws://`/`wss://`
+    /// URL (RFC 6455 §3).
+    InvalidUrl(UrlError),
+    /// A `wss://` URL was given to a helper that opens plain TCP; open a
+    /// TLS stream and run the handshake over it.
+    TlsRequired,
+}
+
+impl From<UrlError> for HandshakeError {
+    fn from(error: UrlError) -> Self {
+        HandshakeError::InvalidUrl(error)
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::InvalidHost => f.write_str("invalid Host value"),
+            HandshakeError::InvalidTarget => f.write_str("invalid request target"),
+            HandshakeError::InvalidProtocol(p) => write!(f, "subprotocol {p:?} is not a token"),
+            HandshakeError::DuplicateProtocol(p) => write!(f, "subprotocol {p:?} offered twice"),
+            HandshakeError::InvalidExtension(name) => {
+                write!(f, "extension offer {name:?} has a non-token name or value")
+            }
+            HandshakeError::InvalidHeader(name) => write!(f, "invalid header {name:?}"),
+            HandshakeError::ReservedHeader(name) => {
+                write!(f, "header {name:?} is written by the handshake itself")
+            }
+            HandshakeError::HeadTooLarge { limit } => {
+                write!(f, "response head larger than {limit} bytes")
+            }
+            HandshakeError::TooManyHeaders { limit } => {
+                write!(f, "response has more than {limit} header fields")
+            }
+            HandshakeError::MalformedResponse(message) => {
+                write!(f, "malformed HTTP response: {message}")
+            }
+            HandshakeError::UnexpectedStatus { status, reason, .. } => {
+                write!(f, "server answered {status} {reason} instead of 101")
+            }
+            HandshakeError::UnsupportedHttpVersion => f.write_str("101 response over HTTP/1.0"),
+            HandshakeError::InvalidUpgrade => {
+                f.write_str("response Upgrade header is missing or not websocket")
+            }
+            HandshakeError::MissingConnectionUpgrade => {
+                f.write_str("response Connection header does not contain upgrade")
+            }
+            HandshakeError::MissingAccept => f.write_str("response lacks Sec-WebSocket-Accept"),
+            HandshakeError::AcceptMismatch => {
+                f.write_str("Sec-WebSocket-Accept does not match the key sent")
+            }
+            HandshakeError::UnexpectedProtocol(p) => {
+                write!(
+                    f,
+                    "server selected subprotocol {p:?}, which was not offered"
+                )
+            }
+            HandshakeError::InvalidProtocolHeader => {
+                f.write_str("response Sec-WebSocket-Protocol is not a single token")
+            }
+            HandshakeError::InvalidExtensions(error) => error.fmt(f),
+            HandshakeError::InvalidUrl(error) => write!(f, "invalid URL: {error}"),
+            HandshakeError::TlsRequired => f.write_str("wss:// needs a TLS stream"),
+            HandshakeError::UnexpectedExtension(name) => {
+                write!(
+                    f,
+                    "server accepted extension {name:?}, which was not offered"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HandshakeError::InvalidExtensions(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::{Accept, Request};
+    use proptest::prelude::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    fn sample_request() -> ClientRequest {
+        ClientRequest::new("server.example.com", "/chat")
+            .with_protocol("chat")
+            .with_protocol("superchat")
+            .with_extension(
+                ExtensionOffer::new("permessage-deflate")
+                    .with_param("client_max_window_bits", None),
+            )
+            .with_header("Origin", "http://example.com")
+    }
+
+    fn sample_handshake() -> ClientHandshake {
+        ClientHandshake::with_key(&sample_request(), KEY.to_owned())
+            .unwrap()
+            .0
+    }
+
+    /// A 101 response with `extra` header lines.
+    fn response(extra: &str) -> String {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\n\
+             Upgrade: websocket\r\n\
+             Connection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {ACCEPT}\r\n\
+             {extra}\r\n"
+        )
+    }
+
+    fn check(head: &str) -> Result<Response, HandshakeError> {
+        let (response, consumed) = sample_handshake()
+            .parse_response(head.as_bytes(), &Limits::default())?
+            .expect("complete head");
+        assert_eq!(consumed, head.len());
+        Ok(response)
+    }
+
+    #[test]
+    fn request_bytes_are_exact() {
+        let (handshake, bytes) =
+            ClientHandshake::with_key(&sample_request(), KEY.to_owned()).unwrap();
+        assert_eq!(handshake.key(), KEY);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "GET /chat HTTP/1.1\r\n\
+             Host: server.example.com\r\n\
+             Upgrade: websocket\r\n\
+             Connection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: chat, superchat\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+             Origin: http://example.com\r\n\
+             \r\n"
+        );
+    }
+
+    #[test]
+    fn minimal_request_bytes() {
+        let (_, bytes) =
+            ClientHandshake::with_key(&ClientRequest::new("h", ""), KEY.to_owned()).unwrap();
+        assert!(bytes.starts_with(b"GET / HTTP/1.1\r\nHost: h\r\n"));
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!text.contains("Sec-WebSocket-Protocol"));
+        assert!(!text.contains("Sec-WebSocket-Extensions"));
+    }
+
+    #[test]
+    fn fresh_keys_are_random_16_bytes() {
+        let (a, _) = ClientHandshake::new(&sample_request()).unwrap();
+        let (b, _) = ClientHandshake::new(&sample_request()).unwrap();
+        assert_ne!(a.key(), b.key());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(a.key())
+            .unwrap();
+        assert_eq!(decoded.len(), 16);
+    }
+
+    #[test]
+    fn server_accepts_what_the_client_sends() {
+        let (handshake, bytes) = ClientHandshake::new(&sample_request()).unwrap();
+        let (request, consumed) = Request::parse(&bytes, &Limits::default()).unwrap().unwrap();
+        assert_eq!(consumed, bytes.len());
+        let offered = request.extensions().unwrap();
+        assert_eq!(offered, sample_request().extensions);
+        let answer = request
+            .accept(
+                &Accept::default()
+                    .with_protocol("superchat")
+                    .with_extensions("permessage-deflate"),
+            )
+            .unwrap();
+        let (response, consumed) = handshake
+            .parse_response(&answer, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(consumed, answer.len());
+        assert_eq!(response.protocol(), Some("superchat"));
+        assert_eq!(
+            response.extensions(),
+            [ExtensionOffer::new("permessage-deflate")]
+        );
+    }
+
+    #[test]
+    fn valid_response_with_frames_after_it() {
+        let head = response("Sec-WebSocket-Protocol: chat\r\n");
+        let mut buf = head.clone().into_bytes();
+        buf.extend_from_slice(b"\x81\x02hi");
+        let (response, consumed) = sample_handshake()
+            .parse_response(&buf, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(consumed, head.len());
+        assert_eq!(&buf[consumed..], b"\x81\x02hi");
+        assert_eq!(response.status(), 101);
+        assert_eq!(response.reason(), "Switching Protocols");
+        assert_eq!(response.protocol(), Some("chat"));
+        assert_eq!(response.header_str("sec-websocket-accept"), Some(ACCEPT));
+        assert_eq!(response.headers().count(), 4);
+        assert!(response.extensions().is_empty());
+    }
+
+    #[test]
+    fn case_insensitive_tokens_are_fine() {
+        let head = response("")
+            .replace("Upgrade: websocket", "upgrade: WEBSOCKET")
+            .replace("Connection: Upgrade", "connection: keep-alive, upgrade");
+        check(&head).unwrap();
+    }
+
+    #[test]
+    fn partial_response_needs_more_at_every_split() {
+        let head = response("Sec-WebSocket-Protocol: chat\r\n");
+        let handshake = sample_handshake();
+        for end in 0..head.len() {
+            assert_eq!(
+                handshake.parse_response(&head.as_bytes()[..end], &Limits::default()),
+                Ok(None),
+                "split at {end}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_101_keeps_status_reason_and_headers() {
+        let head =
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n";
+        match check(head) {
+            Err(HandshakeError::UnexpectedStatus {
+                status,
+                reason,
+                headers,
+            }) => {
+                assert_eq!((status, reason.as_str()), (401, "Unauthorized"));
+                assert_eq!(
+                    headers[0],
+                    ("WWW-Authenticate".to_owned(), b"Basic".to_vec())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = check("HTTP/1.0 200 OK\r\n\r\n").unwrap_err();
+        assert_eq!(err.to_string(), "server answered 200 OK instead of 101");
+    }
+
+    #[test]
+    fn http_1_0_switching_is_refused() {
+        let head = response("").replace("HTTP/1.1", "HTTP/1.0");
+        assert_eq!(check(&head), Err(HandshakeError::UnsupportedHttpVersion));
+    }
+
+    #[test]
+    fn bad_upgrade_is_refused() {
+        for replacement in [
+            "",
+            "Upgrade: h2c\r\n",
+            "Upgrade: websocket, h2c\r\n",
+            "Upgrade: websocket\r\nUpgrade: websocket\r\n",
+        ] {
+            let head = response("").replace("Upgrade: websocket\r\n", replacement);
+            assert_eq!(
+                check(&head),
+                Err(HandshakeError::InvalidUpgrade),
+                "{replacement:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_connection_upgrade_is_refused() {
+        for replacement in ["", "Connection: keep-alive\r\n"] {
+            let head = response("").replace("Connection: Upgrade\r\n", replacement);
+            assert_eq!(check(&head), Err(HandshakeError::MissingConnectionUpgrade));
+        }
+        let split = response("").replace(
+            "Connection: Upgrade\r\n",
+            "Connection: x\r\nConnection: upgrade\r\n",
+        );
+        check(&split).unwrap();
+    }
+
+    #[test]
+    fn accept_errors() {
+        let missing = response("").replace(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n"), "");
+        assert_eq!(check(&missing), Err(HandshakeError::MissingAccept));
+        let wrong = response("").replace(ACCEPT, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        assert_eq!(check(&wrong), Err(HandshakeError::AcceptMismatch));
+        let twice = response(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n"));
+        assert_eq!(check(&twice), Err(HandshakeError::AcceptMismatch));
+        // The accept value comes from this handshake's own key.
+        let (other, _) = ClientHandshake::new(&sample_request()).unwrap();
+        let answer = response("");
+        assert_eq!(
+            other.parse_response(answer.as_bytes(), &Limits::default()),
+            Err(HandshakeError::AcceptMismatch)
+        );
+    }
+
+    #[test]
+    fn unexpected_protocol_is_refused() {
+        assert_eq!(
+            check(&response("Sec-WebSocket-Protocol: other\r\n")),
+            Err(HandshakeError::UnexpectedProtocol("other".to_owned()))
+        );
+        // Offered none, got one.
+        let (handshake, _) =
+            ClientHandshake::with_key(&ClientRequest::new("h", "/"), KEY.to_owned()).unwrap();
+        let head = response("Sec-WebSocket-Protocol: chat\r\n");
+        assert_eq!(
+            handshake.parse_response(head.as_bytes(), &Limits::default()),
+            Err(HandshakeError::UnexpectedProtocol("chat".to_owned()))
+        );
+        // Offered some, server chose none: fine (RFC 6455 §4.2.2 /subprotocol/ null).
+        assert_eq!(check(&response("")).unwrap().protocol(), None);
+    }
+
+    #[test]
+    fn malformed_protocol_header_is_refused() {
+        for extra in [
+            "Sec-WebSocket-Protocol: chat, superchat\r\n",
+            "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n",
+            "Sec-WebSocket-Protocol:\r\n",
+        ] {
+            assert_eq!(
+                check(&response(extra)),
+                Err(HandshakeError::InvalidProtocolHeader),
+                "{extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn extensions_are_checked() {
+        let ok = check(&response(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.extensions(),
+            [ExtensionOffer::new("permessage-deflate")
+                .with_param("server_no_context_takeover", None)]
+        );
+        assert_eq!(
+            check(&response(
+                "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n"
+            )),
+            Err(HandshakeError::UnexpectedExtension(
+                "x-webkit-deflate-frame".to_owned()
+            ))
+        );
+        assert!(matches!(
+            check(&response(
+                "Sec-WebSocket-Extensions: permessage-deflate; a=\r\n"
+            )),
+            Err(HandshakeError::InvalidExtensions(_))
+        ));
+    }
+
+    #[test]
+    fn limits_apply_to_responses() {
+        let head = response("Sec-WebSocket-Protocol: chat\r\n");
+        let limits = Limits::default().with_max_headers(3);
+        assert_eq!(
+            sample_handshake().parse_response(head.as_bytes(), &limits),
+            Err(HandshakeError::TooManyHeaders { limit: 3 })
+        );
+        let limits = Limits::default().with_max_head_size(20);
+        assert_eq!(
+            sample_handshake().parse_response(head.as_bytes(), &limits),
+            Err(HandshakeError::HeadTooLarge { limit: 20 })
+        );
+    }
+
+    #[test]
+    fn malformed_response_is_refused() {
+        for head in [
+            "HTTP/1.1 abc Nope\r\n\r\n",
+            "ICY 200 OK\r\n\r\n",
+            "HTTP/1.1 101 X\r\nbad\r\n\r\n",
+        ] {
+            assert!(
+                matches!(check(head), Err(HandshakeError::MalformedResponse(_))),
+                "{head:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn injection_in_request_values_is_refused() {
+        let base = || ClientRequest::new("h", "/");
+        let cases = [
+            (
+                ClientRequest::new("h\r\nX: y", "/"),
+                HandshakeError::InvalidHost,
+            ),
+            (ClientRequest::new("", "/"), HandshakeError::InvalidHost),
+            (ClientRequest::new("a b", "/"), HandshakeError::InvalidHost),
+            (
+                ClientRequest::new("h", "/ HTTP/1.0\r\n"),
+                HandshakeError::InvalidTarget,
+            ),
+            (
+                ClientRequest::new("h", "chat"),
+                HandshakeError::InvalidTarget,
+            ),
+            (
+                ClientRequest::new("h", "/a#b"),
+                HandshakeError::InvalidTarget,
+            ),
+            (ClientRequest::new("h", "/é"), HandshakeError::InvalidTarget),
+            (
+                base().with_protocol("a\r\n"),
+                HandshakeError::InvalidProtocol("a\r\n".to_owned()),
+            ),
+            (
+                base().with_protocol("a,b"),
+                HandshakeError::InvalidProtocol("a,b".to_owned()),
+            ),
+            (
+                base().with_protocol("a").with_protocol("a"),
+                HandshakeError::DuplicateProtocol("a".to_owned()),
+            ),
+            (
+                base().with_extension(ExtensionOffer::new("x").with_param("p", Some("1\r\nX: y"))),
+                HandshakeError::InvalidExtension("x".to_owned()),
+            ),
+            (
+                base().with_header("X-A", "b\r\nEvil: 1"),
+                HandshakeError::InvalidHeader("X-A".to_owned()),
+            ),
+            (
+                base().with_header("X-A", "b\nc"),
+                HandshakeError::InvalidHeader("X-A".to_owned()),
+            ),
+            (
+                base().with_header("X A", "b"),
+                HandshakeError::InvalidHeader("X A".to_owned()),
+            ),
+            (
+                base().with_header("host", "other"),
+                HandshakeError::ReservedHeader("host".to_owned()),
+            ),
+            (
+                base().with_header("Sec-WebSocket-Key", "x"),
+                HandshakeError::ReservedHeader("Sec-WebSocket-Key".to_owned()),
+            ),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(
+                ClientHandshake::new(&request).unwrap_err(),
+                expected,
+                "{request:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_url_uses_host_header_and_target() {
+        let url = WsUrl::parse("wss://[::1]:9001/a?b").unwrap();
+        let request = ClientRequest::from_url(&url);
+        assert_eq!(
+            (request.host.as_str(), request.target.as_str()),
+            ("[::1]:9001", "/a?b")
+        );
+        let default_port = ClientRequest::from_url(&WsUrl::parse("ws://example.com").unwrap());
+        assert_eq!(
+            (default_port.host.as_str(), default_port.target.as_str()),
+            ("example.com", "/")
+        );
+    }
+
+    #[test]
+    fn error_source_and_display() {
+        use std::error::Error as _;
+        let err = check(&response("Sec-WebSocket-Extensions: ;\r\n")).unwrap_err();
+        assert!(err.source().is_some());
+        assert!(HandshakeError::AcceptMismatch.source().is_none());
+        assert_eq!(
+            HandshakeError::UnexpectedProtocol("x".to_owned()).to_string(),
+            "server selected subprotocol \"x\", which was not offered"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_response_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let limits = Limits::default().with_max_head_size(256);
+            if let Ok(Some((_, consumed))) = sample_handshake().parse_response(&bytes, &limits) {
+                prop_assert!(consumed <= bytes.len());
+            }
+        }
+
+        #[test]
+        fn mutated_responses_never_panic(
+            cut in 0usize..300,
+            edits in prop::collection::vec((0usize..300, any::<u8>()), 0..8),
+        ) {
+            let mut bytes = response("Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Extensions: permessage-deflate\r\n").into_bytes();
+            for (at, byte) in edits {
+                if let Some(slot) = bytes.get_mut(at) {
+                    *slot = byte;
+                }
+            }
+            bytes.truncate(cut);
+            let _ = sample_handshake().parse_response(&bytes, &Limits::default());
+        }
+    }
+}
