@@ -295,6 +295,20 @@ pub fn accept<S: Read + Write>(stream: S) -> Result<WebSocket<S>, Error> {
     Builder::new(stream).accept()
 }
 
+/// Accepts a server-side connection on `stream` and runs `handler` until
+/// it ends (see [`WebSocket::serve`]).
+///
+/// # Errors
+/// The handshake's errors, as [`Builder::accept`]; once the connection is
+/// open, errors go to [`Handler::on_error`].
+pub fn serve<S: Read + Write, H: Handler + ?Sized>(
+    stream: S,
+    handler: &mut H,
+) -> Result<(), Error> {
+    accept(stream)?.serve(handler);
+    Ok(())
+}
+
 /// An open WebSocket over a blocking stream.
 #[derive(Debug)]
 pub struct WebSocket<S> {

@@ -47,3 +47,8 @@ pub use connection::{
 };
 pub use error::{Error, ProtocolError, Timeout, UsageError};
 pub use handler::Handler;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
