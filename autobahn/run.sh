@@ -18,6 +18,8 @@
 #   AUTOBAHN_TIMEOUT          seconds allowed for wstest and for our client (1200)
 #   AUTOBAHN_STARTUP_TIMEOUT  seconds to wait for the port to accept TCP (60)
 #   AUTOBAHN_SKIP_BUILD=1     do not run cargo build
+#   AUTOBAHN_REPORTS_DIR      reports root instead of autobahn/reports (for
+#                             runs side by side; use another port too)
 #   AUTOBAHN_SERVER_BIN / AUTOBAHN_CLIENT_BIN
 #                             programs to test instead of the release examples
 #
@@ -32,7 +34,7 @@ AGENT="chito"
 log() { echo "[autobahn] $*"; }
 die() { echo "[autobahn] ERROR: $*" >&2; exit 2; }
 usage() {
-  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -93,14 +95,17 @@ command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is required"
 BG_PIDS=()
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/chito-autobahn.XXXXXX")"
 stop_pid() {
-  local pid="$1" i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 50); do
+  # TERM, then KILL after 5s. A process that leads its own process group
+  # (timeout does) is stopped together with its group.
+  local pid="$1" target="$1" _
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  if [ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$pid" ]; then target="-$pid"; fi
+  kill -TERM -- "$target" 2>/dev/null || true
+  for _ in $(seq 1 50); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL "$pid" 2>/dev/null || true
+  kill -KILL -- "$target" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
 cleanup() {
@@ -156,9 +161,9 @@ fi
 # the outdir to an absolute path so the reports always land in autobahn/.
 SPEC="$TMP/$WSTEST_MODE.json"
 OUTDIR="$(python3 - "$SPEC_SRC" "$SPEC" "$WSTEST_MODE" "$PORT" "$AB_DIR" \
-          "$CASES" "$EXCLUDE_SET" "$EXCLUDE" "$AGENT" <<'PY'
+          "$CASES" "$EXCLUDE_SET" "$EXCLUDE" "$AGENT" "${AUTOBAHN_REPORTS_DIR-}" <<'PY'
 import json, os, re, sys
-src, dst, mode, port, ab_dir, cases, exclude_set, exclude, agent = sys.argv[1:]
+src, dst, mode, port, ab_dir, cases, exclude_set, exclude, agent, reports_root = sys.argv[1:]
 with open(src) as f:
     spec = json.load(f)
 url = "ws://127.0.0.1:%s" % port
@@ -177,7 +182,10 @@ if cases.strip():
     spec["cases"] = split(cases)
 if exclude_set == "1":
     spec["exclude-cases"] = split(exclude)
-outdir = os.path.normpath(os.path.join(ab_dir, spec.get("outdir") or default_out))
+if reports_root:
+    outdir = os.path.join(os.path.abspath(reports_root), os.path.basename(default_out))
+else:
+    outdir = os.path.normpath(os.path.join(ab_dir, spec.get("outdir") or default_out))
 spec["outdir"] = outdir
 with open(dst, "w") as f:
     json.dump(spec, f, indent=2)
@@ -204,7 +212,7 @@ EXPECTED="$(count_cases 2>/dev/null)" || EXPECTED=""
 mkdir -p "$OUTDIR"
 # Never summarize a stale report from an earlier run.
 rm -f "$INDEX" "$OUTDIR/index.html" "$OUTDIR"/*_case_*.json "$OUTDIR"/*_case_*.html
-LOGDIR="$AB_DIR/reports"
+LOGDIR="$(dirname "$OUTDIR")"
 mkdir -p "$LOGDIR"
 log "mode=$MODE wstest=$WSTEST_MODE port=$PORT runtime=${RUNTIME:-default} cases=${EXPECTED:-?} timeout=${TIMEOUT}s"
 log "effective spec ($SPEC):"
@@ -225,9 +233,10 @@ fi
 
 # wstest, with its listening sockets bound to loopback only (it binds all
 # interfaces by default). -u 0 disables the fuzzingserver's extra web UI on
-# port 8080.
-wstest() {
-  (cd "$AB_DIR" && exec timeout --kill-after=10 "$TIMEOUT" "$VENV/bin/python" -c '
+# port 8080. Always started as `(cd "$AB_DIR" && exec "${WSTEST[@]}" ...)` so
+# that, in the background, $! is the timeout process itself (which forwards
+# SIGTERM to wstest) and reports land relative to autobahn/.
+WSTEST=(timeout --kill-after=10 "$TIMEOUT" "$VENV/bin/python" -c '
 import sys
 from autobahn.twisted import websocket
 import autobahntestsuite.fuzzing as fuzzing
@@ -238,8 +247,7 @@ fuzzing.listenWS = listen_loopback
 from autobahntestsuite import wstest
 sys.argv[0] = "wstest"
 wstest.run()
-' "$@")
-}
+')
 
 FAILED=0
 START=$(date +%s)
@@ -257,11 +265,12 @@ if [ "$MODE" = server ]; then
 
   log "wstest -m fuzzingclient (testing our server)"
   set +e
-  wstest -m fuzzingclient -s "$SPEC"
+  (cd "$AB_DIR" && exec "${WSTEST[@]}" -m fuzzingclient -s "$SPEC")
   rc=$?
   set -e
   if [ "$rc" -ne 0 ]; then
-    [ "$rc" -eq 124 ] && log "wstest timed out after ${TIMEOUT}s" || log "wstest exited with status $rc"
+    if [ "$rc" -eq 124 ]; then log "wstest timed out (limit ${TIMEOUT}s)"
+    else log "wstest exited with status $rc"; fi
     FAILED=1
   fi
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -275,7 +284,7 @@ else
   [ -x "$CLIENT_BIN" ] || die "$CLIENT_BIN not found (cargo build failed?)"
   WSTEST_LOG="$LOGDIR/wstest_fuzzingserver.log"
   log "starting wstest -m fuzzingserver (log: $WSTEST_LOG)"
-  wstest -m fuzzingserver -u 0 -s "$SPEC" >"$WSTEST_LOG" 2>&1 &
+  (cd "$AB_DIR" && exec "${WSTEST[@]}" -m fuzzingserver -u 0 -s "$SPEC") >"$WSTEST_LOG" 2>&1 &
   WSTEST_PID=$!
   BG_PIDS+=("$WSTEST_PID")
   if ! wait_for_port "$WSTEST_PID" "wstest fuzzingserver"; then
@@ -289,8 +298,8 @@ else
   rc=$?
   set -e
   if [ "$rc" -ne 0 ]; then
-    [ "$rc" -eq 124 ] && log "autobahn_client timed out after ${TIMEOUT}s" \
-                      || log "autobahn_client exited with status $rc"
+    if [ "$rc" -eq 124 ]; then log "autobahn_client exited with status 124 (timed out? limit ${TIMEOUT}s)"
+    else log "autobahn_client exited with status $rc"; fi
     FAILED=1
   fi
   if [ ! -f "$INDEX" ] && kill -0 "$WSTEST_PID" 2>/dev/null; then

@@ -28,7 +28,15 @@ fn main() -> std::io::Result<()> {
     let listener = std::net::TcpListener::bind(&addr)?;
     eprintln!("autobahn_server ({runtime}) on {addr}");
     for stream in listener.incoming() {
-        let stream = stream?;
+        // An accept error (e.g. out of file descriptors) hits one
+        // connection, not the server.
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                continue;
+            }
+        };
         // A thread per connection: the fuzzing client runs cases one by one.
         std::thread::spawn(move || {
             if let Ok(ws) = blocking::Builder::tcp(stream).accept() {

@@ -17,7 +17,15 @@ fn main() -> std::io::Result<()> {
     let listener = std::net::TcpListener::bind(&addr)?;
     println!("echo server listening on ws://{addr}");
     for stream in listener.incoming() {
-        let stream = stream?;
+        // An accept error (e.g. out of file descriptors) hits one
+        // connection, not the server.
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                continue;
+            }
+        };
         std::thread::spawn(move || match blocking::Builder::tcp(stream).accept() {
             Ok(ws) => ws.serve(&mut Echo),
             Err(e) => eprintln!("handshake failed: {e}"),
