@@ -42,11 +42,12 @@ use std::time::{Duration, Instant};
 
 use crate::close::CloseCode;
 use crate::config::Config;
-use crate::connection::{Connection, Event, Message, Negotiated, OwnedEvent, Role, Sender};
+use crate::connection::{Connection, Event, Message, OwnedEvent, Role, Sender};
 use crate::error::{Error, Timeout, UsageError};
 use crate::handler::{dispatch, end_with_error, Flow, Handler};
 use crate::handshake::{
-    Accept, ClientHandshake, ClientRequest, HandshakeError, Rejection, Request, Response, WsUrl,
+    negotiate_client, offer_extensions, server_response, Accept, ClientHandshake, ClientRequest,
+    HandshakeError, Rejection, Request, Response, WsUrl,
 };
 
 /// How the adapter controls a stream beyond reading and writing: setting a
@@ -178,18 +179,13 @@ impl<S: Read + Write> Builder<S> {
                 return Err(eof_during_handshake());
             }
         };
-        let accept = match request.validate().and_then(|()| inspect(&request)) {
-            Ok(accept) => accept,
-            Err(rejection) => return Err(self.refuse(rejection)),
-        };
-        let response = match request.accept(&accept) {
-            Ok(response) => response,
+        let outcome =
+            inspect(&request).and_then(|accept| server_response(&request, accept, &self.config));
+        let (response, negotiated) = match outcome {
+            Ok(outcome) => outcome,
             Err(rejection) => return Err(self.refuse(rejection)),
         };
         write_all(&mut self.stream, &response)?;
-        let negotiated = Negotiated {
-            protocol: accept.protocol,
-        };
         let leftover = head.get(consumed..).unwrap_or_default();
         let conn = Connection::with_negotiated(Role::Server, self.config, negotiated, leftover);
         Ok(WebSocket::from_parts(self.stream, conn, self.control))
@@ -202,7 +198,9 @@ impl<S: Read + Write> Builder<S> {
     /// [`Error::Timeout`], [`Error::Io`].
     pub fn connect(mut self, request: &ClientRequest) -> Result<(WebSocket<S>, Response), Error> {
         let limits = self.config.handshake_limits();
-        let (handshake, bytes) = ClientHandshake::new(request)?;
+        let mut request = request.clone();
+        offer_extensions(&mut request, &self.config);
+        let (handshake, bytes) = ClientHandshake::new(&request)?;
         write_all(&mut self.stream, &bytes)?;
         let mut head = Vec::new();
         let started = Instant::now();
@@ -214,9 +212,7 @@ impl<S: Read + Write> Builder<S> {
                 return Err(eof_during_handshake());
             }
         };
-        let negotiated = Negotiated {
-            protocol: response.protocol().map(str::to_owned),
-        };
+        let negotiated = negotiate_client(&response, &self.config)?;
         let leftover = head.get(consumed..).unwrap_or_default();
         let conn = Connection::with_negotiated(Role::Client, self.config, negotiated, leftover);
         Ok((

@@ -26,6 +26,8 @@ use std::time::Instant;
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::config::Config;
+#[cfg(feature = "deflate")]
+use crate::deflate::{DeflateError, DeflateParams, DeflateRole, Deflater, Inflater};
 use crate::error::{Error, ProtocolError, Timeout, UsageError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
@@ -49,6 +51,9 @@ pub enum Role {
 pub struct Negotiated {
     /// The subprotocol both ends agreed on (`Sec-WebSocket-Protocol`).
     pub protocol: Option<String>,
+    /// The permessage-deflate parameters (RFC 7692), if it was negotiated.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<DeflateParams>,
 }
 
 /// The closing state (RFC 6455 §7).
@@ -176,6 +181,9 @@ struct Rx {
     release: Release,
     /// Set when bytes arrive; consumed by the timers.
     activity: bool,
+    /// Decompresses messages with RSV1 set (RFC 7692 §6.2), if negotiated.
+    #[cfg(feature = "deflate")]
+    inflater: Option<Inflater>,
 }
 
 /// A frame whose header has been parsed.
@@ -191,6 +199,11 @@ struct InFrame {
     done: usize,
     /// Whether the streaming UTF-8 validator sees this frame's bytes.
     validate: bool,
+    /// The frame belongs to a compressed message: its payload is inflated
+    /// into the assembly buffer as it arrives.
+    compressed: bool,
+    /// The frame belongs to a text message.
+    text: bool,
 }
 
 /// A fragmented message being received.
@@ -198,6 +211,7 @@ struct InFrame {
 struct InMessage {
     kind: MessageKind,
     fragments: usize,
+    compressed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -235,6 +249,15 @@ struct Tx {
     rng: Rng,
     /// The kind of the fragmented message being sent, if any.
     sending: Option<MessageKind>,
+    /// Compresses outgoing messages (RFC 7692 §6.1), if negotiated.
+    #[cfg(feature = "deflate")]
+    deflater: Option<Deflater>,
+    /// Messages shorter than this are sent uncompressed.
+    #[cfg(feature = "deflate")]
+    compress_threshold: usize,
+    /// Whether the fragmented message being sent is compressed.
+    #[cfg(feature = "deflate")]
+    sending_compressed: bool,
 }
 
 /// Timer bookkeeping. Deadlines are computed lazily from the `now` given
@@ -265,6 +288,8 @@ impl Connection {
         negotiated: Negotiated,
         leftover: &[u8],
     ) -> Connection {
+        #[cfg(feature = "deflate")]
+        let (deflater, inflater, compress_threshold) = compression_for(role, &config, &negotiated);
         let mut conn = Connection {
             config,
             negotiated,
@@ -278,6 +303,8 @@ impl Connection {
                 utf8: Utf8Validator::default(),
                 release: Release::Nothing,
                 activity: false,
+                #[cfg(feature = "deflate")]
+                inflater,
             },
             tx: Tx {
                 role,
@@ -286,6 +313,12 @@ impl Connection {
                 out_pos: 0,
                 rng: Rng::new(),
                 sending: None,
+                #[cfg(feature = "deflate")]
+                deflater,
+                #[cfg(feature = "deflate")]
+                compress_threshold,
+                #[cfg(feature = "deflate")]
+                sending_compressed: false,
             },
             timers: Timers::default(),
             pending_error: None,
@@ -577,6 +610,13 @@ impl Connection {
                         return Err(ProtocolError::InvalidUtf8);
                     }
                 }
+                if frame.compressed {
+                    self.inflate_piece(
+                        frame.payload_at + frame.done..frame.payload_at + have,
+                        frame.text,
+                        false,
+                    )?;
+                }
                 if let Some(current) = self.rx.frame.as_mut() {
                     current.done = have;
                 }
@@ -589,7 +629,7 @@ impl Connection {
             self.rx.frame = None;
             let payload = frame.payload_at..frame.payload_at + frame.len;
             let message = match self.rx.message {
-                None if frame.fin => {
+                None if frame.fin && !frame.compressed => {
                     // A whole message in one frame: hand it out in place.
                     let kind = kind_of(frame.opcode);
                     if frame.validate && self.rx.utf8.finish().is_err() {
@@ -604,11 +644,20 @@ impl Connection {
                 None => InMessage {
                     kind: kind_of(frame.opcode),
                     fragments: 1,
+                    compressed: frame.compressed,
                 },
                 Some(message) => message,
             };
-            let bytes = self.rx.buf.get(payload.clone()).unwrap_or_default();
-            self.rx.assembled.extend_from_slice(bytes);
+            if message.compressed {
+                // The payload was inflated as it arrived; the message ends
+                // with this frame's FIN (RFC 7692 §7.2.2).
+                if frame.fin {
+                    self.inflate_piece(payload.end..payload.end, frame.text, true)?;
+                }
+            } else {
+                let bytes = self.rx.buf.get(payload.clone()).unwrap_or_default();
+                self.rx.assembled.extend_from_slice(bytes);
+            }
             self.rx.start = payload.end;
             if frame.fin {
                 self.rx.message = None;
@@ -633,8 +682,19 @@ impl Connection {
         payload_at: usize,
     ) -> Result<InFrame, ProtocolError> {
         // §5.2: RSV1-3 MUST be 0 unless an extension defines them.
-        if header.rsv1 || header.rsv2 || header.rsv3 {
+        // permessage-deflate defines RSV1 on the first frame of a data
+        // message only (RFC 7692 §6: never on control frames or
+        // continuation frames).
+        if header.rsv2 || header.rsv3 || (header.rsv1 && !self.compression_negotiated()) {
             return Err(ProtocolError::ReservedBits);
+        }
+        if header.rsv1
+            && matches!(
+                header.opcode,
+                OpCode::Continuation | OpCode::Close | OpCode::Ping | OpCode::Pong
+            )
+        {
+            return Err(ProtocolError::UnexpectedCompression);
         }
         // §5.1: a server MUST close on an unmasked frame, a client on a
         // masked one.
@@ -645,6 +705,8 @@ impl Connection {
         }
         let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::FrameTooBig)?;
         let mut validate = false;
+        let mut compressed = header.rsv1;
+        let mut text = header.opcode == OpCode::Text;
         if header.opcode.is_control() {
             // §5.5: control frames carry at most 125 bytes and are never
             // fragmented.
@@ -667,14 +729,21 @@ impl Connection {
                     if message.fragments > self.config.max_fragments {
                         return Err(ProtocolError::TooManyFragments);
                     }
-                    if self.rx.assembled.len().saturating_add(len) > self.config.max_message_size {
+                    compressed = message.compressed;
+                    text = message.kind == MessageKind::Text;
+                    // A compressed message's limit applies to the inflated
+                    // size, checked while inflating.
+                    if !compressed
+                        && self.rx.assembled.len().saturating_add(len)
+                            > self.config.max_message_size
+                    {
                         return Err(ProtocolError::MessageTooBig);
                     }
-                    validate = message.kind == MessageKind::Text;
+                    validate = message.kind == MessageKind::Text && !compressed;
                 }
                 (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
                 (opcode, None) => {
-                    if len > self.config.max_message_size {
+                    if !compressed && len > self.config.max_message_size {
                         return Err(ProtocolError::MessageTooBig);
                     }
                     self.rx.utf8.reset();
@@ -684,7 +753,7 @@ impl Connection {
                     // piece by piece as bytes arrive, so invalid UTF-8 fails
                     // the connection at once (§8.1).
                     let complete_now = header.fin && self.rx.end - payload_at >= len;
-                    validate = opcode == OpCode::Text && !complete_now;
+                    validate = opcode == OpCode::Text && !complete_now && !compressed;
                 }
             }
         }
@@ -696,7 +765,68 @@ impl Connection {
             len,
             done: 0,
             validate,
+            compressed,
+            text,
         })
+    }
+
+    /// Whether permessage-deflate is in force on this connection.
+    fn compression_negotiated(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        {
+            self.rx.inflater.is_some()
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            false
+        }
+    }
+
+    /// Inflates `buf[piece]` into the assembly buffer (RFC 7692 §6.2),
+    /// bounded by the message size limit, and validates inflated text as
+    /// it appears so invalid UTF-8 still fails fast. `fin` ends the message.
+    #[cfg(feature = "deflate")]
+    fn inflate_piece(
+        &mut self,
+        piece: Range<usize>,
+        text: bool,
+        fin: bool,
+    ) -> Result<(), ProtocolError> {
+        let Rx {
+            buf,
+            assembled,
+            inflater,
+            utf8,
+            ..
+        } = &mut self.rx;
+        let Some(inflater) = inflater.as_mut() else {
+            return Err(ProtocolError::ReservedBits);
+        };
+        let input = buf.get(piece).unwrap_or_default();
+        let before = assembled.len();
+        inflater
+            .inflate(input, fin, assembled, self.config.max_message_size)
+            .map_err(|e| match e {
+                DeflateError::TooBig => ProtocolError::MessageTooBig,
+                _ => ProtocolError::InvalidCompressedData,
+            })?;
+        if text {
+            let grown = assembled.get(before..).unwrap_or_default();
+            if utf8.feed(grown).is_err() || (fin && utf8.finish().is_err()) {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn inflate_piece(
+        &mut self,
+        _piece: Range<usize>,
+        _text: bool,
+        _fin: bool,
+    ) -> Result<(), ProtocolError> {
+        Err(ProtocolError::ReservedBits)
     }
 
     /// Handles a complete control frame whose payload is `buf[range]`.
@@ -836,6 +966,38 @@ impl Connection {
             self.tx.out = Vec::new();
             self.tx.out_pos = 0;
         }
+        #[cfg(feature = "deflate")]
+        {
+            if let Some(deflater) = self.tx.deflater.as_mut() {
+                deflater.release_idle();
+            }
+            if let Some(inflater) = self.rx.inflater.as_mut() {
+                inflater.release_idle();
+            }
+        }
+    }
+
+    /// Bytes of compression state (zlib windows and tables) this connection
+    /// holds now: zero without permessage-deflate, and zero between
+    /// messages in a direction without context takeover (states are
+    /// borrowed from a per-thread pool for the length of a message).
+    pub fn compression_memory(&self) -> usize {
+        #[cfg(feature = "deflate")]
+        {
+            self.tx
+                .deflater
+                .as_ref()
+                .map_or(0, Deflater::memory_estimate)
+                + self
+                    .rx
+                    .inflater
+                    .as_ref()
+                    .map_or(0, Inflater::memory_estimate)
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            0
+        }
     }
 
     /// Bytes currently allocated for buffers (input, assembly, output).
@@ -935,6 +1097,28 @@ impl Connection {
     }
 }
 
+/// The compressor and decompressor a connection needs for what was
+/// negotiated, and its compression threshold.
+#[cfg(feature = "deflate")]
+fn compression_for(
+    role: Role,
+    config: &Config,
+    negotiated: &Negotiated,
+) -> (Option<Deflater>, Option<Inflater>, usize) {
+    let Some(params) = negotiated.deflate else {
+        return (None, None, 0);
+    };
+    let role = match role {
+        Role::Client => DeflateRole::Client,
+        Role::Server => DeflateRole::Server,
+    };
+    let settings = config.deflate.clone().unwrap_or_default();
+    // A compressor that cannot be built (it would need a window zlib lacks)
+    // leaves messages uncompressed, which RFC 7692 §6 always allows.
+    let deflater = params.deflater(role, settings.effective_level()).ok();
+    (deflater, Some(params.inflater(role)), settings.threshold)
+}
+
 fn kind_of(opcode: OpCode) -> MessageKind {
     if opcode == OpCode::Text {
         MessageKind::Text
@@ -999,6 +1183,74 @@ impl Tx {
         if let (Some(key), Some(bytes)) = (header.mask, self.out.get_mut(at..)) {
             apply_mask(bytes, key, 0);
         }
+    }
+
+    /// Encodes a data frame, compressed when permessage-deflate is in force
+    /// and the message qualifies (RFC 7692 §6.1: RSV1 on the first frame of
+    /// a compressed message only).
+    fn write_data(&mut self, opcode: OpCode, fin: bool, data: &[u8]) -> Result<(), UsageError> {
+        #[cfg(feature = "deflate")]
+        {
+            let first = opcode != OpCode::Continuation;
+            if first {
+                // A whole message below the threshold goes uncompressed; a
+                // fragmented one is compressed (its size is not known yet).
+                let whole = fin;
+                self.sending_compressed =
+                    self.deflater.is_some() && (!whole || data.len() >= self.compress_threshold);
+            }
+            if self.sending_compressed {
+                if self.write_compressed(opcode, fin, first, data) {
+                    return Ok(());
+                }
+                if first && fin {
+                    // RSV1 is per message: this one simply goes uncompressed.
+                    self.sending_compressed = false;
+                } else {
+                    // The compressed stream of a fragmented message cannot
+                    // be continued; end the connection cleanly instead.
+                    self.sending = None;
+                    self.write_close(CloseCode::InternalError, "compression failed");
+                    return Err(UsageError::AlreadyClosing);
+                }
+            }
+        }
+        self.write_frame(opcode, fin, data);
+        Ok(())
+    }
+
+    /// Compresses `data` straight into the output buffer behind a
+    /// maximum-size header slot, then closes the gap once the length is
+    /// known. Returns false (output unchanged) if the compressor failed.
+    #[cfg(feature = "deflate")]
+    fn write_compressed(&mut self, opcode: OpCode, fin: bool, rsv1: bool, data: &[u8]) -> bool {
+        let Some(deflater) = self.deflater.as_mut() else {
+            return false;
+        };
+        let at = self.out.len();
+        self.out.resize(at + MAX_HEADER_LEN, 0);
+        if deflater.compress(data, fin, &mut self.out).is_err() {
+            self.out.truncate(at);
+            return false;
+        }
+        let body_len = self.out.len() - at - MAX_HEADER_LEN;
+        let mut header = FrameHeader::new(opcode, body_len as u64);
+        header.fin = fin;
+        header.rsv1 = rsv1;
+        if self.role == Role::Client {
+            header.mask = Some(self.rng.mask_key());
+        }
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode(&mut head);
+        self.out.copy_within(at + MAX_HEADER_LEN.., at + head_len);
+        self.out.truncate(at + head_len + body_len);
+        if let Some(slot) = self.out.get_mut(at..at + head_len) {
+            slot.copy_from_slice(&head[..head_len]);
+        }
+        if let (Some(key), Some(body)) = (header.mask, self.out.get_mut(at + head_len..)) {
+            apply_mask(body, key, 0);
+        }
+        true
     }
 
     fn write_close(&mut self, code: CloseCode, reason: &str) {
@@ -1094,7 +1346,7 @@ impl Sender<'_> {
             Some(current) if current == kind => OpCode::Continuation,
             Some(_) => return Err(UsageError::FragmentInProgress),
         };
-        self.tx.write_frame(opcode, fin, data);
+        self.tx.write_data(opcode, fin, data)?;
         self.tx.sending = if fin { None } else { Some(kind) };
         Ok(())
     }

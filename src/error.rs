@@ -30,6 +30,10 @@ pub enum ProtocolError {
     NonMinimalLength,
     /// An RSV bit that no negotiated extension defines (§5.2).
     ReservedBits,
+    /// RSV1 (compression) on a control or continuation frame (RFC 7692 §6).
+    UnexpectedCompression,
+    /// A compressed message that does not inflate (RFC 7692 §6.2).
+    InvalidCompressedData,
     /// A client sent an unmasked frame (§5.1).
     UnmaskedFrame,
     /// A server sent a masked frame (§5.1).
@@ -60,7 +64,9 @@ impl ProtocolError {
     /// The close code this violation is answered with (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::InvalidPayload,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                CloseCode::InvalidPayload
+            }
             ProtocolError::FrameTooBig
             | ProtocolError::MessageTooBig
             | ProtocolError::TooManyFragments => CloseCode::MessageTooBig,
@@ -75,6 +81,8 @@ impl ProtocolError {
             ProtocolError::LengthTopBit => "64-bit length with top bit set",
             ProtocolError::NonMinimalLength => "length not minimally encoded",
             ProtocolError::ReservedBits => "reserved bits set",
+            ProtocolError::UnexpectedCompression => "RSV1 on a control or continuation frame",
+            ProtocolError::InvalidCompressedData => "compressed data does not inflate",
             ProtocolError::UnmaskedFrame => "client frame not masked",
             ProtocolError::MaskedFrame => "server frame masked",
             ProtocolError::ControlFrameTooLong => "control frame over 125 bytes",

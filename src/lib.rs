@@ -11,6 +11,8 @@
 //! - [`connection`]: the state machine — fragmentation, control frames,
 //!   UTF-8, limits, the closing handshake, keepalive timers (§5–§8).
 //! - [`handshake`]: the HTTP/1.1 opening handshake, both roles (§4).
+//! - `deflate` (feature `deflate`, on by default): permessage-deflate
+//!   (RFC 7692) negotiation and per-message compression with bounded memory.
 //! - [`handler`]: the event trait ([`Handler`]) driven by the adapters.
 //! - [`blocking`]: the adapter for any `Read + Write`.
 //!
@@ -32,6 +34,8 @@ pub mod blocking;
 pub mod close;
 pub mod config;
 pub mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handler;

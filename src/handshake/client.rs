@@ -483,6 +483,10 @@ pub enum HandshakeError {
     /// A `wss://` URL was given to a helper that opens plain TCP; open a
     /// TLS stream and run the handshake over it.
     TlsRequired,
+    /// The server's permessage-deflate answer is invalid for our offer
+    /// (RFC 7692 §5).
+    #[cfg(feature = "deflate")]
+    Deflate(crate::deflate::DeflateNegotiationError),
 }
 
 impl From<UrlError> for HandshakeError {
@@ -540,6 +544,8 @@ impl fmt::Display for HandshakeError {
             HandshakeError::InvalidExtensions(error) => error.fmt(f),
             HandshakeError::InvalidUrl(error) => write!(f, "invalid URL: {error}"),
             HandshakeError::TlsRequired => f.write_str("wss:// needs a TLS stream"),
+            #[cfg(feature = "deflate")]
+            HandshakeError::Deflate(error) => write!(f, "permessage-deflate: {error}"),
             HandshakeError::UnexpectedExtension(name) => {
                 write!(
                     f,
@@ -554,6 +560,8 @@ impl std::error::Error for HandshakeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             HandshakeError::InvalidExtensions(error) => Some(error),
+            #[cfg(feature = "deflate")]
+            HandshakeError::Deflate(error) => Some(error),
             _ => None,
         }
     }

@@ -13,6 +13,9 @@
 //! * [`parse_extensions`] / [`format_extensions`] implement the
 //!   `Sec-WebSocket-Extensions` grammar of RFC 6455 §9.1.
 //! * [`WsUrl`] parses `ws://` and `wss://` URIs (RFC 6455 §3).
+//! * [`server_response`] / [`negotiate_client`] turn a parsed handshake
+//!   into the [`crate::Negotiated`] a connection starts from, negotiating
+//!   extensions (permessage-deflate) per [`crate::Config`].
 //!
 //! Both parsers are incremental: `Ok(None)` means "read more and call again
 //! with the whole buffer". On success they also return how many bytes the
@@ -35,12 +38,16 @@
 
 mod client;
 mod extensions;
+mod negotiate;
 mod server;
 mod url;
 
 pub use client::{ClientHandshake, ClientRequest, HandshakeError, Response};
 pub use extensions::{
     format_extensions, parse_extensions, ExtensionOffer, ExtensionParam, ExtensionParseError,
+};
+pub use negotiate::{
+    negotiate_client, negotiate_server, offer_extensions, server_response, server_response_headers,
 };
 pub use server::{Accept, Rejection, Request};
 pub use url::{UrlError, WsUrl};
