@@ -529,8 +529,11 @@ impl<S: Read + Write> WebSocket<S> {
         let Some(control) = self.control else {
             return;
         };
-        if self.conn.role() == Role::Server {
+        if self.conn.role() == Role::Server || !self.conn.should_linger() {
             let _ = (control.shutdown_write)(&self.stream);
+        }
+        if !self.conn.should_linger() {
+            return;
         }
         let deadline = Instant::now() + self.conn.config().close_timeout;
         let mut scratch = [0u8; 4096];

@@ -3,6 +3,18 @@
 
 use std::time::Duration;
 
+use crate::close::CloseCode;
+
+/// What a sender handle does when a connection's outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Refuse the message (`SendError::Full`); the connection goes on.
+    Reject,
+    /// Close the slow consumer with this code (1008 or 1013 are usual);
+    /// queued messages are dropped.
+    Close(CloseCode),
+}
+
 /// Connection limits and timers.
 ///
 /// Start from [`Config::default`] and change fields; the struct is
@@ -23,6 +35,7 @@ use std::time::Duration;
 /// | `handshake_timeout` | 10 s | adapters give up ([`crate::Timeout::Handshake`]) |
 /// | `max_handshake_size` | 16 KiB | HTTP 431 |
 /// | `max_handshake_headers` | 64 | HTTP 431 |
+/// | `max_queued_bytes` | 4 MiB | per `queue_overflow`: refuse, or close 1008/1013 |
 ///
 /// Memory: an incoming frame is held in the read buffer until complete, so
 /// the read buffer grows (doubling, as bytes actually arrive, never on the
@@ -68,6 +81,13 @@ pub struct Config {
     pub max_handshake_size: usize,
     /// The most header fields accepted during the opening handshake.
     pub max_handshake_headers: usize,
+    /// Adapters: the most bytes other tasks may have queued for a
+    /// connection (through a sender handle) plus encoded bytes not yet
+    /// written. Past it, [`Config::queue_overflow`] applies; the queue
+    /// never grows beyond it.
+    pub max_queued_bytes: usize,
+    /// Adapters: what happens to a message that does not fit in the queue.
+    pub queue_overflow: Overflow,
     /// permessage-deflate (RFC 7692): `None` neither offers (client) nor
     /// accepts (server) it. The default accepts and offers it **without
     /// context takeover** in both directions, so a connection holds no
@@ -96,6 +116,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_handshake_size: 16 << 10,
             max_handshake_headers: 64,
+            max_queued_bytes: 4 << 20,
+            queue_overflow: Overflow::Reject,
             #[cfg(feature = "deflate")]
             deflate: Some(
                 crate::deflate::DeflateConfig::default()

@@ -162,6 +162,9 @@ pub struct Connection {
     pending_error: Option<Error>,
     /// An event found by `prepare_event`, not yet handed out.
     ready: Option<Ready>,
+    /// Whether the peer is still worth waiting for once closed (false after
+    /// a timeout or end of stream).
+    peer_responsive: bool,
 }
 
 /// The read side: input buffer, the frame and message being received.
@@ -323,6 +326,7 @@ impl Connection {
             timers: Timers::default(),
             pending_error: None,
             ready: None,
+            peer_responsive: true,
         };
         if !leftover.is_empty() {
             conn.feed(leftover);
@@ -344,6 +348,15 @@ impl Connection {
     /// flush [`Connection::pending_output`], then close the transport.
     pub fn is_closed(&self) -> bool {
         self.tx.state == State::Closed
+    }
+
+    /// Whether, once closed, it is worth waiting (up to the close timeout)
+    /// for the peer to close the transport: true after a closing handshake
+    /// or a protocol failure (the peer may still be sending; draining its
+    /// input keeps our close frame from being lost to a reset), false after
+    /// a timeout or end of stream (nobody is listening).
+    pub fn should_linger(&self) -> bool {
+        self.peer_responsive
     }
 
     /// What the handshake negotiated.
@@ -395,6 +408,7 @@ impl Connection {
     /// [`io::ErrorKind::UnexpectedEof`] error (close code 1006).
     pub fn handle_eof(&mut self) {
         self.release_delivered();
+        self.peer_responsive = false;
         if self.tx.state != State::Closed {
             self.tx.state = State::Closed;
             self.pending_error = Some(Error::Io(io::Error::new(
@@ -1000,6 +1014,74 @@ impl Connection {
         }
     }
 
+    /// True while bytes of an unfinished frame (or undelivered input) sit
+    /// in the input buffer, so more input must go into that buffer.
+    pub fn input_pending(&self) -> bool {
+        self.rx.start < self.rx.end || self.rx.frame.is_some() || self.ready.is_some()
+    }
+
+    /// Like [`Connection::release_idle_buffers`], but hands each freed
+    /// buffer (cleared, capacity kept) to `recycle`, e.g. a per-thread
+    /// pool, instead of dropping it.
+    pub fn recycle_idle_buffers(&mut self, recycle: &mut dyn FnMut(Vec<u8>)) {
+        self.release_delivered();
+        if self.ready.is_none()
+            && self.rx.start == self.rx.end
+            && self.rx.frame.is_none()
+            && self.rx.buf.capacity() > 0
+        {
+            let mut buf = std::mem::take(&mut self.rx.buf);
+            buf.clear();
+            recycle(buf);
+            self.rx.start = 0;
+            self.rx.end = 0;
+        }
+        if self.tx.buffered() == 0 && self.tx.out.capacity() > 0 {
+            let mut out = std::mem::take(&mut self.tx.out);
+            out.clear();
+            self.tx.out_pos = 0;
+            recycle(out);
+        }
+        if self.rx.message.is_none() && self.ready.is_none() && self.rx.assembled.capacity() > 0 {
+            let mut assembled = std::mem::take(&mut self.rx.assembled);
+            assembled.clear();
+            recycle(assembled);
+        }
+    }
+
+    /// Gives the connection a buffer (from a pool, say) to use for input if
+    /// it has none allocated; otherwise hands it back.
+    pub fn provide_input_buffer(&mut self, mut buf: Vec<u8>) -> Option<Vec<u8>> {
+        if self.rx.buf.capacity() > 0 || self.rx.start != self.rx.end {
+            return Some(buf);
+        }
+        buf.clear();
+        let capacity = buf.capacity();
+        buf.resize(capacity, 0);
+        self.rx.buf = buf;
+        self.rx.start = 0;
+        self.rx.end = 0;
+        None
+    }
+
+    /// Gives the connection a buffer to encode output into if it has none
+    /// allocated; otherwise hands it back.
+    pub fn provide_output_buffer(&mut self, mut buf: Vec<u8>) -> Option<Vec<u8>> {
+        if self.tx.out.capacity() > 0 || self.tx.buffered() > 0 {
+            return Some(buf);
+        }
+        buf.clear();
+        self.tx.out = buf;
+        self.tx.out_pos = 0;
+        None
+    }
+
+    /// Whether the connection has an input buffer / an output buffer
+    /// allocated.
+    pub fn has_buffers(&self) -> (bool, bool) {
+        (self.rx.buf.capacity() > 0, self.tx.out.capacity() > 0)
+    }
+
     /// Bytes currently allocated for buffers (input, assembly, output).
     pub fn buffer_capacity(&self) -> usize {
         self.rx.buf.capacity() + self.rx.assembled.capacity() + self.tx.out.capacity()
@@ -1055,12 +1137,14 @@ impl Connection {
         let c = &self.config;
         let expired = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
         if expired(t.close_deadline) {
+            self.peer_responsive = false;
             self.tx.state = State::Closed;
             self.pending_error = Some(Error::Timeout(Timeout::CloseHandshake));
             return;
         }
         if expired(t.pong_deadline) {
             // The peer is gone or stuck; a close frame would not be read.
+            self.peer_responsive = false;
             self.tx.state = State::Closed;
             self.pending_error = Some(Error::Timeout(Timeout::Keepalive));
             return;

@@ -15,6 +15,7 @@
 //!   (RFC 7692) negotiation and per-message compression with bounded memory.
 //! - [`handler`]: the event trait ([`Handler`]) driven by the adapters.
 //! - [`blocking`]: the adapter for any `Read + Write`.
+//! - `tokio` (feature `tokio`): the adapter for any `AsyncRead + AsyncWrite`.
 //!
 //! ```
 //! use chito::{Config, Connection, Event, Role};
@@ -42,10 +43,12 @@ pub mod handler;
 pub mod handshake;
 pub mod mask;
 mod rand;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use config::Config;
+pub use config::{Config, Overflow};
 pub use connection::{
     Connection, Event, Message, MessageKind, Negotiated, OwnedEvent, Role, Sender, State,
 };

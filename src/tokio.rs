@@ -1,0 +1,1098 @@
+//! Tokio adapter: runs a [`Connection`] over any
+//! `AsyncRead + AsyncWrite + Unpin` (a `TcpStream`, a TLS stream, hyper's
+//! upgraded connection).
+//!
+//! Like [`crate::blocking`], this file only moves bytes and runs timers;
+//! the protocol lives in the core. One task owns the socket and drives the
+//! connection — either [`WebSocket::serve`] with a [`Handler`], or a loop
+//! around [`WebSocket::recv`]. Any number of other tasks send through a
+//! cloneable [`Handle`] into a queue bounded in bytes; the owning task
+//! wakes, encodes what is queued and writes everything pending in one
+//! `write`.
+//!
+//! Memory: while a connection waits for input with nothing half-received
+//! it holds no read or write buffer. It reads through a per-thread scratch
+//! buffer and borrows its own buffers from a per-thread pool while
+//! messages flow, so steady traffic does not allocate per message and idle
+//! connections cost only their fixed state.
+//!
+//! ```no_run
+//! use chito::{Handler, Message, Sender};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, sender: &mut Sender<'_>, message: Message<'_>) {
+//!         let _ = sender.send(message);
+//!     }
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     ::tokio::spawn(async move {
+//!         if let Ok(ws) = chito::tokio::Builder::new(stream).accept().await {
+//!             ws.serve(&mut Echo).await;
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use ::tokio::net::TcpStream;
+use ::tokio::sync::Notify;
+use ::tokio::time::Sleep;
+
+use crate::close::CloseCode;
+use crate::config::{Config, Overflow};
+use crate::connection::{Connection, Event, Message, MessageKind, OwnedEvent, Role, Sender};
+use crate::error::{Error, Timeout, UsageError};
+use crate::handler::{dispatch, end_with_error, Flow, Handler};
+use crate::handshake::{
+    negotiate_client, offer_extensions, server_response, Accept, ClientHandshake, ClientRequest,
+    HandshakeError, Rejection, Request, Response, WsUrl,
+};
+
+// ---- per-thread scratch buffer and buffer pool ---------------------------
+
+/// Reads of idle connections land here first, so waiting costs no buffer.
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// Buffers larger than this are freed rather than pooled.
+const POOL_MAX_BUFFER: usize = 256 * 1024;
+/// Buffers kept per thread.
+const POOL_MAX_COUNT: usize = 512;
+/// Handle messages are encoded into the connection only while less than
+/// this much output waits, so the queue, not the output buffer, absorbs
+/// bursts and backpressure stays visible to senders.
+const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn pool_take() -> Option<Vec<u8>> {
+    POOL.with(|pool| pool.borrow_mut().pop())
+}
+
+fn pool_give(buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > POOL_MAX_BUFFER {
+        return;
+    }
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOL_MAX_COUNT {
+            pool.push(buf);
+        }
+    });
+}
+
+/// Gives an input and an output buffer from the pool to a connection that
+/// has none.
+fn provide_buffers(conn: &mut Connection) {
+    let (input, output) = conn.has_buffers();
+    if !input {
+        if let Some(buf) = pool_take() {
+            if let Some(back) = conn.provide_input_buffer(buf) {
+                pool_give(back);
+            }
+        }
+    }
+    if !output {
+        if let Some(buf) = pool_take() {
+            if let Some(back) = conn.provide_output_buffer(buf) {
+                pool_give(back);
+            }
+        }
+    }
+}
+
+/// Reads once from `stream` into `conn`. A connection with a frame half
+/// received reads straight into its own buffer; an idle one reads into the
+/// per-thread scratch buffer and, when the read would block, gives its
+/// buffers back to the pool.
+fn poll_read_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    conn: &mut Connection,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if conn.input_pending() {
+        provide_buffers(conn);
+        let mut buf = ReadBuf::new(conn.read_buf());
+        return match Pin::new(stream).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                conn.commit_read(n);
+                Poll::Ready(Ok(n))
+            }
+            other => other.map(|r| r.map(|()| 0)),
+        };
+    }
+    let polled = SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        if scratch.len() < SCRATCH_SIZE {
+            scratch.resize(SCRATCH_SIZE, 0);
+        }
+        let mut buf = ReadBuf::new(&mut scratch[..]);
+        match Pin::new(stream).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled();
+                if !filled.is_empty() {
+                    provide_buffers(conn);
+                    conn.feed(filled);
+                }
+                Poll::Ready(Ok(filled.len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    });
+    if polled.is_pending() {
+        conn.recycle_idle_buffers(&mut pool_give);
+    }
+    polled
+}
+
+/// Writes everything the connection has pending.
+fn poll_write_output<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    conn: &mut Connection,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !conn.pending_output().is_empty() {
+        match Pin::new(&mut *stream).poll_write(cx, conn.pending_output()) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => conn.consume_output(n),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    Pin::new(stream).poll_flush(cx)
+}
+
+// ---- the outbound queue shared with handles ------------------------------
+
+/// What other tasks queue for a connection.
+#[derive(Debug)]
+enum Outgoing {
+    Message(MessageKind, Vec<u8>),
+    Ping(Vec<u8>),
+    Close(CloseCode, String),
+}
+
+impl Outgoing {
+    fn cost(&self) -> usize {
+        match self {
+            Outgoing::Message(_, data) | Outgoing::Ping(data) => data.len() + 14,
+            Outgoing::Close(_, reason) => reason.len() + 8,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    queue: VecDeque<Outgoing>,
+    /// Bytes queued plus bytes encoded but not yet written.
+    buffered: usize,
+    /// Wakes the task that owns the socket.
+    driver: Option<Waker>,
+    /// No more messages are accepted.
+    closed: bool,
+    /// The connection must end now (shutdown deadline passed).
+    aborted: bool,
+}
+
+#[derive(Debug)]
+struct Outbox {
+    state: Mutex<OutboxState>,
+    /// Wakes senders waiting for queue space.
+    space: Notify,
+    max_buffered: usize,
+    overflow: Overflow,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+        // A panic while holding this lock cannot leave the state
+        // inconsistent (every update is a single assignment or push).
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn wake_driver(state: &mut OutboxState) {
+        if let Some(waker) = state.driver.take() {
+            waker.wake();
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.space.notify_waiters();
+    }
+}
+
+/// Why a [`Handle`] could not queue a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The queue holds [`Config::max_queued_bytes`] already
+    /// ([`Overflow::Reject`]); nothing was queued.
+    Full,
+    /// The queue was full and the connection is being closed as a slow
+    /// consumer ([`Overflow::Close`]).
+    ClosedSlowConsumer,
+    /// The connection is closing or closed.
+    Closed,
+    /// A ping over 125 bytes or a close reason over 123 bytes.
+    TooLong,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::Full => "outbound queue full",
+            SendError::ClosedSlowConsumer => "outbound queue full: closing the slow consumer",
+            SendError::Closed => "connection closed",
+            SendError::TooLong => "control payload too long",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A cheap, cloneable sender for one connection, usable from any task.
+///
+/// Messages are copied into the connection's queue, which is bounded by
+/// [`Config::max_queued_bytes`] (queued plus encoded-but-unwritten bytes).
+/// When it is full, [`Handle::try_send`] applies [`Config::queue_overflow`]
+/// and [`Handle::send`] waits for room. The task driving the connection
+/// encodes and writes queued messages in order.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    outbox: Arc<Outbox>,
+}
+
+impl Handle {
+    /// Queues a message without waiting.
+    ///
+    /// # Errors
+    /// [`SendError::Full`] or [`SendError::ClosedSlowConsumer`] when the
+    /// queue is full (per [`Config::queue_overflow`]); [`SendError::Closed`].
+    pub fn try_send(&self, message: Message<'_>) -> Result<(), SendError> {
+        self.push(Outgoing::Message(
+            message.kind(),
+            message.as_bytes().to_vec(),
+        ))
+    }
+
+    /// Queues a message, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] if the connection ends first.
+    pub async fn send(&self, message: Message<'_>) -> Result<(), SendError> {
+        let mut item = Outgoing::Message(message.kind(), message.as_bytes().to_vec());
+        loop {
+            let notified = self.outbox.space.notified();
+            ::tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.push_or_return(item) {
+                Ok(()) => return Ok(()),
+                Err((SendError::Full, back)) => item = back,
+                Err((error, _)) => return Err(error),
+            }
+            notified.await;
+        }
+    }
+
+    /// Queues a ping.
+    ///
+    /// # Errors
+    /// As [`Handle::try_send`], and [`SendError::TooLong`] over 125 bytes.
+    pub fn ping(&self, payload: &[u8]) -> Result<(), SendError> {
+        if payload.len() > crate::frame::MAX_CONTROL_PAYLOAD {
+            return Err(SendError::TooLong);
+        }
+        self.push(Outgoing::Ping(payload.to_vec()))
+    }
+
+    /// Asks the connection to start the closing handshake. Messages queued
+    /// before it are sent first; nothing can be queued after it.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] if already closing; [`SendError::TooLong`].
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if reason.len() > crate::close::MAX_CLOSE_REASON {
+            return Err(SendError::TooLong);
+        }
+        let mut state = self.outbox.lock();
+        if state.closed {
+            return Err(SendError::Closed);
+        }
+        state
+            .queue
+            .push_back(Outgoing::Close(code, reason.to_owned()));
+        state.closed = true;
+        Outbox::wake_driver(&mut state);
+        Ok(())
+    }
+
+    /// Bytes queued or encoded but not yet written to the transport.
+    pub fn buffered_amount(&self) -> usize {
+        self.outbox.lock().buffered
+    }
+
+    /// True once the connection no longer accepts messages.
+    pub fn is_closed(&self) -> bool {
+        self.outbox.lock().closed
+    }
+
+    /// Whether two handles reach the same connection.
+    pub fn same_connection(&self, other: &Handle) -> bool {
+        Arc::ptr_eq(&self.outbox, &other.outbox)
+    }
+
+    fn push(&self, item: Outgoing) -> Result<(), SendError> {
+        self.push_or_return(item).map_err(|(error, _)| error)
+    }
+
+    fn push_or_return(&self, item: Outgoing) -> Result<(), (SendError, Outgoing)> {
+        let mut state = self.outbox.lock();
+        if state.closed {
+            return Err((SendError::Closed, item));
+        }
+        let cost = item.cost();
+        if state.buffered + cost > self.outbox.max_buffered && state.buffered > 0 {
+            return match self.outbox.overflow {
+                Overflow::Reject => Err((SendError::Full, item)),
+                Overflow::Close(code) => {
+                    state.queue.clear();
+                    state
+                        .queue
+                        .push_back(Outgoing::Close(code, "slow consumer".to_owned()));
+                    state.closed = true;
+                    Outbox::wake_driver(&mut state);
+                    drop(state);
+                    self.outbox.space.notify_waiters();
+                    Err((SendError::ClosedSlowConsumer, item))
+                }
+            };
+        }
+        state.buffered += cost;
+        state.queue.push_back(item);
+        Outbox::wake_driver(&mut state);
+        Ok(())
+    }
+}
+
+// ---- graceful shutdown ---------------------------------------------------
+
+/// Stops a server gracefully: new handshakes are refused (503), every live
+/// connection is sent close 1001, and whatever has not finished by the
+/// deadline is dropped.
+///
+/// Give it to each [`Builder`] with [`Builder::shutdown`], stop your accept
+/// loop when [`Shutdown::triggered`] resolves, and call
+/// [`Shutdown::shutdown`].
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<ShutdownInner>,
+}
+
+#[derive(Debug, Default)]
+struct ShutdownInner {
+    triggered: AtomicBool,
+    started: Notify,
+    next_id: AtomicU64,
+    live: Mutex<HashMap<u64, Handle>>,
+    all_gone: Notify,
+}
+
+/// Keeps a connection counted as live until dropped.
+#[derive(Debug)]
+struct Registration {
+    inner: Arc<ShutdownInner>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.remove(&self.id);
+        if live.is_empty() {
+            self.inner.all_gone.notify_waiters();
+        }
+    }
+}
+
+impl Shutdown {
+    /// A shutdown coordinator with no connections.
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// Whether [`Shutdown::shutdown`] has been called.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.triggered.load(Ordering::Acquire)
+    }
+
+    /// Resolves once shutdown starts: select on it in the accept loop.
+    pub async fn triggered(&self) {
+        let notified = self.inner.started.notified();
+        ::tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_triggered() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Connections currently open.
+    pub fn live_connections(&self) -> usize {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Starts shutdown: refuses new handshakes, sends close 1001 ("going
+    /// away") to every live connection, waits up to `grace` for them to
+    /// finish, then makes the rest end at once. Returns how many had to be
+    /// dropped.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.inner.triggered.store(true, Ordering::Release);
+        self.inner.started.notify_waiters();
+        let handles: Vec<Handle> = self.lock_live().values().cloned().collect();
+        for handle in &handles {
+            let _ = handle.close(CloseCode::GoingAway, "server shutting down");
+        }
+        let deadline = ::tokio::time::Instant::now() + grace;
+        loop {
+            let gone = self.inner.all_gone.notified();
+            ::tokio::pin!(gone);
+            gone.as_mut().enable();
+            if self.lock_live().is_empty() {
+                return 0;
+            }
+            if ::tokio::time::timeout_at(deadline, gone).await.is_err() {
+                break;
+            }
+        }
+        let rest: Vec<Handle> = self.lock_live().values().cloned().collect();
+        for handle in &rest {
+            let mut state = handle.outbox.lock();
+            state.aborted = true;
+            state.closed = true;
+            Outbox::wake_driver(&mut state);
+        }
+        rest.len()
+    }
+
+    fn lock_live(&self) -> MutexGuard<'_, HashMap<u64, Handle>> {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn register(&self, handle: Handle) -> Registration {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock_live().insert(id, handle);
+        Registration {
+            inner: self.inner.clone(),
+            id,
+        }
+    }
+}
+
+// ---- handshake -------------------------------------------------------------
+
+/// Opening handshake over an async stream, for either role.
+#[derive(Debug)]
+pub struct Builder<S> {
+    stream: S,
+    config: Config,
+    shutdown: Option<Shutdown>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
+    /// A builder with the default [`Config`].
+    pub fn new(stream: S) -> Self {
+        Builder {
+            stream,
+            config: Config::default(),
+            shutdown: None,
+        }
+    }
+
+    /// Sets the limits and timers.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Counts the connection in `shutdown`, which then refuses it (503) if
+    /// shutdown has started and can close it later.
+    pub fn shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.shutdown = Some(shutdown.clone());
+        self
+    }
+
+    /// Server side: accepts any valid upgrade without a subprotocol.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] (the HTTP refusal was sent), [`Error::Timeout`]
+    /// after [`Config::handshake_timeout`], [`Error::Io`].
+    pub async fn accept(self) -> Result<WebSocket<S>, Error> {
+        self.accept_with(|_| Ok(Accept::default())).await
+    }
+
+    /// Server side with a hook that inspects the request (path, origin,
+    /// cookies, authorization) and chooses a subprotocol and extra headers,
+    /// or refuses with an HTTP status.
+    ///
+    /// # Errors
+    /// As [`Builder::accept`].
+    pub async fn accept_with<F>(mut self, inspect: F) -> Result<WebSocket<S>, Error>
+    where
+        F: FnOnce(&Request) -> Result<Accept, Rejection>,
+    {
+        let timeout = self.config.handshake_timeout;
+        let limits = self.config.handshake_limits();
+        let mut head = Vec::new();
+        let parsed = ::tokio::time::timeout(timeout, async {
+            loop {
+                match Request::parse(&head, &limits) {
+                    Ok(Some(parsed)) => return Ok(Ok(parsed)),
+                    Ok(None) => {}
+                    Err(rejection) => return Ok(Err(rejection)),
+                }
+                if read_more(&mut self.stream, &mut head).await? == 0 {
+                    return Err(eof_during_handshake());
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::Timeout(Timeout::Handshake))??;
+        let (request, consumed) = match parsed {
+            Ok(parsed) => parsed,
+            Err(rejection) => return Err(self.refuse(rejection).await),
+        };
+        if self.shutdown.as_ref().is_some_and(Shutdown::is_triggered) {
+            return Err(self
+                .refuse(Rejection::new(503, "server shutting down"))
+                .await);
+        }
+        let outcome =
+            inspect(&request).and_then(|accept| server_response(&request, accept, &self.config));
+        let (response, negotiated) = match outcome {
+            Ok(outcome) => outcome,
+            Err(rejection) => return Err(self.refuse(rejection).await),
+        };
+        self.stream.write_all(&response).await?;
+        self.stream.flush().await?;
+        let leftover = head.get(consumed..).unwrap_or_default();
+        let conn = Connection::with_negotiated(Role::Server, self.config, negotiated, leftover);
+        let mut ws = WebSocket::from_parts(self.stream, conn);
+        if let Some(shutdown) = &self.shutdown {
+            ws.registration = Some(shutdown.register(ws.handle()));
+        }
+        Ok(ws)
+    }
+
+    /// Client side: sends the request and verifies the response.
+    ///
+    /// # Errors
+    /// [`Error::Handshake`], [`Error::Timeout`], [`Error::Io`].
+    pub async fn connect(
+        mut self,
+        request: &ClientRequest,
+    ) -> Result<(WebSocket<S>, Response), Error> {
+        let mut request = request.clone();
+        offer_extensions(&mut request, &self.config);
+        let (handshake, bytes) = ClientHandshake::new(&request)?;
+        let limits = self.config.handshake_limits();
+        let timeout = self.config.handshake_timeout;
+        let mut head = Vec::new();
+        let (response, consumed) = ::tokio::time::timeout(timeout, async {
+            self.stream.write_all(&bytes).await?;
+            self.stream.flush().await?;
+            loop {
+                if let Some(parsed) = handshake.parse_response(&head, &limits)? {
+                    return Ok::<_, Error>(parsed);
+                }
+                if read_more(&mut self.stream, &mut head).await? == 0 {
+                    return Err(eof_during_handshake());
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::Timeout(Timeout::Handshake))??;
+        let negotiated = negotiate_client(&response, &self.config)?;
+        let leftover = head.get(consumed..).unwrap_or_default();
+        let conn = Connection::with_negotiated(Role::Client, self.config, negotiated, leftover);
+        Ok((WebSocket::from_parts(self.stream, conn), response))
+    }
+
+    async fn refuse(&mut self, rejection: Rejection) -> Error {
+        let _ = self.stream.write_all(&rejection.to_response()).await;
+        let _ = self.stream.shutdown().await;
+        Error::Rejected(rejection)
+    }
+}
+
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    head: &mut Vec<u8>,
+) -> Result<usize, Error> {
+    let mut chunk = [0u8; 1024];
+    let n = stream.read(&mut chunk).await?;
+    head.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    Ok(n)
+}
+
+fn eof_during_handshake() -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed during the opening handshake",
+    ))
+}
+
+/// Connects to a `ws://` URL over TCP and performs the client handshake.
+///
+/// # Errors
+/// [`Error::Handshake`] for a bad URL, a `wss://` URL (open a TLS stream
+/// and use [`Builder::connect`]) or a refused handshake; [`Error::Io`].
+pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response), Error> {
+    connect_with(url, Config::default()).await
+}
+
+/// [`connect`] with a [`Config`].
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_with(
+    url: &str,
+    config: Config,
+) -> Result<(WebSocket<TcpStream>, Response), Error> {
+    let url = WsUrl::parse(url).map_err(HandshakeError::InvalidUrl)?;
+    if url.secure {
+        return Err(Error::Handshake(HandshakeError::TlsRequired));
+    }
+    let stream = TcpStream::connect(url.socket_addr_string()).await?;
+    stream.set_nodelay(true)?;
+    Builder::new(stream)
+        .config(config)
+        .connect(&ClientRequest::from_url(&url))
+        .await
+}
+
+// ---- the open connection -------------------------------------------------
+
+/// What woke the driving task.
+enum Wake {
+    Read(io::Result<usize>),
+    Queued,
+    Timer,
+    Aborted,
+}
+
+/// An open WebSocket over an async stream.
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    stream: S,
+    conn: Connection,
+    outbox: Arc<Outbox>,
+    /// Allocated the first time a timer is needed, then reset in place.
+    timer: Option<Pin<Box<Sleep>>>,
+    registration: Option<Registration>,
+    transport_done: bool,
+}
+
+impl<S> Drop for WebSocket<S> {
+    fn drop(&mut self) {
+        self.outbox.close();
+        self.conn.recycle_idle_buffers(&mut pool_give);
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a stream whose handshake was done elsewhere (hyper's upgraded
+    /// connection, say), with the connection built for it
+    /// ([`Connection::with_negotiated`]).
+    pub fn from_parts(stream: S, conn: Connection) -> Self {
+        let outbox = Arc::new(Outbox {
+            state: Mutex::new(OutboxState::default()),
+            space: Notify::new(),
+            max_buffered: conn.config().max_queued_bytes,
+            overflow: conn.config().queue_overflow,
+        });
+        WebSocket {
+            stream,
+            conn,
+            outbox,
+            timer: None,
+            registration: None,
+            transport_done: false,
+        }
+    }
+
+    /// A cloneable sender other tasks can use while this task drives the
+    /// connection.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            outbox: self.outbox.clone(),
+        }
+    }
+
+    /// Splits into a reading half, which drives the connection (reads,
+    /// timers, and writing what the writing half queues), and a writing
+    /// half usable from any task. Keep a task calling [`ReadHalf::recv`].
+    pub fn split(self) -> (ReadHalf<S>, WriteHalf) {
+        let handle = self.handle();
+        (ReadHalf { ws: self }, WriteHalf { handle })
+    }
+
+    /// The sans-IO connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Waits for the next event and returns it owned.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] (the close frame was sent), [`Error::Timeout`],
+    /// [`Error::Io`], [`UsageError::Closed`] after the connection ended.
+    pub async fn recv(&mut self) -> Result<OwnedEvent, Error> {
+        let (event, _) = self.recv_event().await?;
+        Ok(event.into_owned())
+    }
+
+    /// Waits for the next event and returns it borrowed, with a [`Sender`]
+    /// for replies (written by the next `recv`, `send` or `flush`).
+    ///
+    /// # Errors
+    /// As [`WebSocket::recv`].
+    pub async fn recv_event(&mut self) -> Result<(Event<'_>, Sender<'_>), Error> {
+        loop {
+            match self.conn.prepare_event() {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(error) => {
+                    self.finish_transport().await;
+                    return Err(error);
+                }
+            }
+            if self.conn.is_closed() {
+                self.finish_transport().await;
+                return Err(Error::Usage(UsageError::Closed));
+            }
+            self.drain_queue();
+            self.flush().await?;
+            self.wait().await?;
+        }
+        if self.conn.is_closed() {
+            self.finish_transport().await;
+        }
+        provide_buffers(&mut self.conn);
+        match self.conn.next_event()? {
+            Some(pair) => Ok(pair),
+            None => Err(Error::Usage(UsageError::Closed)),
+        }
+    }
+
+    /// Sends a message and writes it out.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] after close, [`Error::Io`].
+    pub async fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
+        provide_buffers(&mut self.conn);
+        self.conn.send(message)?;
+        self.flush().await
+    }
+
+    /// Sends a text message.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`].
+    pub async fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send(Message::Text(text)).await
+    }
+
+    /// Sends a binary message.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`].
+    pub async fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send(Message::Binary(data)).await
+    }
+
+    /// Sends a ping.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`], and over 125 bytes.
+    pub async fn send_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.conn.send_ping(payload)?;
+        self.flush().await
+    }
+
+    /// Starts the closing handshake; keep calling [`WebSocket::recv`] until
+    /// it returns the peer's close.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`].
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.conn.close(code, reason)?;
+        self.outbox.close();
+        self.flush().await
+    }
+
+    /// Writes everything pending.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        if !self.conn.pending_output().is_empty() {
+            let WebSocket { stream, conn, .. } = self;
+            poll_fn(|cx| poll_write_output(stream, conn, cx)).await?;
+        }
+        self.account_written();
+        Ok(())
+    }
+
+    /// Runs `handler` until the connection ends: [`Handler::on_open`], a
+    /// callback per event, [`Handler::on_close`] exactly once. Replies and
+    /// [`Handle`] messages are written together, one `write` per round.
+    pub async fn serve<H: Handler + ?Sized>(mut self, handler: &mut H) {
+        provide_buffers(&mut self.conn);
+        handler.on_open(&mut self.conn.sender());
+        loop {
+            let flow = dispatch(&mut self.conn, handler);
+            self.drain_queue();
+            if let Err(error) = self.flush().await {
+                if flow == Flow::Continue {
+                    end_with_error(handler, &error);
+                }
+                return;
+            }
+            if flow == Flow::Ended {
+                self.finish_transport().await;
+                return;
+            }
+            if let Err(error) = self.wait().await {
+                end_with_error(handler, &error);
+                return;
+            }
+        }
+    }
+
+    /// Moves queued handle messages into the connection, in order, while
+    /// the output buffer is below its high-water mark.
+    fn drain_queue(&mut self) {
+        let mut state = self.outbox.lock();
+        while self.conn.buffered_amount() < OUTPUT_HIGH_WATER {
+            let Some(item) = state.queue.pop_front() else {
+                break;
+            };
+            let result = match &item {
+                Outgoing::Message(kind, data) => self.conn.send(match kind {
+                    MessageKind::Text => match std::str::from_utf8(data) {
+                        Ok(text) => Message::Text(text),
+                        Err(_) => Message::Binary(data),
+                    },
+                    MessageKind::Binary => Message::Binary(data),
+                }),
+                Outgoing::Ping(payload) => self.conn.send_ping(payload),
+                Outgoing::Close(code, reason) => self.conn.close(*code, reason),
+            };
+            state.buffered = state.buffered.saturating_sub(item.cost());
+            if result.is_err() {
+                // The connection is closing: nothing more can be sent.
+                state.closed = true;
+                state.queue.clear();
+                state.buffered = 0;
+            }
+        }
+        state.buffered =
+            state.queue.iter().map(Outgoing::cost).sum::<usize>() + self.conn.buffered_amount();
+    }
+
+    /// Updates the byte count senders see and wakes those waiting for room.
+    fn account_written(&mut self) {
+        let mut state = self.outbox.lock();
+        let queued: usize = state.queue.iter().map(Outgoing::cost).sum();
+        let before = state.buffered;
+        state.buffered = queued + self.conn.buffered_amount();
+        let freed = state.buffered < before;
+        drop(state);
+        if freed {
+            self.outbox.space.notify_waiters();
+        }
+    }
+
+    /// Waits for input, queued messages or a timer, and feeds what came in
+    /// to the connection.
+    async fn wait(&mut self) -> Result<(), Error> {
+        let deadline = self.conn.poll_timeout(Instant::now());
+        if let Some(deadline) = deadline {
+            let deadline = ::tokio::time::Instant::from_std(deadline);
+            match self.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(::tokio::time::sleep_until(deadline))),
+            }
+        }
+        let WebSocket {
+            stream,
+            conn,
+            outbox,
+            timer,
+            ..
+        } = self;
+        let woke = poll_fn(|cx| {
+            {
+                let mut state = outbox.lock();
+                if state.aborted {
+                    return Poll::Ready(Wake::Aborted);
+                }
+                if !state.queue.is_empty() {
+                    return Poll::Ready(Wake::Queued);
+                }
+                if !state
+                    .driver
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    state.driver = Some(cx.waker().clone());
+                }
+            }
+            if let Poll::Ready(result) = poll_read_into(stream, conn, cx) {
+                return Poll::Ready(Wake::Read(result));
+            }
+            if deadline.is_some() {
+                if let Some(timer) = timer.as_mut() {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Wake::Read(Ok(0)) => self.conn.handle_eof(),
+            Wake::Read(Ok(_)) | Wake::Queued => {}
+            Wake::Read(Err(e)) => return Err(e.into()),
+            Wake::Timer => self.conn.handle_timeout(Instant::now()),
+            Wake::Aborted => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "dropped at the shutdown deadline",
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the transport after the connection closed: flush, half-close
+    /// (the server first, RFC 6455 §7.1.1), and read until the peer closes
+    /// too, within the close timeout and 1 MiB, so our last frame is not
+    /// lost to a reset.
+    async fn finish_transport(&mut self) {
+        if self.transport_done {
+            return;
+        }
+        self.transport_done = true;
+        self.outbox.close();
+        let _ = self.flush().await;
+        if self.conn.role() == Role::Server || !self.conn.should_linger() {
+            let _ = self.stream.shutdown().await;
+        }
+        if !self.conn.should_linger() {
+            return;
+        }
+        let timeout = self.conn.config().close_timeout;
+        let stream = &mut self.stream;
+        let _ = ::tokio::time::timeout(timeout, async {
+            let mut scratch = [0u8; 1024];
+            let mut drained = 0usize;
+            while drained < 1 << 20 {
+                match stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+        })
+        .await;
+        if self.conn.role() == Role::Client {
+            let _ = self.stream.shutdown().await;
+        }
+    }
+}
+
+/// The reading half of a split [`WebSocket`]; it also drives the writes
+/// queued through the [`WriteHalf`].
+#[derive(Debug)]
+pub struct ReadHalf<S> {
+    ws: WebSocket<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
+    /// Waits for the next event. See [`WebSocket::recv`].
+    ///
+    /// # Errors
+    /// As [`WebSocket::recv`].
+    pub async fn recv(&mut self) -> Result<OwnedEvent, Error> {
+        self.ws.recv().await
+    }
+
+    /// Waits for the next event, borrowed. See [`WebSocket::recv_event`].
+    ///
+    /// # Errors
+    /// As [`WebSocket::recv`].
+    pub async fn recv_event(&mut self) -> Result<(Event<'_>, Sender<'_>), Error> {
+        self.ws.recv_event().await
+    }
+}
+
+/// The writing half of a split [`WebSocket`]: a [`Handle`] whose `send`
+/// waits for queue room. Clone it to send from several tasks.
+#[derive(Debug, Clone)]
+pub struct WriteHalf {
+    handle: Handle,
+}
+
+impl WriteHalf {
+    /// Queues a message, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the connection ends.
+    pub async fn send(&self, message: Message<'_>) -> Result<(), SendError> {
+        self.handle.send(message).await
+    }
+
+    /// Starts the closing handshake. See [`Handle::close`].
+    ///
+    /// # Errors
+    /// As [`Handle::close`].
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.handle.close(code, reason)
+    }
+
+    /// The underlying handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
