@@ -223,8 +223,8 @@ case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$REPO/$TARGET_DIR" ;; esac
 SERVER_BIN="${AUTOBAHN_SERVER_BIN:-$TARGET_DIR/release/examples/autobahn_server}"
 CLIENT_BIN="${AUTOBAHN_CLIENT_BIN:-$TARGET_DIR/release/examples/autobahn_client}"
 if [ "${AUTOBAHN_SKIP_BUILD:-0}" != "1" ]; then
-  log "cargo build --release --example autobahn_server --example autobahn_client"
-  cargo build --release --example autobahn_server --example autobahn_client
+  log "cargo build --release --features tokio --example autobahn_server --example autobahn_client"
+  cargo build --release --features tokio --example autobahn_server --example autobahn_client
 fi
 
 if port_open; then

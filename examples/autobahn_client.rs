@@ -1,10 +1,11 @@
 //! Client for the Autobahn fuzzing server (`autobahn/run.sh client`).
 //!
-//! `cargo run --release --example autobahn_client -- ws://127.0.0.1:9001 AGENT [--runtime blocking]`
+//! `cargo run --release --all-features --example autobahn_client -- ws://127.0.0.1:9001 AGENT [--runtime blocking|tokio]`
 //!
 //! Asks the server how many cases there are, runs each one as an echo
-//! client, then asks it to write the reports.
-use chito::{blocking, Error, Handler, Message, OwnedEvent, Sender};
+//! client (offering permessage-deflate, as the default config does), then
+//! asks it to write the reports.
+use chito::{Error, Handler, Message, OwnedEvent, Sender};
 
 struct Echo;
 
@@ -27,46 +28,74 @@ fn main() -> Result<(), Error> {
         .and_then(|i| args.get(i + 1))
         .cloned()
         .unwrap_or_else(|| "blocking".into());
-    if runtime != "blocking" {
-        eprintln!("unknown runtime {runtime:?} (available: blocking)");
-        std::process::exit(2);
+    match runtime.as_str() {
+        "blocking" => blocking(&base, &agent),
+        #[cfg(feature = "tokio")]
+        "tokio" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(tokio_client(&base, &agent)),
+        other => {
+            eprintln!("unknown runtime {other:?} (blocking, or tokio with --features tokio)");
+            std::process::exit(2);
+        }
     }
+}
 
-    let count = case_count(&base)?;
-    eprintln!("autobahn_client ({runtime}): {count} cases, agent {agent}");
+fn parse_count(event: OwnedEvent) -> Result<Option<u32>, Error> {
+    let invalid =
+        |what: String| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, what));
+    match event {
+        OwnedEvent::Text(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(format!("case count {text:?} is not a number"))),
+        OwnedEvent::Close(_) => Err(invalid("closed before sending the case count".into())),
+        _ => Ok(None),
+    }
+}
+
+fn blocking(base: &str, agent: &str) -> Result<(), Error> {
+    use chito::blocking::connect;
+    let (mut ws, _) = connect(&format!("{base}/getCaseCount"))?;
+    let count = loop {
+        if let Some(count) = parse_count(ws.read()?)? {
+            break count;
+        }
+    };
+    eprintln!("autobahn_client (blocking): {count} cases, agent {agent}");
     for case in 1..=count {
-        let url = format!("{base}/runCase?case={case}&agent={agent}");
-        match blocking::connect(&url) {
+        match connect(&format!("{base}/runCase?case={case}&agent={agent}")) {
             Ok((ws, _)) => ws.serve(&mut Echo),
             Err(e) => eprintln!("case {case}: {e}"),
         }
     }
-    let (mut ws, _) = blocking::connect(&format!("{base}/updateReports?agent={agent}"))?;
+    let (mut ws, _) = connect(&format!("{base}/updateReports?agent={agent}"))?;
     // The server closes once the reports are written.
     while !matches!(ws.read(), Ok(OwnedEvent::Close(_)) | Err(_)) {}
     eprintln!("reports updated");
     Ok(())
 }
 
-fn case_count(base: &str) -> Result<u32, Error> {
-    let (mut ws, _) = blocking::connect(&format!("{base}/getCaseCount"))?;
-    loop {
-        match ws.read()? {
-            OwnedEvent::Text(text) => {
-                return text.trim().parse().map_err(|_| {
-                    Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("case count {text:?} is not a number"),
-                    ))
-                })
-            }
-            OwnedEvent::Close(_) => {
-                return Err(Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "closed before sending the case count",
-                )))
-            }
-            _ => {}
+#[cfg(feature = "tokio")]
+async fn tokio_client(base: &str, agent: &str) -> Result<(), Error> {
+    use chito::tokio::connect;
+    let (mut ws, _) = connect(&format!("{base}/getCaseCount")).await?;
+    let count = loop {
+        if let Some(count) = parse_count(ws.recv().await?)? {
+            break count;
+        }
+    };
+    eprintln!("autobahn_client (tokio): {count} cases, agent {agent}");
+    for case in 1..=count {
+        match connect(&format!("{base}/runCase?case={case}&agent={agent}")).await {
+            Ok((ws, _)) => ws.serve(&mut Echo).await,
+            Err(e) => eprintln!("case {case}: {e}"),
         }
     }
+    let (mut ws, _) = connect(&format!("{base}/updateReports?agent={agent}")).await?;
+    while !matches!(ws.recv().await, Ok(OwnedEvent::Close(_)) | Err(_)) {}
+    eprintln!("reports updated");
+    Ok(())
 }

@@ -1,10 +1,10 @@
 //! Echo server for the Autobahn fuzzing client (`autobahn/run.sh server`).
 //!
-//! `cargo run --release --example autobahn_server -- 127.0.0.1:9001 [--runtime blocking]`
+//! `cargo run --release --all-features --example autobahn_server -- 127.0.0.1:9001 [--runtime blocking|tokio]`
 //!
 //! Default configuration: whatever Autobahn checks is checked with the
 //! limits every user gets.
-use chito::{blocking, Handler, Message, Sender};
+use chito::{Handler, Message, Sender};
 
 struct Echo;
 
@@ -20,13 +20,27 @@ fn main() -> std::io::Result<()> {
         .first()
         .cloned()
         .unwrap_or_else(|| "127.0.0.1:9001".into());
-    let runtime = runtime_flag(&args);
-    if runtime != "blocking" {
-        eprintln!("unknown runtime {runtime:?} (available: blocking)");
-        std::process::exit(2);
-    }
-    let listener = std::net::TcpListener::bind(&addr)?;
+    let runtime = args
+        .iter()
+        .position(|a| a == "--runtime")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "blocking".into());
     eprintln!("autobahn_server ({runtime}) on {addr}");
+    match runtime.as_str() {
+        "blocking" => blocking(&addr),
+        #[cfg(feature = "tokio")]
+        "tokio" => tokio_server(&addr),
+        other => {
+            eprintln!("unknown runtime {other:?} (blocking, or tokio with --features tokio)");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// A thread per connection: the fuzzing client runs cases one by one.
+fn blocking(addr: &str) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)?;
     for stream in listener.incoming() {
         // An accept error (e.g. out of file descriptors) hits one
         // connection, not the server.
@@ -37,9 +51,8 @@ fn main() -> std::io::Result<()> {
                 continue;
             }
         };
-        // A thread per connection: the fuzzing client runs cases one by one.
         std::thread::spawn(move || {
-            if let Ok(ws) = blocking::Builder::tcp(stream).accept() {
+            if let Ok(ws) = chito::blocking::Builder::tcp(stream).accept() {
                 ws.serve(&mut Echo);
             }
         });
@@ -47,10 +60,27 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
-fn runtime_flag(args: &[String]) -> String {
-    args.iter()
-        .position(|a| a == "--runtime")
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| "blocking".into())
+#[cfg(feature = "tokio")]
+fn tokio_server(addr: &str) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    eprintln!("accept failed: {e}");
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                if let Ok(ws) = chito::tokio::Builder::new(stream).accept().await {
+                    ws.serve(&mut Echo).await;
+                }
+            });
+        }
+    })
 }
