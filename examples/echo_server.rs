@@ -1,6 +1,7 @@
-//! A WebSocket echo server: `cargo run --example echo_server`, then connect
-//! to ws://127.0.0.1:9001 (e.g. `websocat ws://127.0.0.1:9001`).
-use chito::{blocking, Handler, Message, Sender};
+//! A WebSocket echo server on tokio:
+//! `cargo run --example echo_server --features tokio`, then connect to
+//! ws://127.0.0.1:9001 (for example `websocat ws://127.0.0.1:9001`).
+use chito::{Handler, Message, Sender};
 
 struct Echo;
 
@@ -10,26 +11,18 @@ impl Handler for Echo {
     }
 }
 
-fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
-    let listener = std::net::TcpListener::bind(&addr)?;
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("echo server listening on ws://{addr}");
-    for stream in listener.incoming() {
-        // An accept error (e.g. out of file descriptors) hits one
-        // connection, not the server.
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                eprintln!("accept failed: {e}");
-                continue;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            match chito::tokio::Builder::new(stream).accept().await {
+                Ok(ws) => ws.serve(&mut Echo).await,
+                Err(e) => eprintln!("handshake failed: {e}"),
             }
-        };
-        std::thread::spawn(move || match blocking::Builder::tcp(stream).accept() {
-            Ok(ws) => ws.serve(&mut Echo),
-            Err(e) => eprintln!("handshake failed: {e}"),
         });
     }
-    Ok(())
 }
