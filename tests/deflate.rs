@@ -374,3 +374,21 @@ fn compressed_fragments_fed_bytewise_match() {
     }
     assert_eq!(got, expected);
 }
+
+#[test]
+fn extension_names_match_case_insensitively() {
+    // Found by the handshake_request fuzz target: this offer used to get a
+    // 500 because the answer was checked against the offer case-sensitively.
+    let config = Config::default();
+    let head = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                Sec-WebSocket-Extensions: Permessage-Deflate\r\n\r\n";
+    let (request, _) = Request::parse(head.as_bytes(), &config.handshake_limits())
+        .unwrap()
+        .unwrap();
+    let (response, negotiated) = server_response(&request, Accept::default(), &config).unwrap();
+    assert!(negotiated.deflate.is_some());
+    assert!(String::from_utf8(response)
+        .unwrap()
+        .starts_with("HTTP/1.1 101"));
+}

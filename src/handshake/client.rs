@@ -268,10 +268,12 @@ impl ClientHandshake {
         // Item 5: every extension in use must have been offered (§9.1).
         let extensions = parse_extensions(response.header_values("Sec-WebSocket-Extensions"))
             .map_err(HandshakeError::InvalidExtensions)?;
-        if let Some(unexpected) = extensions
-            .iter()
-            .find(|ext| !self.extension_names.contains(&ext.name))
-        {
+        if let Some(unexpected) = extensions.iter().find(|ext| {
+            !self
+                .extension_names
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(&ext.name))
+        }) {
             return Err(HandshakeError::UnexpectedExtension(unexpected.name.clone()));
         }
         // Item 6: a subprotocol must be one that was offered; §4.2.2 /

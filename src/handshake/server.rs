@@ -385,10 +385,11 @@ impl Request {
             let accepted = parse_extensions([extensions.as_bytes()]).map_err(|_| {
                 Rejection::new(500, "server produced a malformed Sec-WebSocket-Extensions")
             })?;
-            if !accepted
-                .iter()
-                .all(|ext| offered.iter().any(|offer| offer.name == ext.name))
-            {
+            if !accepted.iter().all(|ext| {
+                offered
+                    .iter()
+                    .any(|offer| offer.name.eq_ignore_ascii_case(&ext.name))
+            }) {
                 return Err(Rejection::new(
                     500,
                     "server accepted an extension the client did not offer",
