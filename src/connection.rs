@@ -946,6 +946,25 @@ impl Connection {
         self.sender().close(code, reason)
     }
 
+    /// Queues a frame that was encoded elsewhere — typically once for many
+    /// connections (a broadcast) — as the next message, copying its bytes
+    /// into the output buffer. The caller vouches for the encoding: an
+    /// unmasked server frame (`Role::Server` only), FIN set, and RSV1 only
+    /// if this connection negotiated permessage-deflate without server
+    /// context takeover and a window at least as large as the one used.
+    ///
+    /// # Errors
+    /// After close, or while a fragmented message is being sent.
+    pub fn send_encoded_frame(&mut self, frame: &[u8]) -> Result<(), UsageError> {
+        self.release_delivered();
+        self.tx.check_open()?;
+        if self.tx.sending.is_some() {
+            return Err(UsageError::FragmentInProgress);
+        }
+        self.tx.out.extend_from_slice(frame);
+        Ok(())
+    }
+
     /// Encoded bytes waiting to be written to the transport.
     pub fn pending_output(&self) -> &[u8] {
         self.tx.out.get(self.tx.out_pos..).unwrap_or_default()

@@ -16,6 +16,8 @@
 //! - [`handler`]: the event trait ([`Handler`]) driven by the adapters.
 //! - [`blocking`]: the adapter for any `Read + Write`.
 //! - `tokio` (feature `tokio`): the adapter for any `AsyncRead + AsyncWrite`.
+//! - `rooms` (feature `rooms`): named groups of connections; a message for
+//!   many members is encoded once.
 //!
 //! ```
 //! use chito::{Config, Connection, Event, Role};
@@ -43,6 +45,8 @@ pub mod handler;
 pub mod handshake;
 pub mod mask;
 mod rand;
+#[cfg(feature = "rooms")]
+pub mod rooms;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod utf8;

@@ -45,7 +45,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -187,6 +187,7 @@ fn poll_write_output<S: AsyncWrite + Unpin>(
 #[derive(Debug)]
 enum Outgoing {
     Message(MessageKind, Vec<u8>),
+    Shared(SharedMessage),
     Ping(Vec<u8>),
     Close(CloseCode, String),
 }
@@ -195,9 +196,176 @@ impl Outgoing {
     fn cost(&self) -> usize {
         match self {
             Outgoing::Message(_, data) | Outgoing::Ping(data) => data.len() + 14,
+            Outgoing::Shared(shared) => shared.len() + 14,
             Outgoing::Close(_, reason) => reason.len() + 8,
         }
     }
+}
+
+/// One message for many connections, encoded at most once per wire form.
+///
+/// The payload is stored once. A server connection sends the frame built
+/// for its negotiation, cached here on first use: the plain frame, or —
+/// when it compresses without context takeover — the frame compressed once
+/// for its window size. Only connections whose own compression keeps
+/// context (or clients, which mask every frame) encode the message
+/// themselves, from the shared payload. Cloning is a reference count.
+#[derive(Debug, Clone)]
+pub struct SharedMessage {
+    inner: Arc<SharedInner>,
+}
+
+#[derive(Debug)]
+struct SharedInner {
+    payload: SharedPayload,
+    plain: OnceLock<Box<[u8]>>,
+    /// Frames compressed without context, by window bits 9..=15; `None`
+    /// if compression failed (the plain frame is used then).
+    #[cfg(feature = "deflate")]
+    compressed: [OnceLock<Option<Box<[u8]>>>; 7],
+    encodings: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug)]
+enum SharedPayload {
+    Text(Box<str>),
+    Binary(Box<[u8]>),
+}
+
+impl SharedMessage {
+    /// Copies `message` once into a shareable message.
+    pub fn new(message: Message<'_>) -> Self {
+        match message {
+            Message::Text(text) => SharedMessage::from_payload(SharedPayload::Text(text.into())),
+            Message::Binary(data) => {
+                SharedMessage::from_payload(SharedPayload::Binary(data.into()))
+            }
+        }
+    }
+
+    /// A shareable text message, taking the string without copying it.
+    pub fn text(text: String) -> Self {
+        SharedMessage::from_payload(SharedPayload::Text(text.into_boxed_str()))
+    }
+
+    /// A shareable binary message, taking the bytes without copying them.
+    pub fn binary(data: Vec<u8>) -> Self {
+        SharedMessage::from_payload(SharedPayload::Binary(data.into_boxed_slice()))
+    }
+
+    fn from_payload(payload: SharedPayload) -> Self {
+        SharedMessage {
+            inner: Arc::new(SharedInner {
+                payload,
+                plain: OnceLock::new(),
+                #[cfg(feature = "deflate")]
+                compressed: Default::default(),
+                encodings: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> Message<'_> {
+        match &self.inner.payload {
+            SharedPayload::Text(text) => Message::Text(text),
+            SharedPayload::Binary(data) => Message::Binary(data),
+        }
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        match &self.inner.payload {
+            SharedPayload::Text(text) => text.as_bytes(),
+            SharedPayload::Binary(data) => data,
+        }
+    }
+
+    /// The payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.payload().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many frames were encoded from this message so far (each wire
+    /// form once, however many connections it went to).
+    pub fn encodings(&self) -> usize {
+        self.inner.encodings.load(Ordering::Relaxed)
+    }
+
+    fn opcode(&self) -> crate::frame::OpCode {
+        match self.inner.payload {
+            SharedPayload::Text(_) => crate::frame::OpCode::Text,
+            SharedPayload::Binary(_) => crate::frame::OpCode::Binary,
+        }
+    }
+
+    /// The unmasked, uncompressed server frame.
+    fn plain_frame(&self) -> &[u8] {
+        self.inner.plain.get_or_init(|| {
+            self.inner.encodings.fetch_add(1, Ordering::Relaxed);
+            encode_server_frame(self.opcode(), false, self.payload())
+        })
+    }
+
+    /// The server frame compressed without context with `bits` of window.
+    #[cfg(feature = "deflate")]
+    fn compressed_frame(&self, bits: u8, level: u32) -> Option<&[u8]> {
+        let slot = self.inner.compressed.get(usize::from(
+            bits.saturating_sub(crate::deflate::MIN_WINDOW_BITS),
+        ))?;
+        slot.get_or_init(|| {
+            self.inner.encodings.fetch_add(1, Ordering::Relaxed);
+            let mut deflater = crate::deflate::Deflater::new(bits, true, level).ok()?;
+            let mut body = Vec::with_capacity(self.len() / 2 + 16);
+            deflater.compress(self.payload(), true, &mut body).ok()?;
+            Some(encode_server_frame(self.opcode(), true, &body))
+        })
+        .as_deref()
+    }
+}
+
+/// A complete unmasked frame with FIN set.
+fn encode_server_frame(opcode: crate::frame::OpCode, rsv1: bool, payload: &[u8]) -> Box<[u8]> {
+    let mut header = crate::frame::FrameHeader::new(opcode, payload.len() as u64);
+    header.rsv1 = rsv1;
+    let mut head = [0u8; crate::frame::MAX_HEADER_LEN];
+    let head_len = header.encode(&mut head);
+    let mut frame = Vec::with_capacity(head_len + payload.len());
+    frame.extend_from_slice(head.get(..head_len).unwrap_or_default());
+    frame.extend_from_slice(payload);
+    frame.into_boxed_slice()
+}
+
+/// Queues `shared` on `conn` in the wire form its negotiation allows.
+fn send_shared(conn: &mut Connection, shared: &SharedMessage) -> Result<(), UsageError> {
+    if conn.role() == Role::Client {
+        // A client masks every frame with a fresh key: nothing to share.
+        return conn.send(shared.message());
+    }
+    #[cfg(feature = "deflate")]
+    if let Some(params) = conn.negotiated().deflate {
+        let (threshold, level) = conn
+            .config()
+            .deflate
+            .as_ref()
+            .map_or((0, 1), |d| (d.threshold, d.effective_level()));
+        if shared.len() >= threshold {
+            if !params.server_no_context_takeover {
+                // Our compressor keeps context: a frame compressed elsewhere
+                // would desynchronise the peer's window. Compress here.
+                return conn.send(shared.message());
+            }
+            if let Some(frame) = shared.compressed_frame(params.server_max_window_bits, level) {
+                return conn.send_encoded_frame(frame);
+            }
+        }
+    }
+    conn.send_encoded_frame(shared.plain_frame())
 }
 
 #[derive(Debug, Default)]
@@ -313,6 +481,16 @@ impl Handle {
             }
             notified.await;
         }
+    }
+
+    /// Queues a [`SharedMessage`] without waiting: a reference count, no
+    /// copy; the frame is encoded at most once per wire form across all
+    /// the connections it is sent to.
+    ///
+    /// # Errors
+    /// As [`Handle::try_send`].
+    pub fn try_send_shared(&self, message: &SharedMessage) -> Result<(), SendError> {
+        self.push(Outgoing::Shared(message.clone()))
     }
 
     /// Queues a ping.
@@ -915,6 +1093,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     },
                     MessageKind::Binary => Message::Binary(data),
                 }),
+                Outgoing::Shared(shared) => send_shared(&mut self.conn, shared),
                 Outgoing::Ping(payload) => self.conn.send_ping(payload),
                 Outgoing::Close(code, reason) => self.conn.close(*code, reason),
             };

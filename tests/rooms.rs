@@ -1,0 +1,302 @@
+//! Rooms: every operation, encode-once, slow members, metadata, presence,
+//! and concurrent join/leave/emit from many tasks. Members are real server
+//! connections over in-memory pipes, read by real client connections.
+#![cfg(feature = "rooms")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chito::rooms::{MemberId, Membership, Presence, Rooms};
+use chito::tokio::{SharedMessage, WebSocket};
+use chito::{Config, Connection, Handler, Message, Negotiated, OwnedEvent, Role};
+use tokio::io::DuplexStream;
+
+struct Quiet;
+impl Handler for Quiet {}
+
+/// A served member and the client reading what it is sent.
+struct Peer {
+    membership: Membership,
+    client: WebSocket<DuplexStream>,
+}
+
+fn negotiated(deflate: bool) -> Negotiated {
+    let mut n = Negotiated::default();
+    if deflate {
+        n.deflate = Some(chito::deflate::DeflateParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        });
+    }
+    n
+}
+
+fn peer_with(rooms: &Rooms, config: Config, deflate: bool, pipe: usize) -> Peer {
+    let (a, b) = tokio::io::duplex(pipe);
+    let server = WebSocket::from_parts(
+        a,
+        Connection::with_negotiated(Role::Server, config.clone(), negotiated(deflate), &[]),
+    );
+    let client = WebSocket::from_parts(
+        b,
+        Connection::with_negotiated(Role::Client, config, negotiated(deflate), &[]),
+    );
+    let membership = rooms.add(server.handle());
+    tokio::spawn(async move { server.serve(&mut Quiet).await });
+    Peer { membership, client }
+}
+
+fn peer(rooms: &Rooms) -> Peer {
+    peer_with(rooms, Config::default(), false, 1 << 16)
+}
+
+async fn next_text(client: &mut WebSocket<DuplexStream>) -> String {
+    match tokio::time::timeout(Duration::from_secs(5), client.recv()).await {
+        Ok(Ok(OwnedEvent::Text(t))) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn nothing_arrives(client: &mut WebSocket<DuplexStream>) {
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), client.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn join_leave_and_queries() {
+    let rooms = Rooms::with_shards(4);
+    let a = peer(&rooms);
+    let b = peer(&rooms);
+    let (ia, ib) = (a.membership.id(), b.membership.id());
+    assert!(rooms.join(ia, "red"));
+    assert!(!rooms.join(ia, "red"), "already there");
+    assert!(rooms.join(ia, "blue"));
+    assert!(rooms.join(ib, "blue"));
+    assert_eq!(rooms.rooms_of(ia), ["blue", "red"]);
+    assert_eq!(rooms.members("blue"), {
+        let mut v = vec![ia, ib];
+        v.sort();
+        v
+    });
+    assert_eq!(rooms.count("blue"), 2);
+    assert_eq!(rooms.count("nowhere"), 0);
+    assert_eq!(rooms.room_names(), ["blue", "red"]);
+    assert!(rooms.leave(ia, "red"));
+    assert!(!rooms.leave(ia, "red"));
+    assert_eq!(rooms.room_names(), ["blue"], "empty rooms disappear");
+    rooms.leave_all(ib);
+    assert_eq!(rooms.members("blue"), [ia]);
+    assert_eq!(rooms.member_count(), 2);
+    drop(a);
+    assert_eq!(
+        rooms.room_names(),
+        Vec::<String>::new(),
+        "a dropped member leaves every room"
+    );
+    assert_eq!(rooms.member_count(), 1);
+    assert!(!rooms.join(ia, "red"), "unknown member");
+}
+
+#[tokio::test]
+async fn emit_reaches_exactly_the_room() {
+    let rooms = Rooms::new();
+    let mut peers: Vec<Peer> = (0..4).map(|_| peer(&rooms)).collect();
+    let ids: Vec<MemberId> = peers.iter().map(|p| p.membership.id()).collect();
+    rooms.join(ids[0], "a");
+    rooms.join(ids[1], "a");
+    rooms.join(ids[1], "b");
+    rooms.join(ids[2], "b");
+
+    let report = rooms.emit("a", Message::Text("to a"));
+    assert_eq!(report.delivered, 2);
+    assert_eq!(next_text(&mut peers[0].client).await, "to a");
+    assert_eq!(next_text(&mut peers[1].client).await, "to a");
+    nothing_arrives(&mut peers[2].client).await;
+
+    let report = rooms.emit_except("b", Message::Text("from 1"), ids[1]);
+    assert_eq!(report.delivered, 1);
+    assert_eq!(next_text(&mut peers[2].client).await, "from 1");
+    nothing_arrives(&mut peers[1].client).await;
+
+    // Member 1 is in both rooms and gets one copy.
+    let report = rooms.emit_many(&["a", "b"], Message::Text("both"));
+    assert_eq!(report.delivered, 3);
+    for p in &mut peers[..3] {
+        assert_eq!(next_text(&mut p.client).await, "both");
+    }
+    nothing_arrives(&mut peers[1].client).await;
+    nothing_arrives(&mut peers[3].client).await;
+
+    // Broadcast reaches members in no room too.
+    assert_eq!(rooms.broadcast(Message::Text("all")).delivered, 4);
+    for p in &mut peers {
+        assert_eq!(next_text(&mut p.client).await, "all");
+    }
+}
+
+#[tokio::test]
+async fn a_message_for_many_members_is_encoded_once() {
+    for deflate in [false, true] {
+        let rooms = Rooms::new();
+        let mut peers: Vec<Peer> = (0..50)
+            .map(|_| peer_with(&rooms, Config::default(), deflate, 1 << 16))
+            .collect();
+        for p in &peers {
+            rooms.join(p.membership.id(), "big");
+        }
+        let text = "a long enough message to be compressed, ".repeat(20);
+        let shared = SharedMessage::text(text.clone());
+        assert_eq!(rooms.emit_shared("big", &shared).delivered, 50);
+        for p in &mut peers {
+            assert_eq!(next_text(&mut p.client).await, text);
+        }
+        // One wire form (plain, or compressed for 15-bit windows) for all 50.
+        assert_eq!(shared.encodings(), 1, "deflate {deflate}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_member_is_reported_and_does_not_delay_the_others() {
+    let rooms = Rooms::new();
+    let mut config = Config::default();
+    config.max_queued_bytes = 64 << 10;
+    // The slow member's pipe is tiny and its client never reads.
+    let slow = peer_with(&rooms, config.clone(), false, 1024);
+    let mut fast: Vec<Peer> = (0..3)
+        .map(|_| peer_with(&rooms, config.clone(), false, 1 << 20))
+        .collect();
+    rooms.join(slow.membership.id(), "r");
+    for p in &fast {
+        rooms.join(p.membership.id(), "r");
+    }
+    let chunk = "x".repeat(4096);
+    let mut reported_full = false;
+    for i in 0..200 {
+        let report = rooms.emit("r", Message::Text(&chunk));
+        if report.full.contains(&slow.membership.id()) {
+            reported_full = true;
+        }
+        assert!(report.delivered >= 3, "emit {i}: {report:?}");
+        for p in &mut fast {
+            assert_eq!(next_text(&mut p.client).await.len(), 4096);
+        }
+    }
+    assert!(reported_full, "the slow member's queue never filled");
+    let handle = rooms.handle(slow.membership.id()).unwrap();
+    assert!(handle.buffered_amount() <= (64 << 10) + 4096 + 14);
+}
+
+#[tokio::test]
+async fn typed_metadata() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct UserName(String);
+    let rooms = Rooms::new();
+    let a = peer(&rooms);
+    let id = a.membership.id();
+    assert!(rooms.set_meta(id, UserName("ada".into())));
+    assert!(rooms.set_meta(id, 42u32));
+    assert_eq!(rooms.meta::<UserName>(id), Some(UserName("ada".into())));
+    assert_eq!(rooms.with_meta(id, |n: &u32| n + 1), Some(43));
+    assert_eq!(rooms.meta::<u64>(id), None);
+    drop(a);
+    assert_eq!(rooms.meta::<UserName>(id), None);
+}
+
+#[tokio::test]
+async fn presence_events() {
+    let rooms = Rooms::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    rooms.on_presence(move |event| {
+        l.lock().unwrap().push(match event {
+            Presence::Joined { room, member } => format!("+{room}:{}", member.as_u64()),
+            Presence::Left { room, member } => format!("-{room}:{}", member.as_u64()),
+        })
+    });
+    let a = peer(&rooms);
+    let id = a.membership.id().as_u64();
+    rooms.join(a.membership.id(), "x");
+    rooms.join(a.membership.id(), "y");
+    rooms.leave(a.membership.id(), "x");
+    drop(a);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            format!("+x:{id}"),
+            format!("+y:{id}"),
+            format!("-x:{id}"),
+            format!("-y:{id}")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_join_leave_emit_from_many_tasks() {
+    let rooms = Rooms::with_shards(8);
+    let peers: Vec<Peer> = (0..40)
+        .map(|_| peer_with(&rooms, Config::default(), false, 1 << 20))
+        .collect();
+    let ids: Vec<MemberId> = peers.iter().map(|p| p.membership.id()).collect();
+    let tasks: Vec<_> = (0..8u64)
+        .map(|t| {
+            let rooms = rooms.clone();
+            let ids = ids.clone();
+            tokio::spawn(async move {
+                let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                for _ in 0..2000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let id = ids[(x % ids.len() as u64) as usize];
+                    let room = format!("room{}", (x >> 8) % 6);
+                    match (x >> 16) % 5 {
+                        0 | 1 => {
+                            rooms.join(id, &room);
+                        }
+                        2 => {
+                            rooms.leave(id, &room);
+                        }
+                        3 => {
+                            rooms.emit(&room, Message::Text("hi"));
+                        }
+                        _ => {
+                            if (x >> 20) % 50 == 0 {
+                                rooms.leave_all(id);
+                            }
+                        }
+                    }
+                    if x % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await
+    .expect("no deadlock");
+    // Both indexes agree.
+    for id in &ids {
+        for room in rooms.rooms_of(*id) {
+            assert!(rooms.members(&room).contains(id), "{id:?} in {room}");
+        }
+    }
+    for room in rooms.room_names() {
+        assert!(rooms.count(&room) > 0, "empty room {room} kept");
+        for id in rooms.members(&room) {
+            assert!(rooms.rooms_of(id).contains(&room));
+        }
+    }
+    drop(peers);
+    assert_eq!(rooms.room_names(), Vec::<String>::new());
+    assert_eq!(rooms.member_count(), 0);
+}
