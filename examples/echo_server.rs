@@ -13,7 +13,9 @@ impl Handler for Echo {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("echo server listening on ws://{addr}");
     loop {

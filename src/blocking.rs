@@ -38,6 +38,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::close::CloseCode;
@@ -50,11 +51,12 @@ use crate::handshake::{
     HandshakeError, Rejection, Request, Response, WsUrl,
 };
 
-/// How the adapter controls a stream beyond reading and writing: setting a
-/// read timeout (to wake for timers) and half-closing (to end a connection
-/// without losing the last frame).
+/// How the adapter controls a stream beyond reading and writing: read and
+/// write timeouts (to wake for timers while blocked, either way) and
+/// half-closing (to end a connection without losing the last frame).
 pub struct StreamControl<S> {
     set_read_timeout: fn(&S, Option<Duration>) -> io::Result<()>,
+    set_write_timeout: fn(&S, Option<Duration>) -> io::Result<()>,
     shutdown_write: fn(&S) -> io::Result<()>,
 }
 
@@ -74,13 +76,15 @@ impl<S> std::fmt::Debug for StreamControl<S> {
 
 impl<S> StreamControl<S> {
     /// Hooks for any stream, e.g. a TLS stream over TCP:
-    /// `StreamControl::new(|s, t| s.get_ref().set_read_timeout(t), |s| s.get_ref().shutdown(Shutdown::Write))`.
+    /// `StreamControl::new(|s, t| s.get_ref().set_read_timeout(t), |s, t| s.get_ref().set_write_timeout(t), |s| s.get_ref().shutdown(Shutdown::Write))`.
     pub fn new(
         set_read_timeout: fn(&S, Option<Duration>) -> io::Result<()>,
+        set_write_timeout: fn(&S, Option<Duration>) -> io::Result<()>,
         shutdown_write: fn(&S) -> io::Result<()>,
     ) -> Self {
         StreamControl {
             set_read_timeout,
+            set_write_timeout,
             shutdown_write,
         }
     }
@@ -89,9 +93,11 @@ impl<S> StreamControl<S> {
 impl StreamControl<TcpStream> {
     /// Hooks for a plain TCP stream.
     pub fn tcp() -> Self {
-        StreamControl::new(TcpStream::set_read_timeout, |s| {
-            s.shutdown(std::net::Shutdown::Write)
-        })
+        StreamControl::new(
+            TcpStream::set_read_timeout,
+            TcpStream::set_write_timeout,
+            |s| s.shutdown(std::net::Shutdown::Write),
+        )
     }
 }
 
@@ -99,9 +105,12 @@ impl StreamControl<TcpStream> {
 impl StreamControl<std::os::unix::net::UnixStream> {
     /// Hooks for a Unix domain socket.
     pub fn unix() -> Self {
-        StreamControl::new(std::os::unix::net::UnixStream::set_read_timeout, |s| {
-            s.shutdown(std::net::Shutdown::Write)
-        })
+        use std::os::unix::net::UnixStream;
+        StreamControl::new(
+            UnixStream::set_read_timeout,
+            UnixStream::set_write_timeout,
+            |s| s.shutdown(std::net::Shutdown::Write),
+        )
     }
 }
 
@@ -109,7 +118,7 @@ impl StreamControl<std::os::unix::net::UnixStream> {
 #[derive(Debug)]
 pub struct Builder<S> {
     stream: S,
-    config: Config,
+    config: Arc<Config>,
     control: Option<StreamControl<S>>,
 }
 
@@ -127,14 +136,15 @@ impl<S: Read + Write> Builder<S> {
     pub fn new(stream: S) -> Self {
         Builder {
             stream,
-            config: Config::default(),
+            config: Config::shared_default(),
             control: None,
         }
     }
 
-    /// Sets the limits and timers.
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+    /// Sets the limits and timers. Pass an `Arc<Config>` to share one
+    /// copy among many connections.
+    pub fn config(mut self, config: impl Into<Arc<Config>>) -> Self {
+        self.config = config.into();
         self
     }
 
@@ -445,10 +455,36 @@ impl<S: Read + Write> WebSocket<S> {
             return Ok(());
         }
         while !self.conn.pending_output().is_empty() {
+            if let Some(control) = &self.control {
+                // Wake for timers even while the peer is not reading.
+                // A closed connection runs no timers: its last frames get
+                // the close timeout.
+                let now = Instant::now();
+                let timeout = if self.conn.is_closed() {
+                    Some(self.conn.config().close_timeout)
+                } else {
+                    self.conn.poll_timeout(now).map(|d| {
+                        d.saturating_duration_since(now)
+                            .max(Duration::from_millis(1))
+                    })
+                };
+                (control.set_write_timeout)(&self.stream, timeout)?;
+            }
             match self.stream.write(self.conn.pending_output()) {
                 Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
                 Ok(n) => self.conn.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) && self.control.is_some() => {
+                    if self.conn.is_closed() {
+                        return Err(e.into());
+                    }
+                    self.conn.handle_timeout(Instant::now());
+                    if self.conn.is_closed() && !self.conn.should_linger() {
+                        // A timer gave up on the peer: report why.
+                        self.conn.prepare_event()?;
+                        return Err(Error::Usage(UsageError::Closed));
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -467,6 +503,7 @@ impl<S: Read + Write> WebSocket<S> {
                 if flow == Flow::Continue {
                     end_with_error(handler, &error);
                 }
+                self.finish_transport();
                 return;
             }
             if flow == Flow::Ended {
@@ -525,7 +562,10 @@ impl<S: Read + Write> WebSocket<S> {
             return;
         }
         self.transport_done = true;
-        let _ = self.flush();
+        if self.conn.should_linger() {
+            // Bounded by the close timeout (see `flush`).
+            let _ = self.flush();
+        }
         let Some(control) = self.control else {
             return;
         };

@@ -129,6 +129,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The default configuration as one shared `Arc`: connections built
+    /// from it share a single copy instead of carrying their own.
+    pub fn shared_default() -> std::sync::Arc<Config> {
+        static DEFAULT: std::sync::OnceLock<std::sync::Arc<Config>> = std::sync::OnceLock::new();
+        DEFAULT
+            .get_or_init(|| std::sync::Arc::new(Config::default()))
+            .clone()
+    }
+
     /// The handshake limits as the [`crate::handshake`] module takes them.
     pub fn handshake_limits(&self) -> crate::handshake::Limits {
         crate::handshake::Limits::default()

@@ -22,6 +22,7 @@
 
 use std::io;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
@@ -154,12 +155,14 @@ pub enum OwnedEvent {
 /// The sans-IO WebSocket connection.
 #[derive(Debug)]
 pub struct Connection {
-    config: Config,
+    /// Shared by every connection built from the same `Arc` (an idle
+    /// connection should not carry its own copy of the limits).
+    config: Arc<Config>,
     negotiated: Negotiated,
     rx: Rx,
     tx: Tx,
     timers: Timers,
-    pending_error: Option<Error>,
+    pending_error: Option<Box<Error>>,
     /// An event found by `prepare_event`, not yet handed out.
     ready: Option<Ready>,
     /// Whether the peer is still worth waiting for once closed (false after
@@ -185,8 +188,9 @@ struct Rx {
     /// Set when bytes arrive; consumed by the timers.
     activity: bool,
     /// Decompresses messages with RSV1 set (RFC 7692 §6.2), if negotiated.
+    /// Boxed: most connections never negotiate compression.
     #[cfg(feature = "deflate")]
-    inflater: Option<Inflater>,
+    inflater: Option<Box<Inflater>>,
 }
 
 /// A frame whose header has been parsed.
@@ -249,12 +253,14 @@ struct Tx {
     out: Vec<u8>,
     /// Bytes before this index have been written to the transport.
     out_pos: usize,
-    rng: Rng,
+    /// Mask keys; only a client masks (RFC 6455 §5.3).
+    rng: Option<Box<Rng>>,
     /// The kind of the fragmented message being sent, if any.
     sending: Option<MessageKind>,
     /// Compresses outgoing messages (RFC 7692 §6.1), if negotiated.
+    /// Boxed: most connections never negotiate compression.
     #[cfg(feature = "deflate")]
-    deflater: Option<Deflater>,
+    deflater: Option<Box<Deflater>>,
     /// Messages shorter than this are sent uncompressed.
     #[cfg(feature = "deflate")]
     compress_threshold: usize,
@@ -277,7 +283,7 @@ struct Timers {
 impl Connection {
     /// A connection that starts open, with nothing negotiated and nothing
     /// read yet.
-    pub fn new(role: Role, config: Config) -> Connection {
+    pub fn new(role: Role, config: impl Into<Arc<Config>>) -> Connection {
         Connection::with_negotiated(role, config, Negotiated::default(), &[])
     }
 
@@ -287,10 +293,11 @@ impl Connection {
     /// of the handshake and already belong to the WebSocket stream.
     pub fn with_negotiated(
         role: Role,
-        config: Config,
+        config: impl Into<Arc<Config>>,
         negotiated: Negotiated,
         leftover: &[u8],
     ) -> Connection {
+        let config = config.into();
         #[cfg(feature = "deflate")]
         let (deflater, inflater, compress_threshold) = compression_for(role, &config, &negotiated);
         let mut conn = Connection {
@@ -314,7 +321,7 @@ impl Connection {
                 state: State::Open,
                 out: Vec::new(),
                 out_pos: 0,
-                rng: Rng::new(),
+                rng: (role == Role::Client).then(|| Box::new(Rng::new())),
                 sending: None,
                 #[cfg(feature = "deflate")]
                 deflater,
@@ -411,11 +418,25 @@ impl Connection {
         self.peer_responsive = false;
         if self.tx.state != State::Closed {
             self.tx.state = State::Closed;
-            self.pending_error = Some(Error::Io(io::Error::new(
+            self.pending_error = Some(Box::new(Error::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "connection closed by the peer without a close frame",
-            )));
+            ))));
         }
+        self.rx.discard();
+    }
+
+    /// Ends the connection at once, without a closing handshake (a
+    /// shutdown deadline, say): nothing more is sent or delivered, pending
+    /// output is dropped, and [`Connection::should_linger`] turns false so
+    /// the adapter closes the transport without waiting for the peer.
+    pub fn abort(&mut self) {
+        self.release_delivered();
+        self.ready = None;
+        self.tx.state = State::Closed;
+        self.peer_responsive = false;
+        self.tx.out.clear();
+        self.tx.out_pos = 0;
         self.rx.discard();
     }
 
@@ -556,7 +577,7 @@ impl Connection {
         }
         self.release_delivered();
         if let Some(error) = self.pending_error.take() {
-            return Err(error);
+            return Err(*error);
         }
         match self.process() {
             Ok(Some(ready)) => {
@@ -1017,15 +1038,8 @@ impl Connection {
     pub fn compression_memory(&self) -> usize {
         #[cfg(feature = "deflate")]
         {
-            self.tx
-                .deflater
-                .as_ref()
-                .map_or(0, Deflater::memory_estimate)
-                + self
-                    .rx
-                    .inflater
-                    .as_ref()
-                    .map_or(0, Inflater::memory_estimate)
+            self.tx.deflater.as_ref().map_or(0, |d| d.memory_estimate())
+                + self.rx.inflater.as_ref().map_or(0, |i| i.memory_estimate())
         }
         #[cfg(not(feature = "deflate"))]
         {
@@ -1158,14 +1172,14 @@ impl Connection {
         if expired(t.close_deadline) {
             self.peer_responsive = false;
             self.tx.state = State::Closed;
-            self.pending_error = Some(Error::Timeout(Timeout::CloseHandshake));
+            self.pending_error = Some(Box::new(Error::Timeout(Timeout::CloseHandshake)));
             return;
         }
         if expired(t.pong_deadline) {
             // The peer is gone or stuck; a close frame would not be read.
             self.peer_responsive = false;
             self.tx.state = State::Closed;
-            self.pending_error = Some(Error::Timeout(Timeout::Keepalive));
+            self.pending_error = Some(Box::new(Error::Timeout(Timeout::Keepalive)));
             return;
         }
         if self.tx.state != State::Open {
@@ -1207,7 +1221,7 @@ fn compression_for(
     role: Role,
     config: &Config,
     negotiated: &Negotiated,
-) -> (Option<Deflater>, Option<Inflater>, usize) {
+) -> (Option<Box<Deflater>>, Option<Box<Inflater>>, usize) {
     let Some(params) = negotiated.deflate else {
         return (None, None, 0);
     };
@@ -1218,8 +1232,15 @@ fn compression_for(
     let settings = config.deflate.clone().unwrap_or_default();
     // A compressor that cannot be built (it would need a window zlib lacks)
     // leaves messages uncompressed, which RFC 7692 §6 always allows.
-    let deflater = params.deflater(role, settings.effective_level()).ok();
-    (deflater, Some(params.inflater(role)), settings.threshold)
+    let deflater = params
+        .deflater(role, settings.effective_level())
+        .ok()
+        .map(Box::new);
+    (
+        deflater,
+        Some(Box::new(params.inflater(role))),
+        settings.threshold,
+    )
 }
 
 fn kind_of(opcode: OpCode) -> MessageKind {
@@ -1274,8 +1295,8 @@ impl Tx {
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.fin = fin;
-        if self.role == Role::Client {
-            header.mask = Some(self.rng.mask_key());
+        if let Some(rng) = self.rng.as_mut() {
+            header.mask = Some(rng.mask_key());
         }
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
@@ -1340,8 +1361,8 @@ impl Tx {
         let mut header = FrameHeader::new(opcode, body_len as u64);
         header.fin = fin;
         header.rsv1 = rsv1;
-        if self.role == Role::Client {
-            header.mask = Some(self.rng.mask_key());
+        if let Some(rng) = self.rng.as_mut() {
+            header.mask = Some(rng.mask_key());
         }
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
@@ -1505,5 +1526,17 @@ impl Sender<'_> {
     /// The closing state.
     pub fn state(&self) -> State {
         self.tx.state
+    }
+}
+
+#[cfg(test)]
+mod size_guard {
+    /// An idle connection's fixed cost is this struct (buffers are released
+    /// when idle): keep it small. Compression state and the client's RNG
+    /// are boxed so connections without them do not pay for them.
+    #[test]
+    fn connection_state_stays_small() {
+        let size = std::mem::size_of::<super::Connection>();
+        assert!(size <= 400, "Connection grew to {size} bytes");
     }
 }

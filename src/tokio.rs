@@ -697,7 +697,7 @@ impl Shutdown {
 #[derive(Debug)]
 pub struct Builder<S> {
     stream: S,
-    config: Config,
+    config: Arc<Config>,
     shutdown: Option<Shutdown>,
 }
 
@@ -706,14 +706,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     pub fn new(stream: S) -> Self {
         Builder {
             stream,
-            config: Config::default(),
+            config: Config::shared_default(),
             shutdown: None,
         }
     }
 
-    /// Sets the limits and timers.
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+    /// Sets the limits and timers. Pass an `Arc<Config>` to share one
+    /// copy among many connections.
+    pub fn config(mut self, config: impl Into<Arc<Config>>) -> Self {
+        self.config = config.into();
         self
     }
 
@@ -739,7 +740,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     ///
     /// # Errors
     /// As [`Builder::accept`].
-    pub async fn accept_with<F>(mut self, inspect: F) -> Result<WebSocket<S>, Error>
+    pub async fn accept_with<F>(self, inspect: F) -> Result<WebSocket<S>, Error>
+    where
+        F: FnOnce(&Request) -> Result<Accept, Rejection>,
+    {
+        // Boxed: the handshake's state is large and short-lived; it must not
+        // size every connection's task for its whole life.
+        Box::pin(self.accept_inner(inspect)).await
+    }
+
+    async fn accept_inner<F>(mut self, inspect: F) -> Result<WebSocket<S>, Error>
     where
         F: FnOnce(&Request) -> Result<Accept, Rejection>,
     {
@@ -790,7 +800,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     ///
     /// # Errors
     /// [`Error::Handshake`], [`Error::Timeout`], [`Error::Io`].
-    pub async fn connect(
+    pub async fn connect(self, request: &ClientRequest) -> Result<(WebSocket<S>, Response), Error> {
+        Box::pin(self.connect_inner(request)).await
+    }
+
+    async fn connect_inner(
         mut self,
         request: &ClientRequest,
     ) -> Result<(WebSocket<S>, Response), Error> {
@@ -827,14 +841,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     }
 }
 
+/// Reads more of an HTTP head straight into `head` (no buffer in the
+/// future: an array here would be part of every connection's task).
 async fn read_more<S: AsyncRead + Unpin>(
     stream: &mut S,
     head: &mut Vec<u8>,
 ) -> Result<usize, Error> {
-    let mut chunk = [0u8; 1024];
-    let n = stream.read(&mut chunk).await?;
-    head.extend_from_slice(chunk.get(..n).unwrap_or_default());
-    Ok(n)
+    head.reserve(1024);
+    Ok(stream.read_buf(head).await?)
 }
 
 fn eof_during_handshake() -> Error {
@@ -878,17 +892,32 @@ pub async fn connect_with(
 /// What woke the driving task.
 enum Wake {
     Read(io::Result<usize>),
+    Written,
+    WriteFailed(io::Error),
     Queued,
     Timer,
     Aborted,
+}
+
+/// Whether [`WebSocket::drive`] also reads and takes queued messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Drive {
+    /// Write, read, take the queue, run timers.
+    Serve,
+    /// Write and run timers only.
+    Flush,
 }
 
 /// An open WebSocket over an async stream.
 #[derive(Debug)]
 pub struct WebSocket<S> {
     stream: S,
-    conn: Connection,
-    outbox: Arc<Outbox>,
+    /// Boxed so the value moved into `serve` (and any copy the caller's
+    /// future keeps) is a few words, not the whole protocol state.
+    conn: Box<Connection>,
+    /// Created by the first [`WebSocket::handle`]: a connection nobody
+    /// else sends to carries no queue.
+    outbox: OnceLock<Arc<Outbox>>,
     /// Allocated the first time a timer is needed, then reset in place.
     timer: Option<Pin<Box<Sleep>>>,
     registration: Option<Registration>,
@@ -897,7 +926,9 @@ pub struct WebSocket<S> {
 
 impl<S> Drop for WebSocket<S> {
     fn drop(&mut self) {
-        self.outbox.close();
+        if let Some(outbox) = self.outbox.get() {
+            outbox.close();
+        }
         self.conn.recycle_idle_buffers(&mut pool_give);
     }
 }
@@ -907,16 +938,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// connection, say), with the connection built for it
     /// ([`Connection::with_negotiated`]).
     pub fn from_parts(stream: S, conn: Connection) -> Self {
-        let outbox = Arc::new(Outbox {
-            state: Mutex::new(OutboxState::default()),
-            space: Notify::new(),
-            max_buffered: conn.config().max_queued_bytes,
-            overflow: conn.config().queue_overflow,
-        });
         WebSocket {
             stream,
-            conn,
-            outbox,
+            conn: Box::new(conn),
+            outbox: OnceLock::new(),
             timer: None,
             registration: None,
             transport_done: false,
@@ -926,8 +951,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// A cloneable sender other tasks can use while this task drives the
     /// connection.
     pub fn handle(&self) -> Handle {
+        let outbox = self.outbox.get_or_init(|| {
+            Arc::new(Outbox {
+                state: Mutex::new(OutboxState::default()),
+                space: Notify::new(),
+                max_buffered: self.conn.config().max_queued_bytes,
+                overflow: self.conn.config().queue_overflow,
+            })
+        });
         Handle {
-            outbox: self.outbox.clone(),
+            outbox: outbox.clone(),
         }
     }
 
@@ -979,8 +1012,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 return Err(Error::Usage(UsageError::Closed));
             }
             self.drain_queue();
-            self.flush().await?;
-            self.wait().await?;
+            self.drive(Drive::Serve).await?;
         }
         if self.conn.is_closed() {
             self.finish_transport().await;
@@ -1034,7 +1066,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// As [`WebSocket::send`].
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.conn.close(code, reason)?;
-        self.outbox.close();
+        if let Some(outbox) = self.outbox.get() {
+            outbox.close();
+        }
         self.flush().await
     }
 
@@ -1043,9 +1077,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Errors
     /// [`Error::Io`].
     pub async fn flush(&mut self) -> Result<(), Error> {
-        if !self.conn.pending_output().is_empty() {
-            let WebSocket { stream, conn, .. } = self;
-            poll_fn(|cx| poll_write_output(stream, conn, cx)).await?;
+        while !self.conn.pending_output().is_empty() {
+            self.drive(Drive::Flush).await?;
+            if self.conn.is_closed() && !self.conn.should_linger() {
+                // A timer expired while the peer was not reading: report it.
+                self.conn.prepare_event()?;
+                return Err(Error::Usage(UsageError::Closed));
+            }
         }
         self.account_written();
         Ok(())
@@ -1060,18 +1098,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         loop {
             let flow = dispatch(&mut self.conn, handler);
             self.drain_queue();
-            if let Err(error) = self.flush().await {
-                if flow == Flow::Continue {
-                    end_with_error(handler, &error);
-                }
-                return;
-            }
             if flow == Flow::Ended {
                 self.finish_transport().await;
                 return;
             }
-            if let Err(error) = self.wait().await {
+            if let Err(error) = self.drive(Drive::Serve).await {
                 end_with_error(handler, &error);
+                self.finish_transport().await;
                 return;
             }
         }
@@ -1080,7 +1113,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Moves queued handle messages into the connection, in order, while
     /// the output buffer is below its high-water mark.
     fn drain_queue(&mut self) {
-        let mut state = self.outbox.lock();
+        let Some(outbox) = self.outbox.get() else {
+            return;
+        };
+        let mut state = outbox.lock();
+        if !state.queue.is_empty() {
+            // An idle connection gave its buffers back; encode into a
+            // pooled one, not a fresh allocation per message.
+            provide_buffers(&mut self.conn);
+        }
         while self.conn.buffered_amount() < OUTPUT_HIGH_WATER {
             let Some(item) = state.queue.pop_front() else {
                 break;
@@ -1111,20 +1152,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Updates the byte count senders see and wakes those waiting for room.
     fn account_written(&mut self) {
-        let mut state = self.outbox.lock();
+        let Some(outbox) = self.outbox.get() else {
+            return;
+        };
+        let mut state = outbox.lock();
         let queued: usize = state.queue.iter().map(Outgoing::cost).sum();
         let before = state.buffered;
         state.buffered = queued + self.conn.buffered_amount();
         let freed = state.buffered < before;
         drop(state);
         if freed {
-            self.outbox.space.notify_waiters();
+            outbox.space.notify_waiters();
         }
     }
 
-    /// Waits for input, queued messages or a timer, and feeds what came in
-    /// to the connection.
-    async fn wait(&mut self) -> Result<(), Error> {
+    /// Writes pending output and, at the same time, waits for input,
+    /// queued messages, a timer or a shutdown abort — so timers still fire
+    /// while a peer is not reading. Input is read only while little output
+    /// is pending: a peer that does not read stops being read from.
+    async fn drive(&mut self, mode: Drive) -> Result<(), Error> {
         let deadline = self.conn.poll_timeout(Instant::now());
         if let Some(deadline) = deadline {
             let deadline = ::tokio::time::Instant::from_std(deadline);
@@ -1141,12 +1187,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ..
         } = self;
         let woke = poll_fn(|cx| {
-            {
+            let mut written = false;
+            if !conn.pending_output().is_empty() {
+                match poll_write_output(stream, conn, cx) {
+                    Poll::Ready(Ok(())) => written = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Wake::WriteFailed(e)),
+                    Poll::Pending => {}
+                }
+            }
+            let room = conn.buffered_amount() < OUTPUT_HIGH_WATER;
+            if let Some(outbox) = outbox.get() {
                 let mut state = outbox.lock();
                 if state.aborted {
                     return Poll::Ready(Wake::Aborted);
                 }
-                if !state.queue.is_empty() {
+                if mode == Drive::Serve && room && !state.queue.is_empty() {
                     return Poll::Ready(Wake::Queued);
                 }
                 if !state
@@ -1157,8 +1212,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     state.driver = Some(cx.waker().clone());
                 }
             }
-            if let Poll::Ready(result) = poll_read_into(stream, conn, cx) {
-                return Poll::Ready(Wake::Read(result));
+            if written {
+                return Poll::Ready(Wake::Written);
+            }
+            if mode == Drive::Serve && room {
+                if let Poll::Ready(result) = poll_read_into(stream, conn, cx) {
+                    return Poll::Ready(Wake::Read(result));
+                }
             }
             if deadline.is_some() {
                 if let Some(timer) = timer.as_mut() {
@@ -1173,13 +1233,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         match woke {
             Wake::Read(Ok(0)) => self.conn.handle_eof(),
             Wake::Read(Ok(_)) | Wake::Queued => {}
-            Wake::Read(Err(e)) => return Err(e.into()),
+            Wake::Written => self.account_written(),
+            Wake::Read(Err(e)) | Wake::WriteFailed(e) => return Err(e.into()),
             Wake::Timer => self.conn.handle_timeout(Instant::now()),
             Wake::Aborted => {
+                self.conn.abort();
                 return Err(Error::Io(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "dropped at the shutdown deadline",
-                )))
+                )));
             }
         }
         Ok(())
@@ -1194,18 +1256,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return;
         }
         self.transport_done = true;
-        self.outbox.close();
-        let _ = self.flush().await;
+        if let Some(outbox) = self.outbox.get() {
+            outbox.close();
+        }
+        let timeout = self.conn.config().close_timeout;
+        if self.conn.should_linger() {
+            // Bounded: a peer that never reads cannot hold us here.
+            let _ = Box::pin(::tokio::time::timeout(timeout, self.flush())).await;
+        }
         if self.conn.role() == Role::Server || !self.conn.should_linger() {
-            let _ = self.stream.shutdown().await;
+            let _ = Box::pin(::tokio::time::timeout(timeout, self.stream.shutdown())).await;
         }
         if !self.conn.should_linger() {
             return;
         }
-        let timeout = self.conn.config().close_timeout;
+        // Boxed, with its scratch on the heap: this rare path must not
+        // enlarge every connection's task.
         let stream = &mut self.stream;
-        let _ = ::tokio::time::timeout(timeout, async {
-            let mut scratch = [0u8; 1024];
+        let _ = Box::pin(::tokio::time::timeout(timeout, async move {
+            let mut scratch = vec![0u8; 4096];
             let mut drained = 0usize;
             while drained < 1 << 20 {
                 match stream.read(&mut scratch).await {
@@ -1213,7 +1282,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     Ok(n) => drained += n,
                 }
             }
-        })
+        }))
         .await;
         if self.conn.role() == Role::Client {
             let _ = self.stream.shutdown().await;
@@ -1273,5 +1342,49 @@ impl WriteHalf {
     /// The underlying handle.
     pub fn handle(&self) -> &Handle {
         &self.handle
+    }
+}
+
+#[cfg(test)]
+mod size_guard {
+    /// Every idle connection is a task holding these futures: a stack
+    /// array or an unboxed handshake here costs every connection.
+    #[test]
+    fn per_connection_futures_stay_small() {
+        fn size_of_future<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        struct Quiet;
+        impl crate::Handler for Quiet {}
+        let runtime = ::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (a, b) = ::tokio::io::duplex(64);
+            let ws = super::WebSocket::from_parts(
+                a,
+                crate::Connection::new(crate::Role::Server, crate::Config::shared_default()),
+            );
+            assert!(
+                std::mem::size_of_val(&ws) <= 96,
+                "WebSocket {}",
+                std::mem::size_of_val(&ws)
+            );
+            let mut handler = Quiet;
+            let serve = ws.serve(&mut handler);
+            assert!(
+                size_of_future(&serve) <= 512,
+                "serve {}",
+                size_of_future(&serve)
+            );
+            drop(serve);
+            let accept = super::Builder::new(b).accept();
+            assert!(
+                size_of_future(&accept) <= 160,
+                "accept {}",
+                size_of_future(&accept)
+            );
+        });
     }
 }

@@ -76,6 +76,7 @@ impl Write for Counting {
 fn counting_control() -> StreamControl<Counting> {
     StreamControl::new(
         |s, t| s.inner.set_read_timeout(t),
+        |s, t| s.inner.set_write_timeout(t),
         |s| s.inner.shutdown(std::net::Shutdown::Write),
     )
 }

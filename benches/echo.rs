@@ -1,0 +1,1232 @@
+//! WebSocket echo servers under a pipelined load, and their memory per idle
+//! connection: chito's tokio adapter against tokio-tungstenite,
+//! fastwebsockets and tokio-websockets, in the same run.
+//!
+//! ```text
+//! cargo bench --bench echo                 # full: 1 s warm-up + 5 s, 3 runs, median
+//! cargo bench --bench echo -- --quick      # smoke: 0.3 s + 0.7 s, 1 run (or ECHO_BENCH_QUICK=1)
+//! ECHO_BENCH_SERVERS=chito,fastwebsockets cargo bench --bench echo
+//! ECHO_BENCH_SCENARIOS=64x16x16B,idle-10000 cargo bench --bench echo
+//! ```
+//!
+//! How it is set up:
+//! - Every server runs alone on a tokio current-thread runtime in a child
+//!   process (this binary re-executed with `CHITO_ECHO_SERVER=<name>`),
+//!   pinned to CPU 0 with `taskset`. The child binds 127.0.0.1:0, prints the
+//!   port and serves until killed. Each peer's server is written the way its
+//!   own echo example shows; chito's is `examples/bench_server.rs`, compiled
+//!   in as a module, so the example and the bench are one code path.
+//! - The load generator is this process, pinned to CPU 1, on its own
+//!   current-thread runtime. It speaks RFC 6455 itself: an HTTP/1.1 upgrade
+//!   offering no extensions, masked client frames built once per scenario,
+//!   a streaming parser for the server's frames, no allocation per message.
+//!   Each connection keeps `depth` messages in flight: it sends `depth`,
+//!   then one more for every echo that comes back. Every echo's opcode and
+//!   length is checked, and the payload of every 32nd message per
+//!   connection; any mismatch, close or lost connection fails the run.
+//! - Throughput is the median of the runs' echoed messages per second over
+//!   the measuring window. The idle scenario opens the connections (200
+//!   handshakes at a time), waits for the server to settle and reports the
+//!   growth of its VmRSS per connection.
+//!
+//! Results go to stdout as a table and to `target/echo-bench.json`. The
+//! exit status is non-zero if any server failed to echo correctly.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// chito's echo server: the example, compiled in, so both run the same code.
+#[allow(dead_code)]
+#[path = "../examples/bench_server.rs"]
+mod chito_server;
+
+/// Every server the bench knows, in table order. chito first.
+const SERVERS: [&str; 4] = ["chito", "tungstenite", "fastwebsockets", "tokio-websockets"];
+
+/// The env var that turns this binary into a server.
+const SERVER_ENV: &str = "CHITO_ECHO_SERVER";
+
+fn main() {
+    if let Ok(name) = std::env::var(SERVER_ENV) {
+        server_main(&name);
+        return;
+    }
+    std::process::exit(match orchestrate() {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("echo bench: {e}");
+            2
+        }
+    });
+}
+
+/// Raises the soft open-file limit to the hard one (idle scenario).
+fn raise_nofile() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
+// ---------------------------------------------------------------------------
+// Servers (child processes)
+// ---------------------------------------------------------------------------
+
+fn server_main(name: &str) {
+    raise_nofile();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let addr = std::env::var("CHITO_ECHO_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
+        let listener = TcpListener::bind(&addr).await.expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        {
+            use std::io::Write;
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "{port}");
+            let _ = out.flush();
+        }
+        match name {
+            "chito" => chito_server::serve(listener).await,
+            "tungstenite" => accept_loop(listener, serve_tungstenite).await,
+            "fastwebsockets" => accept_loop(listener, serve_fastwebsockets).await,
+            "tokio-websockets" => accept_loop(listener, serve_tokio_websockets).await,
+            other => panic!("unknown server {other:?}"),
+        }
+    });
+}
+
+/// The peers' accept loop: one task per connection, and an accept error
+/// (out of file descriptors) costs that connection only — the same policy
+/// as `examples/bench_server.rs`.
+async fn accept_loop(listener: TcpListener, per_connection: fn(TcpStream)) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => per_connection(stream),
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
+/// tokio-tungstenite, as its `echo-server` example: accept, split, forward
+/// the read half into the write half (which batches writes until the read
+/// side has nothing ready).
+fn serve_tungstenite(stream: TcpStream) {
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
+            let (write, read) = ws.split();
+            let _ = read.forward(write).await;
+        }
+    });
+}
+
+/// fastwebsockets, as its `echo_server` example: hyper's HTTP/1.1 server
+/// with upgrades, `upgrade::upgrade`, a `FragmentCollector` echoing text
+/// and binary frames (auto-pong and auto-close at their defaults), the
+/// WebSocket task spawned unconstrained as that example does.
+fn serve_fastwebsockets(stream: TcpStream) {
+    use fastwebsockets::{upgrade, FragmentCollector, OpCode, WebSocketError};
+    use http_body_util::Empty;
+    use hyper::body::{Bytes, Incoming};
+    use hyper::{Request, Response};
+
+    async fn echo(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
+        let mut ws = FragmentCollector::new(fut.await?);
+        loop {
+            let frame = ws.read_frame().await?;
+            match frame.opcode {
+                OpCode::Close => break,
+                OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn upgrade_request(
+        mut request: Request<Incoming>,
+    ) -> Result<Response<Empty<Bytes>>, WebSocketError> {
+        let (response, fut) = upgrade::upgrade(&mut request)?;
+        tokio::spawn(tokio::task::unconstrained(async move {
+            let _ = echo(fut).await;
+        }));
+        Ok(response)
+    }
+
+    tokio::spawn(async move {
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, hyper::service::service_fn(upgrade_request))
+            .with_upgrades()
+            .await;
+    });
+}
+
+/// tokio-websockets, as its `echo_server` example: `ServerBuilder` with
+/// that example's config, echo every text or binary message, the task
+/// spawned unconstrained as that example does.
+fn serve_tokio_websockets(stream: TcpStream) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_websockets::{Config, Limits, ServerBuilder};
+    tokio::spawn(tokio::task::unconstrained(async move {
+        let accepted = ServerBuilder::new()
+            .config(Config::default().frame_size(usize::MAX))
+            .limits(Limits::unlimited())
+            .accept(stream)
+            .await;
+        let Ok((_request, mut ws)) = accepted else {
+            return;
+        };
+        while let Some(Ok(message)) = ws.next().await {
+            if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+                break;
+            }
+        }
+    }));
+}
+
+/// A server child process; killed (and reaped) on drop.
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn start(name: &str, pinned: bool) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut command = if pinned {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        command
+            .env(SERVER_ENV, name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("spawn {name} server: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line);
+        let port: u16 = match read.ok().and_then(|_| line.trim().parse().ok()) {
+            Some(port) => port,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{name} server did not report a port"));
+            }
+        };
+        Ok(ServerProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+
+    /// The server's resident set, in KiB (`VmRSS` of /proc/<pid>/status).
+    fn rss_kib(&self) -> Result<u64, String> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no VmRSS in {path}"))
+    }
+
+    fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(format!("server exited: {status}")),
+            Err(e) => Err(format!("server wait: {e}")),
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios and settings
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Pipelined echo: `conns` connections, `depth` messages in flight each.
+    Echo {
+        conns: usize,
+        depth: usize,
+        size: usize,
+        text: bool,
+    },
+    /// Idle connections: server memory per connection.
+    Idle { conns: usize },
+}
+
+struct Scenario {
+    name: &'static str,
+    kind: Kind,
+}
+
+struct Settings {
+    quick: bool,
+    /// Connections of the idle scenario (fewer in quick mode).
+    idle_conns: usize,
+    warmup: Duration,
+    measure: Duration,
+    runs: usize,
+    idle_settle: Duration,
+}
+
+fn scenarios(idle_conns: usize) -> Vec<Scenario> {
+    let echo = |name, conns, depth, size, text| Scenario {
+        name,
+        kind: Kind::Echo {
+            conns,
+            depth,
+            size,
+            text,
+        },
+    };
+    vec![
+        echo("64x16x16B", 64, 16, 16, false),
+        echo("64x4x4KiB-text", 64, 4, 4096, true),
+        echo("16x2x1MiB", 16, 2, 1 << 20, false),
+        echo("100x1x20B", 100, 1, 20, false),
+        Scenario {
+            name: "idle-10000",
+            kind: Kind::Idle { conns: idle_conns },
+        },
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// The load generator's wire protocol
+// ---------------------------------------------------------------------------
+
+/// What one scenario sends and expects back.
+struct Plan {
+    /// `depth + 1` copies of the masked client frame, back to back, so any
+    /// run of up to `depth` frames starting inside the first copy is one
+    /// contiguous slice.
+    frames: Vec<u8>,
+    frame_len: usize,
+    /// The unmasked payload every echo must carry.
+    payload: Vec<u8>,
+    opcode: u8,
+    depth: usize,
+}
+
+/// The masking key of every client frame (RFC 6455 §5.3 wants it
+/// unpredictable for browsers' sake; a load generator may reuse one).
+const MASK: [u8; 4] = [0x5a, 0xc3, 0x17, 0x9e];
+
+/// One payload in how many per connection has its content compared.
+const CHECK_EVERY: u64 = 32;
+
+impl Plan {
+    fn new(size: usize, text: bool, depth: usize) -> Plan {
+        let payload: Vec<u8> = if text {
+            (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+        } else {
+            (0..size).map(|i| (i.wrapping_mul(131) + 7) as u8).collect()
+        };
+        let opcode = if text { 0x1 } else { 0x2 };
+        let frame = client_frame(opcode, &payload);
+        let frame_len = frame.len();
+        let frames = frame.repeat(depth + 1);
+        Plan {
+            frames,
+            frame_len,
+            payload,
+            opcode,
+            depth,
+        }
+    }
+}
+
+/// A final, masked client frame (RFC 6455 §5.2).
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(payload.len() + 14);
+    frame.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&MASK);
+    frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+    frame
+}
+
+/// A streaming parser for the server's frames: payload bytes are checked
+/// as they pass and never buffered, so a 1 MiB echo needs no 1 MiB buffer.
+#[derive(Default)]
+struct Parser {
+    /// Payload bytes left in the current frame.
+    remaining: u64,
+    /// The current frame is a control frame (skipped).
+    control: bool,
+    /// The current data frame has FIN.
+    fin: bool,
+    /// A data message has started and not ended.
+    in_message: bool,
+    /// Payload bytes of the current message so far.
+    offset: usize,
+    /// Compare the current message's content.
+    check: bool,
+    /// Messages completed.
+    messages: u64,
+}
+
+impl Parser {
+    /// Parses what it can of `data`; returns the bytes consumed (the rest is
+    /// a partial header) and the messages completed.
+    fn feed(&mut self, plan: &Plan, data: &[u8]) -> Result<(usize, u64), String> {
+        let mut pos = 0;
+        let mut done = 0;
+        loop {
+            if self.remaining > 0 {
+                let available = data.len() - pos;
+                if available == 0 {
+                    break;
+                }
+                let take = available.min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                if !self.control {
+                    if self.check
+                        && data[pos..pos + take] != plan.payload[self.offset..self.offset + take]
+                    {
+                        return Err(format!(
+                            "echoed payload differs from the sent one (message {})",
+                            self.messages
+                        ));
+                    }
+                    self.offset += take;
+                }
+                pos += take;
+                self.remaining -= take as u64;
+                if self.remaining == 0 && self.end_frame(plan)? {
+                    done += 1;
+                }
+                continue;
+            }
+            let head = &data[pos..];
+            if head.len() < 2 {
+                break;
+            }
+            let (b0, b1) = (head[0], head[1]);
+            if b0 & 0x70 != 0 {
+                return Err(format!("RSV bits set in a server frame ({b0:#04x})"));
+            }
+            if b1 & 0x80 != 0 {
+                return Err("masked server frame".into());
+            }
+            let (len, header_len) = match b1 & 0x7f {
+                126 if head.len() >= 4 => (u64::from(u16::from_be_bytes([head[2], head[3]])), 4),
+                127 if head.len() >= 10 => {
+                    let bytes: [u8; 8] = head[2..10].try_into().expect("8 bytes");
+                    (u64::from_be_bytes(bytes), 10)
+                }
+                126 | 127 => break,
+                n => (u64::from(n), 2),
+            };
+            pos += header_len;
+            let fin = b0 & 0x80 != 0;
+            self.control = false;
+            match b0 & 0x0f {
+                0x0 if self.in_message => {}
+                0x0 => return Err("continuation frame outside a message".into()),
+                op @ (0x1 | 0x2) => {
+                    if self.in_message {
+                        return Err("new message inside a fragmented one".into());
+                    }
+                    if op != plan.opcode {
+                        return Err(format!("echo has opcode {op}, sent {}", plan.opcode));
+                    }
+                    self.in_message = true;
+                    self.offset = 0;
+                    self.check = self.messages % CHECK_EVERY == 0;
+                }
+                0x8 => return Err("server sent a close frame".into()),
+                0x9 | 0xa if fin && len <= 125 => self.control = true,
+                op => return Err(format!("bad server frame (opcode {op:#x}, fin {fin})")),
+            }
+            if !self.control && self.offset as u64 + len > plan.payload.len() as u64 {
+                return Err(format!(
+                    "echo longer than the {} bytes sent",
+                    plan.payload.len()
+                ));
+            }
+            self.fin = fin;
+            self.remaining = len;
+            if len == 0 && self.end_frame(plan)? {
+                done += 1;
+            }
+        }
+        Ok((pos, done))
+    }
+
+    /// The current frame ended; true if it completed a message.
+    fn end_frame(&mut self, plan: &Plan) -> Result<bool, String> {
+        if self.control {
+            self.control = false;
+            return Ok(false);
+        }
+        if !self.fin {
+            return Ok(false);
+        }
+        if self.offset != plan.payload.len() {
+            return Err(format!(
+                "echo has {} bytes, sent {}",
+                self.offset,
+                plan.payload.len()
+            ));
+        }
+        self.in_message = false;
+        self.messages += 1;
+        Ok(true)
+    }
+}
+
+/// SHA-1 based Sec-WebSocket-Accept for `key` (RFC 6455 §4.2.2).
+fn accept_key(key: &str) -> String {
+    use base64::Engine;
+    let mut sha1 = sha1_smol::Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha1.digest().bytes())
+}
+
+/// Connects and runs the opening handshake, offering no extension. Returns
+/// the stream and any bytes that followed the 101 response.
+async fn connect(addr: SocketAddr, index: usize) -> Result<(TcpStream, Vec<u8>), String> {
+    use base64::Engine;
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("nodelay: {e}"))?;
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&(index as u64).to_le_bytes());
+    nonce[8..].copy_from_slice(
+        &0x0123_4567_89ab_cdef_u64
+            .wrapping_mul(index as u64 + 1)
+            .to_le_bytes(),
+    );
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("handshake write: {e}"))?;
+    let mut buf = Vec::with_capacity(1024);
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 16 * 1024 {
+            return Err("handshake response too long".into());
+        }
+        let n = stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("handshake read: {e}"))?;
+        if n == 0 {
+            return Err("connection closed during the handshake".into());
+        }
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| "non-UTF-8 response head")?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or("");
+    if !status.starts_with("HTTP/1.1 101") {
+        return Err(format!("handshake refused: {status:?}"));
+    }
+    let mut accepted = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("sec-websocket-accept") {
+            if value != accept_key(&key) {
+                return Err(format!("wrong Sec-WebSocket-Accept {value:?}"));
+            }
+            accepted = true;
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") && !value.is_empty() {
+            return Err(format!("server chose an extension not offered: {value:?}"));
+        }
+    }
+    if !accepted {
+        return Err("no Sec-WebSocket-Accept in the response".into());
+    }
+    Ok((stream, buf[end..].to_vec()))
+}
+
+/// Opens `count` connections, `batch` handshakes at a time.
+async fn connect_many(
+    addr: SocketAddr,
+    count: usize,
+    batch: usize,
+) -> Result<Vec<(TcpStream, Vec<u8>)>, String> {
+    let mut streams = Vec::with_capacity(count);
+    let mut start = 0;
+    while start < count {
+        let end = (start + batch).min(count);
+        let mut set = JoinSet::new();
+        for index in start..end {
+            set.spawn(async move {
+                let connecting =
+                    tokio::time::timeout(Duration::from_secs(10), connect(addr, index));
+                (index, connecting.await)
+            });
+        }
+        let mut opened = Vec::with_capacity(end - start);
+        while let Some(joined) = set.join_next().await {
+            let (index, result) = joined.map_err(|e| format!("connect task: {e}"))?;
+            let result = result.map_err(|_| format!("connection {index}: handshake timed out"))?;
+            opened.push((
+                index,
+                result.map_err(|e| format!("connection {index}: {e}"))?,
+            ));
+        }
+        opened.sort_by_key(|(index, _)| *index);
+        streams.extend(opened.into_iter().map(|(_, s)| s));
+        start = end;
+    }
+    Ok(streams)
+}
+
+/// Keeps `plan.depth` messages in flight on one connection until aborted,
+/// adding every completed echo to `echoed`.
+async fn pipeline(
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    plan: Arc<Plan>,
+    echoed: Arc<AtomicU64>,
+) -> Result<(), String> {
+    let buf_len = if plan.frame_len > 16 * 1024 {
+        256 * 1024
+    } else {
+        64 * 1024
+    };
+    let mut buf = vec![0u8; buf_len.max(leftover.len())];
+    buf[..leftover.len()].copy_from_slice(&leftover);
+    let mut filled = leftover.len();
+    let mut parser = Parser::default();
+    // Bytes queued to send, and where the next one sits within a frame.
+    let mut to_write = plan.depth * plan.frame_len;
+    let mut write_at = 0;
+    loop {
+        if filled > 0 {
+            let (used, done) = parser.feed(&plan, &buf[..filled])?;
+            buf.copy_within(used..filled, 0);
+            filled -= used;
+            if done > 0 {
+                echoed.fetch_add(done, Ordering::Relaxed);
+                to_write += done as usize * plan.frame_len;
+            }
+        }
+        while to_write > 0 {
+            match stream.try_write(&plan.frames[write_at..write_at + to_write]) {
+                Ok(n) => {
+                    to_write -= n;
+                    write_at = (write_at + n) % plan.frame_len;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("write: {e}")),
+            }
+        }
+        let interest = if to_write > 0 {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let ready = stream
+            .ready(interest)
+            .await
+            .map_err(|e| format!("poll: {e}"))?;
+        if ready.is_readable() {
+            match stream.try_read(&mut buf[filled..]) {
+                Ok(0) => return Err("server closed the connection".into()),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+}
+
+/// One pipelined run against a server; echoed messages per second.
+async fn run_echo(
+    addr: SocketAddr,
+    conns: usize,
+    plan: Arc<Plan>,
+    settings: &Settings,
+) -> Result<f64, String> {
+    let streams = connect_many(addr, conns, 200).await?;
+    let echoed = Arc::new(AtomicU64::new(0));
+    let failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let mut tasks = JoinSet::new();
+    for (index, (stream, leftover)) in streams.into_iter().enumerate() {
+        let (plan, echoed, failure) = (plan.clone(), echoed.clone(), failure.clone());
+        tasks.spawn(async move {
+            if let Err(e) = pipeline(stream, leftover, plan, echoed).await {
+                failure
+                    .lock()
+                    .expect("failure lock")
+                    .get_or_insert(format!("connection {index}: {e}"));
+            }
+        });
+    }
+    tokio::time::sleep(settings.warmup).await;
+    let (count0, t0) = (echoed.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(settings.measure).await;
+    let (count1, t1) = (echoed.load(Ordering::Relaxed), Instant::now());
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    if let Some(e) = failure.lock().expect("failure lock").take() {
+        return Err(e);
+    }
+    if count1 == count0 {
+        return Err("no message echoed during the measurement".into());
+    }
+    Ok((count1 - count0) as f64 / (t1 - t0).as_secs_f64())
+}
+
+/// One idle run: server KiB per connection.
+async fn run_idle(
+    server: &mut ServerProcess,
+    conns: usize,
+    settings: &Settings,
+) -> Result<f64, String> {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = server.rss_kib()?;
+    let mut streams = connect_many(server.addr, conns, 200).await?;
+    tokio::time::sleep(settings.idle_settle).await;
+    server.check_alive()?;
+    let after = server.rss_kib()?;
+    // Every connection must still be open, and a few must still echo.
+    let mut scratch = [0u8; 256];
+    for (index, (stream, _)) in streams.iter().enumerate() {
+        if let Ok(0) = stream.try_read(&mut scratch) {
+            return Err(format!("server closed idle connection {index}"));
+        }
+    }
+    let plan = Plan::new(16, false, 1);
+    let last = streams.len() - 1;
+    for index in [0, last / 2, last] {
+        let (stream, _) = &mut streams[index];
+        let echoed = tokio::time::timeout(Duration::from_secs(5), echo_once(stream, &plan)).await;
+        echoed
+            .map_err(|_| format!("idle connection {index}: no echo"))?
+            .map_err(|e| format!("idle connection {index}: {e}"))?;
+    }
+    drop(streams);
+    Ok((after as f64 - before as f64) / conns as f64)
+}
+
+/// Sends one message and waits for its echo.
+async fn echo_once(stream: &mut TcpStream, plan: &Plan) -> Result<(), String> {
+    stream
+        .write_all(&plan.frames[..plan.frame_len])
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut parser = Parser {
+        check: true,
+        ..Parser::default()
+    };
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?
+            == 0
+        {
+            return Err("server closed the connection".into());
+        }
+        let (used, done) = parser.feed(plan, &buf)?;
+        if done > 0 {
+            return Ok(());
+        }
+        buf.drain(..used);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Orchestration and report
+// ---------------------------------------------------------------------------
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Pins this process (all threads) to CPU 1 with taskset; false if that is
+/// not possible.
+fn pin_self() -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return false;
+    }
+    let pinned = Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let server_pin = Command::new("taskset")
+        .args(["-c", "0", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    matches!(pinned, Ok(s) if s.success()) && matches!(server_pin, Ok(s) if s.success())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Versions of the peers, read from the lock file this bench was built with.
+fn peer_versions() -> BTreeMap<&'static str, String> {
+    let lock = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"));
+    let mut versions = BTreeMap::new();
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        for krate in [
+            "tokio",
+            "tokio-tungstenite",
+            "fastwebsockets",
+            "tokio-websockets",
+            "hyper",
+        ] {
+            if line == format!("name = \"{krate}\"") {
+                if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = ")) {
+                    versions.insert(krate, v.trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    versions
+}
+
+/// The results of one scenario: per server, every run's value (None if that
+/// server failed).
+struct Outcome {
+    scenario: &'static str,
+    idle: bool,
+    size: usize,
+    runs: BTreeMap<&'static str, Option<Vec<f64>>>,
+}
+
+impl Outcome {
+    fn median(&self, server: &str) -> Option<f64> {
+        self.runs
+            .get(server)?
+            .as_ref()
+            .filter(|v| !v.is_empty())
+            .map(|v| median(v))
+    }
+
+    /// chito against the best peer, oriented so that > 1 means chito is
+    /// better: chito / best peer for throughput, best peer / chito for
+    /// memory.
+    fn ratio(&self) -> Option<f64> {
+        let chito = self.median("chito")?;
+        let peers = self
+            .runs
+            .keys()
+            .filter(|s| **s != "chito")
+            .filter_map(|s| self.median(s));
+        if self.idle {
+            let best = peers.fold(f64::INFINITY, f64::min);
+            (best.is_finite() && chito > 0.0).then(|| best / chito)
+        } else {
+            let best = peers.fold(0.0, f64::max);
+            (best > 0.0).then(|| chito / best)
+        }
+    }
+}
+
+fn parse_servers() -> Result<Vec<&'static str>, String> {
+    let Ok(list) = std::env::var("ECHO_BENCH_SERVERS") else {
+        return Ok(SERVERS.to_vec());
+    };
+    let mut chosen = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let name = if name == "tokio-tungstenite" {
+            "tungstenite"
+        } else {
+            name
+        };
+        let known = SERVERS
+            .iter()
+            .find(|s| **s == name)
+            .ok_or_else(|| format!("unknown server {name:?} (known: {})", SERVERS.join(", ")))?;
+        if !chosen.contains(known) {
+            chosen.push(*known);
+        }
+    }
+    // Keep table order.
+    chosen.sort_by_key(|s| SERVERS.iter().position(|k| k == s));
+    Ok(chosen)
+}
+
+fn orchestrate() -> Result<bool, String> {
+    raise_nofile();
+    let quick = std::env::args().any(|a| a == "--quick")
+        || std::env::var("ECHO_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let settings = if quick {
+        Settings {
+            quick,
+            warmup: Duration::from_millis(300),
+            measure: Duration::from_millis(700),
+            runs: 1,
+            idle_settle: Duration::from_millis(500),
+            idle_conns: 1_000,
+        }
+    } else {
+        Settings {
+            quick,
+            warmup: Duration::from_secs(1),
+            measure: Duration::from_secs(5),
+            runs: 3,
+            idle_settle: Duration::from_secs(2),
+            idle_conns: 10_000,
+        }
+    };
+    let servers = parse_servers()?;
+    let mut selected = scenarios(settings.idle_conns);
+    if let Ok(list) = std::env::var("ECHO_BENCH_SCENARIOS") {
+        let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
+        selected.retain(|s| {
+            wanted.contains(&s.name) || (s.name.starts_with("idle") && wanted.contains(&"idle"))
+        });
+    }
+    let pinned = pin_self();
+    let versions = peer_versions();
+    let load_start = load_average();
+    println!(
+        "echo bench ({} mode: {:?} warm-up + {:?} measured, {} run(s) per server, median; \
+         idle scenario: {} connections, {:?} settle)",
+        if quick { "quick" } else { "full" },
+        settings.warmup,
+        settings.measure,
+        settings.runs,
+        settings.idle_conns,
+        settings.idle_settle
+    );
+    if pinned {
+        println!("servers pinned to CPU 0, load generator to CPU 1");
+    } else {
+        println!(
+            "NOT PINNED: taskset or a second CPU is missing; servers and load generator share CPUs"
+        );
+    }
+    let versions_line: Vec<String> = versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("versions: {}", versions_line.join(", "));
+    println!("load average at start: {load_start}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let mut outcomes = Vec::new();
+    let mut failures = Vec::new();
+    for scenario in &selected {
+        let (idle, size, plan) = match scenario.kind {
+            Kind::Echo {
+                depth, size, text, ..
+            } => (false, size, Some(Arc::new(Plan::new(size, text, depth)))),
+            Kind::Idle { .. } => (true, 0, None),
+        };
+        let mut outcome = Outcome {
+            scenario: scenario.name,
+            idle,
+            size,
+            runs: servers.iter().map(|s| (*s, Some(Vec::new()))).collect(),
+        };
+        for run in 0..settings.runs {
+            // Rotate the order each run so no server always goes first.
+            for k in 0..servers.len() {
+                let server_name = servers[(k + run) % servers.len()];
+                if outcome.runs[server_name].is_none() {
+                    continue;
+                }
+                let result = (|| -> Result<f64, String> {
+                    let mut server = ServerProcess::start(server_name, pinned)?;
+                    let value = runtime.block_on(async {
+                        match scenario.kind {
+                            Kind::Echo { conns, .. } => {
+                                let plan = plan.clone().expect("echo plan");
+                                run_echo(server.addr, conns, plan, &settings).await
+                            }
+                            Kind::Idle { conns } => run_idle(&mut server, conns, &settings).await,
+                        }
+                    })?;
+                    server.check_alive()?;
+                    Ok(value)
+                })();
+                match result {
+                    Ok(value) => {
+                        eprintln!(
+                            "  {:<15} {:<17} run {}: {}",
+                            scenario.name,
+                            server_name,
+                            run + 1,
+                            if idle {
+                                format!("{value:.2} KiB/conn")
+                            } else {
+                                format!("{value:.0} msg/s")
+                            }
+                        );
+                        if let Some(Some(values)) = outcome.runs.get_mut(server_name) {
+                            values.push(value);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("  {} {server_name} FAILED: {e}", scenario.name);
+                        failures.push(format!("{} / {server_name}: {e}", scenario.name));
+                        outcome.runs.insert(server_name, None);
+                    }
+                }
+            }
+        }
+        outcomes.push(outcome);
+    }
+    let load_end = load_average();
+
+    println!();
+    print_table(&servers, &outcomes);
+    println!("load average at end: {load_end}");
+
+    let json = to_json(
+        &settings,
+        pinned,
+        &versions,
+        &servers,
+        &outcomes,
+        &failures,
+        [&load_start, &load_end],
+    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/echo-bench.json");
+    let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target"));
+    match std::fs::write(path, json) {
+        Ok(()) => println!("results written to {path}"),
+        Err(e) => eprintln!("could not write {path}: {e}"),
+    }
+    if !failures.is_empty() {
+        eprintln!("\nFAILED:");
+        for f in &failures {
+            eprintln!("  {f}");
+        }
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn human(rate: f64) -> String {
+    if rate >= 1e6 {
+        format!("{:.3}M", rate / 1e6)
+    } else if rate >= 1e3 {
+        format!("{:.1}k", rate / 1e3)
+    } else {
+        format!("{rate:.0}")
+    }
+}
+
+fn print_table(servers: &[&str], outcomes: &[Outcome]) {
+    let mut header = format!("{:<22}", "scenario");
+    for s in servers {
+        let _ = write!(header, " {s:>16}");
+    }
+    let _ = write!(header, " {:>16}", "chito vs best");
+    println!("{header}");
+    for o in outcomes {
+        let unit = if o.idle { " (KiB/conn)" } else { " (msg/s)" };
+        let mut line = format!("{:<22}", format!("{}{unit}", o.scenario));
+        for s in servers {
+            let cell = match o.median(s) {
+                Some(v) if o.idle => format!("{v:.2}"),
+                Some(v) => human(v),
+                None => "FAILED".into(),
+            };
+            let _ = write!(line, " {cell:>16}");
+        }
+        let ratio = o.ratio().map_or("-".into(), |r| format!("{r:.2}"));
+        let _ = write!(line, " {ratio:>16}");
+        println!("{line}");
+        if !o.idle && o.size >= 1 << 20 {
+            let mut line = format!("{:<22}", "  (GiB/s)");
+            for s in servers {
+                let cell = o.median(s).map_or("-".into(), |v| {
+                    format!("{:.2}", v * o.size as f64 / (1u64 << 30) as f64)
+                });
+                let _ = write!(line, " {cell:>16}");
+            }
+            println!("{line}");
+        }
+    }
+    println!(
+        "chito vs best: chito / best peer for msg/s, best peer / chito for KiB/conn; \
+         > 1 means chito is better in both"
+    );
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "null".into()
+    }
+}
+
+fn to_json(
+    settings: &Settings,
+    pinned: bool,
+    versions: &BTreeMap<&str, String>,
+    servers: &[&str],
+    outcomes: &[Outcome],
+    failures: &[String],
+    load: [&str; 2],
+) -> String {
+    let mut j = String::from("{\n");
+    let _ = writeln!(
+        j,
+        "  \"mode\": {},",
+        json_str(if settings.quick { "quick" } else { "full" })
+    );
+    let _ = writeln!(
+        j,
+        "  \"warmup_s\": {},",
+        json_num(settings.warmup.as_secs_f64())
+    );
+    let _ = writeln!(
+        j,
+        "  \"measure_s\": {},",
+        json_num(settings.measure.as_secs_f64())
+    );
+    let _ = writeln!(j, "  \"runs\": {},", settings.runs);
+    let _ = writeln!(j, "  \"idle_connections\": {},", settings.idle_conns);
+    let _ = writeln!(j, "  \"pinned\": {pinned},");
+    let _ = writeln!(
+        j,
+        "  \"load_average\": {{\"start\": {}, \"end\": {}}},",
+        json_str(load[0]),
+        json_str(load[1])
+    );
+    let versions: Vec<String> = versions
+        .iter()
+        .map(|(k, v)| format!("{}: {}", json_str(k), json_str(v)))
+        .collect();
+    let _ = writeln!(j, "  \"versions\": {{{}}},", versions.join(", "));
+    let names: Vec<String> = servers.iter().map(|s| json_str(s)).collect();
+    let _ = writeln!(j, "  \"servers\": [{}],", names.join(", "));
+    j.push_str("  \"scenarios\": [\n");
+    for (i, o) in outcomes.iter().enumerate() {
+        j.push_str("    {");
+        let _ = write!(j, "\"name\": {}, ", json_str(o.scenario));
+        let _ = write!(
+            j,
+            "\"unit\": {}, ",
+            json_str(if o.idle { "KiB/conn" } else { "msg/s" })
+        );
+        let mut medians = Vec::new();
+        let mut runs = Vec::new();
+        let mut gib = Vec::new();
+        for s in servers {
+            let m = o.median(s).map_or("null".into(), json_num);
+            medians.push(format!("{}: {m}", json_str(s)));
+            let r = match o.runs.get(s) {
+                Some(Some(v)) => format!(
+                    "[{}]",
+                    v.iter()
+                        .map(|x| json_num(*x))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => "null".into(),
+            };
+            runs.push(format!("{}: {r}", json_str(s)));
+            if !o.idle && o.size >= 1 << 20 {
+                let g = o.median(s).map_or("null".into(), |v| {
+                    json_num(v * o.size as f64 / (1u64 << 30) as f64)
+                });
+                gib.push(format!("{}: {g}", json_str(s)));
+            }
+        }
+        let _ = write!(j, "\"median\": {{{}}}, ", medians.join(", "));
+        let _ = write!(j, "\"runs\": {{{}}}, ", runs.join(", "));
+        if !gib.is_empty() {
+            let _ = write!(j, "\"gib_per_s\": {{{}}}, ", gib.join(", "));
+        }
+        let ratio_name = if o.idle {
+            "best_peer_over_chito"
+        } else {
+            "chito_over_best_peer"
+        };
+        let ratio = o.ratio().map_or("null".into(), json_num);
+        let _ = write!(j, "{}: {ratio}", json_str(ratio_name));
+        j.push('}');
+        if i + 1 < outcomes.len() {
+            j.push(',');
+        }
+        j.push('\n');
+    }
+    j.push_str("  ],\n");
+    let failures: Vec<String> = failures.iter().map(|f| json_str(f)).collect();
+    let _ = writeln!(j, "  \"failures\": [{}]", failures.join(", "));
+    j.push_str("}\n");
+    j
+}
