@@ -1063,8 +1063,11 @@ impl Connection {
             && self.rx.frame.is_none()
             && self.rx.buf.capacity() > 0
         {
+            // Handed back filled to capacity (initialised bytes), so the
+            // next user need not zero it again.
             let mut buf = std::mem::take(&mut self.rx.buf);
-            buf.clear();
+            let capacity = buf.capacity();
+            buf.resize(capacity, 0);
             recycle(buf);
             self.rx.start = 0;
             self.rx.end = 0;
@@ -1088,7 +1091,8 @@ impl Connection {
         if self.rx.buf.capacity() > 0 || self.rx.start != self.rx.end {
             return Some(buf);
         }
-        buf.clear();
+        // Only bytes never initialised are zeroed (a buffer from a pool of
+        // input buffers is already full length).
         let capacity = buf.capacity();
         buf.resize(capacity, 0);
         self.rx.buf = buf;

@@ -69,48 +69,80 @@ use crate::handshake::{
 /// Reads of idle connections land here first, so waiting costs no buffer.
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Buffers larger than this are freed rather than pooled.
-const POOL_MAX_BUFFER: usize = 256 * 1024;
-/// Buffers kept per thread.
+const POOL_MAX_BUFFER: usize = 16 << 20;
+/// Bytes each per-thread pool keeps at most (large messages reuse their
+/// big buffers instead of regrowing them; idle memory stays bounded).
+const POOL_MAX_BYTES: usize = 32 << 20;
+/// Buffers kept per pool per thread.
 const POOL_MAX_COUNT: usize = 512;
 /// Handle messages are encoded into the connection only while less than
 /// this much output waits, so the queue, not the output buffer, absorbs
 /// bursts and backpressure stays visible to senders.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
+/// A per-thread free list of buffers.
+#[derive(Default)]
+struct Pool {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// Input buffers keep their initialised length, so reuse never zero-fills.
+    static INPUT_POOL: RefCell<Pool> = RefCell::new(Pool::default());
+    static OUTPUT_POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-fn pool_take() -> Option<Vec<u8>> {
-    POOL.with(|pool| pool.borrow_mut().pop())
+fn pool_take(input: bool) -> Option<Vec<u8>> {
+    let take = |pool: &RefCell<Pool>| {
+        let mut pool = pool.borrow_mut();
+        let buf = pool.buffers.pop()?;
+        pool.bytes -= buf.capacity();
+        Some(buf)
+    };
+    if input {
+        INPUT_POOL.with(take)
+    } else {
+        OUTPUT_POOL.with(take)
+    }
 }
 
+/// Keeps a buffer for reuse. The connection hands back input buffers
+/// filled to capacity (initialised) and other buffers empty.
 fn pool_give(buf: Vec<u8>) {
-    if buf.capacity() == 0 || buf.capacity() > POOL_MAX_BUFFER {
+    let capacity = buf.capacity();
+    if capacity == 0 || capacity > POOL_MAX_BUFFER {
         return;
     }
-    POOL.with(|pool| {
+    let input = !buf.is_empty() && buf.len() == capacity;
+    let give = |pool: &RefCell<Pool>| {
         let mut pool = pool.borrow_mut();
-        if pool.len() < POOL_MAX_COUNT {
-            pool.push(buf);
+        if pool.buffers.len() < POOL_MAX_COUNT && pool.bytes + capacity <= POOL_MAX_BYTES {
+            pool.bytes += capacity;
+            pool.buffers.push(buf);
         }
-    });
+    };
+    if input {
+        INPUT_POOL.with(give);
+    } else {
+        OUTPUT_POOL.with(give);
+    }
 }
 
-/// Gives an input and an output buffer from the pool to a connection that
+/// Gives an input and an output buffer from the pools to a connection that
 /// has none.
 fn provide_buffers(conn: &mut Connection) {
     let (input, output) = conn.has_buffers();
     if !input {
-        if let Some(buf) = pool_take() {
+        if let Some(buf) = pool_take(true) {
             if let Some(back) = conn.provide_input_buffer(buf) {
                 pool_give(back);
             }
         }
     }
     if !output {
-        if let Some(buf) = pool_take() {
+        if let Some(buf) = pool_take(false) {
             if let Some(back) = conn.provide_output_buffer(buf) {
                 pool_give(back);
             }
