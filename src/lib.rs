@@ -61,5 +61,5 @@ pub use handler::Handler;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "tokio"))]
+#[cfg(all(doctest, feature = "rooms", feature = "deflate"))]
 pub struct ReadmeDoctests;
