@@ -385,10 +385,7 @@ impl Response {
     /// The value of the first header called `name` (ASCII
     /// case-insensitive), OWS trimmed.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
+        super::find_header(&self.headers, name)
     }
 
     /// [`header`](Self::header) as text; `None` if absent or not UTF-8.
@@ -399,9 +396,7 @@ impl Response {
 
     /// Every header field in arrival order, repeated names included.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_slice()))
+        super::iter_headers(&self.headers)
     }
 
     /// The values of every header called `name`.

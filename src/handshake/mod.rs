@@ -224,6 +224,23 @@ pub(crate) fn parse_head<T>(
     }
 }
 
+/// The value of the first field called `name` (ASCII case-insensitive, RFC
+/// 7230 §3.2), for header fields stored as both sides of the handshake
+/// store them: names as sent, values as bytes, in arrival order.
+pub(crate) fn find_header<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_slice())
+}
+
+/// Every field in arrival order, repeated names included.
+pub(crate) fn iter_headers(fields: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &[u8])> {
+    fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_slice()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,10 +165,7 @@ impl Request {
     /// The value of the first header called `name` (ASCII
     /// case-insensitive, RFC 7230 §3.2).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
+        super::find_header(&self.headers, name)
     }
 
     /// [`header`](Self::header) as text; `None` if absent or not UTF-8.
@@ -179,9 +176,7 @@ impl Request {
 
     /// Every header field in arrival order, repeated names included.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_slice()))
+        super::iter_headers(&self.headers)
     }
 
     /// The subprotocols the client offers, in order: the comma-separated
