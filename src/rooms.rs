@@ -221,11 +221,16 @@ impl Rooms {
 
     /// Removes a member from every room and from the registry.
     pub fn remove(&self, id: MemberId) {
-        let entry = write(self.member_shard(id)).remove(&id);
-        if let Some(entry) = entry {
-            for room in &entry.rooms {
+        let entry = {
+            let mut members = write(self.member_shard(id));
+            let entry = members.remove(&id);
+            // Under the member's lock: see `join`.
+            for room in entry.iter().flat_map(|e| &e.rooms) {
                 self.drop_from_room(room, id);
             }
+            entry
+        };
+        if let Some(entry) = entry {
             for room in &entry.rooms {
                 self.announce(Presence::Left { room, member: id });
             }
@@ -236,7 +241,7 @@ impl Rooms {
     /// is unknown or already there.
     pub fn join(&self, id: MemberId, room: &str) -> bool {
         let name: Arc<str> = Arc::from(room);
-        let handle = {
+        {
             let mut members = write(self.member_shard(id));
             let Some(entry) = members.get_mut(&id) else {
                 return false;
@@ -244,13 +249,17 @@ impl Rooms {
             if !entry.rooms.insert(name.clone()) {
                 return false;
             }
-            entry.handle.clone()
-        };
-        write(self.room_shard(room))
-            .entry(name)
-            .or_default()
-            .members
-            .insert(id, handle);
+            let handle = entry.handle.clone();
+            // Both indexes change under the member's lock (order: member
+            // shard, then room shard; nothing takes them the other way), so
+            // concurrent joins and leaves of one member cannot interleave
+            // and leave the indexes disagreeing.
+            write(self.room_shard(room))
+                .entry(name)
+                .or_default()
+                .members
+                .insert(id, handle);
+        }
         self.announce(Presence::Joined { room, member: id });
         true
     }
@@ -260,12 +269,16 @@ impl Rooms {
     pub fn leave(&self, id: MemberId, room: &str) -> bool {
         let removed = {
             let mut members = write(self.member_shard(id));
-            members
+            let removed = members
                 .get_mut(&id)
-                .is_some_and(|entry| entry.rooms.remove(room))
+                .is_some_and(|entry| entry.rooms.remove(room));
+            if removed {
+                // Under the member's lock: see `join`.
+                self.drop_from_room(room, id);
+            }
+            removed
         };
         if removed {
-            self.drop_from_room(room, id);
             self.announce(Presence::Left { room, member: id });
         }
         removed
@@ -275,14 +288,16 @@ impl Rooms {
     pub fn leave_all(&self, id: MemberId) {
         let rooms = {
             let mut members = write(self.member_shard(id));
-            match members.get_mut(&id) {
+            let rooms = match members.get_mut(&id) {
                 Some(entry) => std::mem::take(&mut entry.rooms),
                 None => return,
+            };
+            // Under the member's lock: see `join`.
+            for room in &rooms {
+                self.drop_from_room(room, id);
             }
+            rooms
         };
-        for room in &rooms {
-            self.drop_from_room(room, id);
-        }
         for room in &rooms {
             self.announce(Presence::Left { room, member: id });
         }

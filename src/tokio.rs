@@ -56,7 +56,7 @@ use ::tokio::time::Sleep;
 
 use crate::close::CloseCode;
 use crate::config::{Config, Overflow};
-use crate::connection::{Connection, Event, Message, MessageKind, OwnedEvent, Role, Sender};
+use crate::connection::{Connection, Event, Message, OwnedEvent, Role, Sender};
 use crate::error::{Error, Timeout, UsageError};
 use crate::handler::{dispatch, end_with_error, Flow, Handler};
 use crate::handshake::{
@@ -218,16 +218,29 @@ fn poll_write_output<S: AsyncWrite + Unpin>(
 /// What other tasks queue for a connection.
 #[derive(Debug)]
 enum Outgoing {
-    Message(MessageKind, Vec<u8>),
+    Text(String),
+    Binary(Vec<u8>),
     Shared(SharedMessage),
     Ping(Vec<u8>),
     Close(CloseCode, String),
 }
 
+impl From<Message<'_>> for Outgoing {
+    /// Copies the message for the queue; text stays `String`, so it is not
+    /// validated again when sent.
+    fn from(message: Message<'_>) -> Self {
+        match message {
+            Message::Text(text) => Outgoing::Text(text.to_owned()),
+            Message::Binary(data) => Outgoing::Binary(data.to_vec()),
+        }
+    }
+}
+
 impl Outgoing {
     fn cost(&self) -> usize {
         match self {
-            Outgoing::Message(_, data) | Outgoing::Ping(data) => data.len() + 14,
+            Outgoing::Text(text) => text.len() + 14,
+            Outgoing::Binary(data) | Outgoing::Ping(data) => data.len() + 14,
             Outgoing::Shared(shared) => shared.len() + 14,
             Outgoing::Close(_, reason) => reason.len() + 8,
         }
@@ -490,10 +503,7 @@ impl Handle {
     /// [`SendError::Full`] or [`SendError::ClosedSlowConsumer`] when the
     /// queue is full (per [`Config::queue_overflow`]); [`SendError::Closed`].
     pub fn try_send(&self, message: Message<'_>) -> Result<(), SendError> {
-        self.push(Outgoing::Message(
-            message.kind(),
-            message.as_bytes().to_vec(),
-        ))
+        self.push(Outgoing::from(message))
     }
 
     /// Queues a message, waiting while the queue is full.
@@ -501,7 +511,7 @@ impl Handle {
     /// # Errors
     /// [`SendError::Closed`] if the connection ends first.
     pub async fn send(&self, message: Message<'_>) -> Result<(), SendError> {
-        let mut item = Outgoing::Message(message.kind(), message.as_bytes().to_vec());
+        let mut item = Outgoing::from(message);
         loop {
             let notified = self.outbox.space.notified();
             ::tokio::pin!(notified);
@@ -1159,13 +1169,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 break;
             };
             let result = match &item {
-                Outgoing::Message(kind, data) => self.conn.send(match kind {
-                    MessageKind::Text => match std::str::from_utf8(data) {
-                        Ok(text) => Message::Text(text),
-                        Err(_) => Message::Binary(data),
-                    },
-                    MessageKind::Binary => Message::Binary(data),
-                }),
+                Outgoing::Text(text) => self.conn.send_text(text),
+                Outgoing::Binary(data) => self.conn.send_binary(data),
                 Outgoing::Shared(shared) => send_shared(&mut self.conn, shared),
                 Outgoing::Ping(payload) => self.conn.send_ping(payload),
                 Outgoing::Close(code, reason) => self.conn.close(*code, reason),
