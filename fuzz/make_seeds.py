@@ -69,7 +69,7 @@ for name, data in {
 # config: frame, message, fragments, flags, server bits, client bits,
 #         pending pong /4, read chunk /8, level, threshold
 # flags: 1 auto_pong, 2 deflate, 4 server_nct, 8 client_nct,
-#        0x10 keep output, 0x20 eof, 0x40 leftover
+#        0x10 keep output, 0x20 eof, 0x40 leftover, 0x80 echo
 
 
 def config(flags, frame=0xA0, message=0xA0, fragments=16, sbits=6, cbits=6,
@@ -108,6 +108,11 @@ def conn_seeds(target, mask):
     write(target, "bad-utf8", config(0x01) + script((0, 3))
           + f(0x1, b"ok\xc3", fin=False) + f(0x0, b"(x"))
     write(target, "bad-close", config(0x01) + script() + f(0x8, struct.pack(">H", 1005)))
+    # Echo: messages of 16 bytes or more go back from the input buffer;
+    # a piece arriving before the output is drained forces the copy.
+    echo = f(0x2, bytes(range(40))) + f(0x9, b"p") + f(0x1, b"x" * 30) + f(0x1, b"short")
+    write(target, "echo-split", config(0x81) + script((0, 20), (3, 50)) + echo)
+    write(target, "echo-keep", config(0x91, pending=1) + script((0, 30), (4, 0)) + echo)
     write(target, "ping-flood", config(0x11, pending=1) + script((0, 5))
           + b"".join(f(0x9, bytes([i]) * 20) for i in range(8)))
     # permessage-deflate, both takeover modes.

@@ -327,7 +327,10 @@ pub struct WebSocket<S> {
 impl<S: Read + Write> WebSocket<S> {
     /// Wraps a stream whose handshake was done elsewhere, with the
     /// connection built for it (see [`Connection::with_negotiated`]).
-    pub fn from_parts(stream: S, conn: Connection, control: Option<StreamControl<S>>) -> Self {
+    pub fn from_parts(stream: S, mut conn: Connection, control: Option<StreamControl<S>>) -> Self {
+        // Writes are vectored and `serve` flushes before it reads again: a
+        // large echo can go out from the input buffer.
+        conn.enable_output_from_input(crate::connection::OUTPUT_FROM_INPUT_MIN);
         WebSocket {
             stream,
             conn,
@@ -470,7 +473,9 @@ impl<S: Read + Write> WebSocket<S> {
                 };
                 (control.set_write_timeout)(&self.stream, timeout)?;
             }
-            match self.stream.write(self.conn.pending_output()) {
+            let mut slices = [io::IoSlice::new(&[]); 3];
+            let n = self.conn.pending_output_vectored(&mut slices);
+            match self.stream.write_vectored(&slices[..n]) {
                 Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
                 Ok(n) => self.conn.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -26,7 +26,7 @@ pub enum Overflow {
 /// | `max_message_size` | 64 MiB | close 1009 |
 /// | `max_fragments` | 131 072 | close 1009 |
 /// | `auto_pong` | on | — |
-/// | `max_pending_pong_bytes` | 64 KiB | auto-pongs skipped |
+/// | `max_pending_pong_bytes` | 64 KiB | only the latest ping's pong is kept, sent when output drains |
 /// | `read_chunk_size` | 4 KiB | — |
 /// | `ping_interval` | off | — |
 /// | `pong_timeout` | 30 s | connection fails, [`crate::Timeout::Keepalive`] |
@@ -57,10 +57,11 @@ pub struct Config {
     /// Answer pings with pongs automatically (RFC 6455 §5.5.2: an endpoint
     /// MUST answer a ping). Turn off only if you answer them yourself.
     pub auto_pong: bool,
-    /// Automatic pongs are skipped while more than this many output bytes
-    /// are waiting to be written, so a peer that floods pings without
-    /// reading cannot grow the output buffer (§5.5.3 lets an endpoint
-    /// answer only the most recent ping).
+    /// Automatic pongs wait while more than this many output bytes
+    /// are waiting to be written: the latest ping's payload is kept and
+    /// answered once the output drains below this, so a peer that floods
+    /// pings without reading cannot grow the output buffer (§5.5.3 lets an
+    /// endpoint answer only the most recent ping).
     pub max_pending_pong_bytes: usize,
     /// How much free space [`crate::Connection::read_buf`] offers at least.
     /// The read buffer is allocated on first use.

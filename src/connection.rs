@@ -14,7 +14,11 @@
 //!    frames are encoded into the output buffer (one copy of the payload,
 //!    masked in place by a client).
 //! 4. Write [`Connection::pending_output`] to the transport and report how
-//!    much went with [`Connection::consume_output`].
+//!    much went with [`Connection::consume_output`]. A driver that writes
+//!    with vectored I/O may call [`Connection::enable_output_from_input`]:
+//!    a large message sent straight back from a received one (an echo, a
+//!    relay) is then written from the input buffer, not copied
+//!    ([`Connection::pending_output_vectored`]).
 //! 5. Drive timers with [`Connection::poll_timeout`] and
 //!    [`Connection::handle_timeout`].
 //! 6. When [`Connection::is_closed`] is true and the output is drained,
@@ -168,6 +172,19 @@ pub struct Connection {
     /// Whether the peer is still worth waiting for once closed (false after
     /// a timeout or end of stream).
     peer_responsive: bool,
+    /// A keepalive ping was sent at `timers.last_ping` and nothing has
+    /// arrived since. (Here, not in `Timers`: it fits in padding.)
+    awaiting_pong: bool,
+    /// The latest ping's payload, while its pong waits for the output to
+    /// drain below `Config::max_pending_pong_bytes`.
+    deferred_pong: Option<Box<ControlPayload>>,
+}
+
+/// A control frame's payload, stored without a second allocation.
+#[derive(Debug)]
+struct ControlPayload {
+    len: u8,
+    bytes: [u8; MAX_CONTROL_PAYLOAD],
 }
 
 /// The read side: input buffer, the frame and message being received.
@@ -267,7 +284,21 @@ struct Tx {
     /// Whether the fragmented message being sent is compressed.
     #[cfg(feature = "deflate")]
     sending_compressed: bool,
+    /// Set by a driver that writes `pending_output_vectored`: payloads of
+    /// at least this many bytes may be written from the input (0: never).
+    output_from_input_min: u32,
+    /// Output still to be written from the input buffer, `rx.buf[loan]`
+    /// (empty: none). Pending output is `out[out_pos..loan_mark]`, then
+    /// these bytes, then `out[loan_mark..]`; the input buffer is not
+    /// reused until they are written.
+    loan: Range<usize>,
+    loan_mark: usize,
 }
+
+/// The size from which the adapters send a received payload back from the
+/// input buffer (see [`Connection::enable_output_from_input`]): below it the
+/// copy is cheaper than a second piece in the write.
+pub const OUTPUT_FROM_INPUT_MIN: usize = 64 * 1024;
 
 /// Timer bookkeeping. Deadlines are computed lazily from the `now` given
 /// to [`Connection::poll_timeout`] and [`Connection::handle_timeout`].
@@ -276,7 +307,6 @@ struct Timers {
     /// When bytes last arrived (or the connection started).
     last_rx: Option<Instant>,
     last_ping: Option<Instant>,
-    pong_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
 }
 
@@ -329,11 +359,16 @@ impl Connection {
                 compress_threshold,
                 #[cfg(feature = "deflate")]
                 sending_compressed: false,
+                output_from_input_min: 0,
+                loan: 0..0,
+                loan_mark: 0,
             },
             timers: Timers::default(),
             pending_error: None,
             ready: None,
             peer_responsive: true,
+            awaiting_pong: false,
+            deferred_pong: None,
         };
         if !leftover.is_empty() {
             conn.feed(leftover);
@@ -397,7 +432,29 @@ impl Connection {
     /// count. This avoids the copy [`Connection::feed`] makes.
     pub fn read_buf(&mut self) -> &mut [u8] {
         let want = self.read_hint();
-        self.reserve_input(want)
+        let limit = self.read_limit();
+        let space = self.reserve_input(want);
+        let n = space.len().min(limit);
+        &mut space[..n]
+    }
+
+    /// While a large frame arrives, reads stop at its last byte. The next
+    /// frame then starts in an emptied buffer, at offset 0, instead of
+    /// being read in behind this one and moved to the front later: for
+    /// back-to-back 1 MiB messages that move cost as much as the read.
+    fn read_limit(&self) -> usize {
+        let chunk = self.config.read_chunk_size.max(64);
+        match self.frame_missing() {
+            Some(missing) if missing >= chunk => missing,
+            _ => usize::MAX,
+        }
+    }
+
+    /// Payload bytes of the frame being received that have not arrived.
+    fn frame_missing(&self) -> Option<usize> {
+        let frame = self.rx.frame?;
+        let have = self.rx.end.saturating_sub(frame.payload_at);
+        Some(frame.len.saturating_sub(have))
     }
 
     /// Marks `n` bytes at the start of [`Connection::read_buf`] as received.
@@ -437,21 +494,18 @@ impl Connection {
         self.peer_responsive = false;
         self.tx.out.clear();
         self.tx.out_pos = 0;
+        self.tx.loan = 0..0;
         self.rx.discard();
     }
 
     /// How much to read next: a chunk, or more while a big frame arrives.
     fn read_hint(&self) -> usize {
         let chunk = self.config.read_chunk_size.max(64);
-        match self.rx.frame {
-            Some(frame) => {
-                let have = self.rx.end.saturating_sub(frame.payload_at);
-                let missing = frame.len.saturating_sub(have);
-                // While a big frame arrives, ask for as much as has arrived
-                // so far (the buffer doubles), never trusting the declared
-                // length for an allocation.
-                chunk.max(missing.min(self.rx.end - self.rx.start))
-            }
+        match self.frame_missing() {
+            // While a big frame arrives, ask for as much as has arrived so
+            // far (the buffer doubles), never trusting the declared length
+            // for an allocation.
+            Some(missing) => chunk.max(missing.min(self.rx.end - self.rx.start)),
             None => chunk,
         }
     }
@@ -459,6 +513,8 @@ impl Connection {
     /// Makes at least `want` bytes of free space after `end` and returns it.
     fn reserve_input(&mut self, want: usize) -> &mut [u8] {
         self.release_delivered();
+        // New input may overwrite the bytes pending output points into.
+        self.copy_loaned_output();
         let rx = &mut self.rx;
         if rx.start == rx.end && rx.frame.is_none() {
             rx.start = 0;
@@ -533,9 +589,13 @@ impl Connection {
             return Ok(None);
         };
         let Connection { rx, tx, .. } = self;
+        let mut lent: (&[u8], usize) = (&[], 0);
         let event = match ready {
             Ready::Data { kind, at } => {
                 let bytes = rx.located(&at);
+                if let Located::Input(range) = &at {
+                    lent = (bytes, range.start);
+                }
                 match kind {
                     MessageKind::Binary => Event::Binary(bytes),
                     // RFC 6455 §8.1: text must be valid UTF-8. A message that
@@ -561,7 +621,14 @@ impl Connection {
                 Event::Close(Some(CloseFrame::new(code, reason)))
             }
         };
-        Ok(Some((event, Sender { tx })))
+        Ok(Some((
+            event,
+            Sender {
+                tx,
+                lent: lent.0,
+                lent_at: lent.1,
+            },
+        )))
     }
 
     /// Processes input until an event is ready, without borrowing it:
@@ -870,14 +937,26 @@ impl Connection {
         match opcode {
             OpCode::Ping => {
                 // §5.5.2: answer with a pong carrying the same payload.
-                // Skip it while the peer is not reading (§5.5.3 allows
-                // answering only the latest ping), so a ping flood cannot
-                // grow the output without bound.
-                if self.config.auto_pong
-                    && self.tx.state == State::Open
-                    && self.tx.buffered() <= self.config.max_pending_pong_bytes
-                {
-                    self.tx.write_frame(OpCode::Pong, true, payload);
+                // While much output is waiting, only the latest ping's
+                // pong is kept, and sent once the output drains (§5.5.3
+                // allows answering only the most recent ping): a ping
+                // flood from a peer that does not read cannot grow the
+                // output, and no ping goes unanswered.
+                if self.config.auto_pong && self.tx.state == State::Open {
+                    if self.tx.buffered() <= self.config.max_pending_pong_bytes {
+                        self.deferred_pong = None;
+                        self.tx.write_frame(OpCode::Pong, true, payload);
+                    } else {
+                        let pong = self.deferred_pong.get_or_insert_with(|| {
+                            Box::new(ControlPayload {
+                                len: 0,
+                                bytes: [0; MAX_CONTROL_PAYLOAD],
+                            })
+                        });
+                        let n = payload.len().min(MAX_CONTROL_PAYLOAD);
+                        pong.bytes[..n].copy_from_slice(&payload[..n]);
+                        pong.len = n as u8;
+                    }
                 }
                 Ok(Ready::Ping(range))
             }
@@ -924,7 +1003,11 @@ impl Connection {
     /// The write half, for sending while no event is borrowed.
     pub fn sender(&mut self) -> Sender<'_> {
         self.release_delivered();
-        Sender { tx: &mut self.tx }
+        Sender {
+            tx: &mut self.tx,
+            lent: &[],
+            lent_at: 0,
+        }
     }
 
     /// Queues a text message. See [`Sender::send_text`].
@@ -986,14 +1069,99 @@ impl Connection {
         Ok(())
     }
 
-    /// Encoded bytes waiting to be written to the transport.
+    /// Encoded bytes waiting to be written to the transport: all of them,
+    /// unless [`Connection::enable_output_from_input`] was called, in which
+    /// case this is the first of up to three pieces. Write it, call
+    /// [`Connection::consume_output`], repeat until empty.
     pub fn pending_output(&self) -> &[u8] {
-        self.tx.out.get(self.tx.out_pos..).unwrap_or_default()
+        let tx = &self.tx;
+        if tx.loan.is_empty() {
+            tx.out.get(tx.out_pos..).unwrap_or_default()
+        } else if tx.out_pos < tx.loan_mark {
+            tx.out.get(tx.out_pos..tx.loan_mark).unwrap_or_default()
+        } else {
+            self.rx.buf.get(tx.loan.clone()).unwrap_or_default()
+        }
     }
 
-    /// Marks the first `n` bytes of [`Connection::pending_output`] as written.
+    /// All pending output as up to three slices, in order, for one vectored
+    /// write; returns how many of `bufs` were filled (only non-empty
+    /// slices). Report what was written with [`Connection::consume_output`].
+    pub fn pending_output_vectored<'a>(&'a self, bufs: &mut [io::IoSlice<'a>]) -> usize {
+        let tx = &self.tx;
+        let pieces: [&'a [u8]; 3] = if tx.loan.is_empty() {
+            [tx.out.get(tx.out_pos..).unwrap_or_default(), &[], &[]]
+        } else {
+            [
+                tx.out.get(tx.out_pos..tx.loan_mark).unwrap_or_default(),
+                self.rx.buf.get(tx.loan.clone()).unwrap_or_default(),
+                tx.out.get(tx.loan_mark..).unwrap_or_default(),
+            ]
+        };
+        let mut filled = 0;
+        for (slot, piece) in bufs
+            .iter_mut()
+            .zip(pieces.into_iter().filter(|p| !p.is_empty()))
+        {
+            *slot = io::IoSlice::new(piece);
+            filled += 1;
+        }
+        filled
+    }
+
+    /// Lets a message of at least `min_len` bytes (the adapters use
+    /// [`OUTPUT_FROM_INPUT_MIN`]) that is sent straight back from a
+    /// received one — `sender.send(message)` inside the event's borrow, as
+    /// an echo or relay does — go out from the input buffer instead of
+    /// being copied into the output buffer. The driver must
+    /// then write with [`Connection::pending_output_vectored`] (or loop on
+    /// [`Connection::pending_output`], which returns one piece at a time),
+    /// and should write before reading: input arriving while such output
+    /// is pending makes the connection copy it after all. Servers only (a
+    /// client masks every frame, so it copies anyway).
+    pub fn enable_output_from_input(&mut self, min_len: usize) {
+        self.tx.output_from_input_min = min_len.clamp(1, u32::MAX as usize) as u32;
+    }
+
+    /// True while pending output points into the input buffer (see
+    /// [`Connection::enable_output_from_input`]): reading now would cost a
+    /// copy of that output.
+    pub fn output_borrows_input(&self) -> bool {
+        !self.tx.loan.is_empty()
+    }
+
+    /// Moves output that points into the input buffer into the output
+    /// buffer, before the input buffer is reused or given away.
+    fn copy_loaned_output(&mut self) {
+        if self.tx.loan.is_empty() {
+            return;
+        }
+        let range = std::mem::replace(&mut self.tx.loan, 0..0);
+        let mark = self.tx.loan_mark;
+        let bytes = self.rx.buf.get(range).unwrap_or_default();
+        let out = &mut self.tx.out;
+        let (n, old) = (bytes.len(), out.len());
+        out.resize(old + n, 0);
+        out.copy_within(mark..old, mark + n);
+        if let Some(slot) = out.get_mut(mark..mark + n) {
+            slot.copy_from_slice(bytes);
+        }
+    }
+
+    /// Marks the first `n` bytes of [`Connection::pending_output`] as
+    /// written. This can queue more output (a pong that waited for the
+    /// output to drain), so write until `pending_output` is empty.
     pub fn consume_output(&mut self, n: usize) {
         self.tx.consume(n);
+        if self.deferred_pong.is_some() && self.tx.buffered() <= self.config.max_pending_pong_bytes
+        {
+            if let Some(pong) = self.deferred_pong.take() {
+                if self.tx.state == State::Open {
+                    let payload = pong.bytes.get(..pong.len as usize).unwrap_or_default();
+                    self.tx.write_frame(OpCode::Pong, true, payload);
+                }
+            }
+        }
     }
 
     /// How many bytes wait in the output buffer.
@@ -1007,6 +1175,7 @@ impl Connection {
     /// allocated again on demand.
     pub fn release_idle_buffers(&mut self) {
         self.release_delivered();
+        self.copy_loaned_output();
         let rx = &mut self.rx;
         if rx.start == rx.end && rx.frame.is_none() {
             rx.buf = Vec::new();
@@ -1058,6 +1227,7 @@ impl Connection {
     /// pool, instead of dropping it.
     pub fn recycle_idle_buffers(&mut self, recycle: &mut dyn FnMut(Vec<u8>)) {
         self.release_delivered();
+        self.copy_loaned_output();
         if self.ready.is_none()
             && self.rx.start == self.rx.end
             && self.rx.frame.is_none()
@@ -1140,16 +1310,20 @@ impl Connection {
             return None;
         }
         let last_rx = t.last_rx.unwrap_or(now);
+        let pong_deadline = self
+            .awaiting_pong
+            .then(|| t.last_ping.map(|p| p + c.pong_timeout))
+            .flatten();
         let mut next: Option<Instant> = t.close_deadline;
         let mut consider = |deadline: Option<Instant>| {
             if let Some(d) = deadline {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
         };
-        consider(t.pong_deadline);
+        consider(pong_deadline);
         if self.tx.state == State::Open {
             if let Some(interval) = c.ping_interval {
-                if t.pong_deadline.is_none() {
+                if pong_deadline.is_none() {
                     let since = t.last_ping.map_or(last_rx, |p| p.max(last_rx));
                     consider(Some(since + interval));
                 }
@@ -1179,7 +1353,11 @@ impl Connection {
             self.pending_error = Some(Box::new(Error::Timeout(Timeout::CloseHandshake)));
             return;
         }
-        if expired(t.pong_deadline) {
+        let pong_deadline = self
+            .awaiting_pong
+            .then(|| t.last_ping.map(|p| p + c.pong_timeout))
+            .flatten();
+        if expired(pong_deadline) {
             // The peer is gone or stuck; a close frame would not be read.
             self.peer_responsive = false;
             self.tx.state = State::Closed;
@@ -1199,10 +1377,10 @@ impl Connection {
         }
         if let Some(interval) = c.ping_interval {
             let since = t.last_ping.map_or(last_rx, |p| p.max(last_rx));
-            if t.pong_deadline.is_none() && since + interval <= now {
+            if !self.awaiting_pong && since + interval <= now {
                 self.tx.write_frame(OpCode::Ping, true, b"chito");
                 t.last_ping = Some(now);
-                t.pong_deadline = Some(now + c.pong_timeout);
+                self.awaiting_pong = true;
             }
         }
     }
@@ -1213,7 +1391,7 @@ impl Connection {
         if self.rx.activity || self.timers.last_rx.is_none() {
             self.rx.activity = false;
             self.timers.last_rx = Some(now);
-            self.timers.pong_deadline = None;
+            self.awaiting_pong = false;
         }
     }
 }
@@ -1275,10 +1453,24 @@ impl Rx {
 
 impl Tx {
     fn buffered(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len() - self.out_pos + self.loan.len()
     }
 
-    fn consume(&mut self, n: usize) {
+    fn consume(&mut self, mut n: usize) {
+        if !self.loan.is_empty() {
+            let before = self.loan_mark.saturating_sub(self.out_pos).min(n);
+            self.out_pos += before;
+            n -= before;
+            if self.out_pos < self.loan_mark {
+                return;
+            }
+            let loaned = n.min(self.loan.len());
+            self.loan.start += loaned;
+            n -= loaned;
+            if !self.loan.is_empty() {
+                return;
+            }
+        }
         self.out_pos = (self.out_pos + n).min(self.out.len());
         if self.out_pos == self.out.len() {
             self.out.clear();
@@ -1316,7 +1508,13 @@ impl Tx {
     /// Encodes a data frame, compressed when permessage-deflate is in force
     /// and the message qualifies (RFC 7692 §6.1: RSV1 on the first frame of
     /// a compressed message only).
-    fn write_data(&mut self, opcode: OpCode, fin: bool, data: &[u8]) -> Result<(), UsageError> {
+    fn write_data(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        data: &[u8],
+        from_input: Option<Range<usize>>,
+    ) -> Result<(), UsageError> {
         #[cfg(feature = "deflate")]
         {
             let first = opcode != OpCode::Continuation;
@@ -1343,8 +1541,27 @@ impl Tx {
                 }
             }
         }
-        self.write_frame(opcode, fin, data);
+        match from_input {
+            Some(range) if self.rng.is_none() && self.loan.is_empty() => {
+                self.write_header_for_input(opcode, fin, range);
+            }
+            _ => self.write_frame(opcode, fin, data),
+        }
         Ok(())
+    }
+
+    /// Encodes only the header of a frame whose payload is `rx.buf[range]`
+    /// (see [`Connection::enable_output_from_input`]); the payload is
+    /// written from there. A server does not mask (RFC 6455 §5.1), so the
+    /// received bytes go out as they are.
+    fn write_header_for_input(&mut self, opcode: OpCode, fin: bool, range: Range<usize>) {
+        let mut header = FrameHeader::new(opcode, range.len() as u64);
+        header.fin = fin;
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode(&mut head);
+        self.out.extend_from_slice(&head[..head_len]);
+        self.loan_mark = self.out.len();
+        self.loan = range;
     }
 
     /// Compresses `data` straight into the output buffer behind a
@@ -1419,6 +1636,11 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 #[derive(Debug)]
 pub struct Sender<'a> {
     tx: &'a mut Tx,
+    /// The payload of the event this sender came with, if it lies in the
+    /// input buffer (at `rx.buf[lent_at..]`): sent back as is, it need not
+    /// be copied (see [`Connection::enable_output_from_input`]).
+    lent: &'a [u8],
+    lent_at: usize,
 }
 
 impl Sender<'_> {
@@ -1474,7 +1696,12 @@ impl Sender<'_> {
             Some(current) if current == kind => OpCode::Continuation,
             Some(_) => return Err(UsageError::FragmentInProgress),
         };
-        self.tx.write_data(opcode, fin, data)?;
+        // The very bytes lent (same address and length), not a copy or a
+        // part of them.
+        let min = self.tx.output_from_input_min;
+        let from_input = (min > 0 && data.len() >= min as usize && std::ptr::eq(data, self.lent))
+            .then(|| self.lent_at..self.lent_at + data.len());
+        self.tx.write_data(opcode, fin, data, from_input)?;
         self.tx.sending = if fin { None } else { Some(kind) };
         Ok(())
     }

@@ -203,7 +203,16 @@ fn poll_write_output<S: AsyncWrite + Unpin>(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
     while !conn.pending_output().is_empty() {
-        match Pin::new(&mut *stream).poll_write(cx, conn.pending_output()) {
+        // Header and payload of a message sent from the input buffer are
+        // separate pieces: one vectored write takes them all.
+        let mut slices = [io::IoSlice::new(&[]); 3];
+        let n = conn.pending_output_vectored(&mut slices);
+        let written = if n > 1 && stream.is_write_vectored() {
+            Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])
+        } else {
+            Pin::new(&mut *stream).poll_write(cx, conn.pending_output())
+        };
+        match written {
             Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(n)) => conn.consume_output(n),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -979,7 +988,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a stream whose handshake was done elsewhere (hyper's upgraded
     /// connection, say), with the connection built for it
     /// ([`Connection::with_negotiated`]).
-    pub fn from_parts(stream: S, conn: Connection) -> Self {
+    pub fn from_parts(stream: S, mut conn: Connection) -> Self {
+        // Every write below is vectored, and output is written before more
+        // input is read: a large echo can go out from the input buffer.
+        conn.enable_output_from_input(crate::connection::OUTPUT_FROM_INPUT_MIN);
         WebSocket {
             stream,
             conn: Box::new(conn),
@@ -1134,21 +1146,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Runs `handler` until the connection ends: [`Handler::on_open`], a
     /// callback per event, [`Handler::on_close`] exactly once. Replies and
     /// [`Handle`] messages are written together, one `write` per round.
-    pub async fn serve<H: Handler + ?Sized>(mut self, handler: &mut H) {
-        provide_buffers(&mut self.conn);
-        handler.on_open(&mut self.conn.sender());
-        loop {
-            let flow = dispatch(&mut self.conn, handler);
-            self.drain_queue();
-            if flow == Flow::Ended {
-                self.finish_transport().await;
-                return;
+    // Not an `async fn`: its parameters would be stored twice in the
+    // future (once as arguments, once as locals), and this future is the
+    // bulk of every idle connection's task. The async block below uses the
+    // captured `self` in place.
+    #[allow(clippy::manual_async_fn)]
+    pub fn serve<'h, H: Handler + ?Sized>(
+        mut self,
+        handler: &'h mut H,
+    ) -> impl Future<Output = ()> + 'h
+    where
+        S: 'h,
+    {
+        async move {
+            provide_buffers(&mut self.conn);
+            handler.on_open(&mut self.conn.sender());
+            loop {
+                let flow = dispatch(&mut self.conn, handler);
+                self.drain_queue();
+                if flow == Flow::Ended {
+                    break;
+                }
+                if let Err(error) = self.drive(Drive::Serve).await {
+                    // Handled and dropped here: an `Error` kept alive
+                    // across the await below would enlarge the future.
+                    end_with_error(handler, &error);
+                    break;
+                }
             }
-            if let Err(error) = self.drive(Drive::Serve).await {
-                end_with_error(handler, &error);
-                self.finish_transport().await;
-                return;
-            }
+            self.finish_transport().await;
         }
     }
 
@@ -1207,15 +1233,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// queued messages, a timer or a shutdown abort — so timers still fire
     /// while a peer is not reading. Input is read only while little output
     /// is pending: a peer that does not read stops being read from.
-    async fn drive(&mut self, mode: Drive) -> Result<(), Error> {
-        let deadline = self.conn.poll_timeout(Instant::now());
-        if let Some(deadline) = deadline {
-            let deadline = ::tokio::time::Instant::from_std(deadline);
-            match self.timer.as_mut() {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.timer = Some(Box::pin(::tokio::time::sleep_until(deadline))),
-            }
+    ///
+    /// Not an `async fn`, and the waiting is a `poll_fn` over one `&mut`:
+    /// this future sits in every idle connection's task, so its state is
+    /// kept to the closure's few words.
+    fn drive(&mut self, mode: Drive) -> impl Future<Output = Result<(), Error>> + '_ {
+        let timed = self.arm_timer();
+        poll_fn(move |cx| {
+            let wake = std::task::ready!(self.poll_wake(cx, mode, timed));
+            Poll::Ready(self.apply_wake(wake))
+        })
+    }
+
+    /// Points the timer at the connection's next deadline; false if no
+    /// timer runs.
+    fn arm_timer(&mut self) -> bool {
+        let Some(deadline) = self.conn.poll_timeout(Instant::now()) else {
+            return false;
+        };
+        let deadline = ::tokio::time::Instant::from_std(deadline);
+        match self.timer.as_mut() {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(::tokio::time::sleep_until(deadline))),
         }
+        true
+    }
+
+    /// One poll of everything [`WebSocket::drive`] waits for.
+    fn poll_wake(&mut self, cx: &mut Context<'_>, mode: Drive, timed: bool) -> Poll<Wake> {
         let WebSocket {
             stream,
             conn,
@@ -1223,50 +1268,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             timer,
             ..
         } = self;
-        let woke = poll_fn(|cx| {
-            let mut written = false;
-            if !conn.pending_output().is_empty() {
-                match poll_write_output(stream, conn, cx) {
-                    Poll::Ready(Ok(())) => written = true,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Wake::WriteFailed(e)),
-                    Poll::Pending => {}
+        let mut written = false;
+        if !conn.pending_output().is_empty() {
+            match poll_write_output(stream, conn, cx) {
+                Poll::Ready(Ok(())) => written = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Wake::WriteFailed(e)),
+                Poll::Pending => {}
+            }
+        }
+        // Output still pointing into the input buffer is written before
+        // reading more would force a copy of it.
+        let room = conn.buffered_amount() < OUTPUT_HIGH_WATER && !conn.output_borrows_input();
+        if let Some(outbox) = outbox.get() {
+            let mut state = outbox.lock();
+            if state.aborted {
+                return Poll::Ready(Wake::Aborted);
+            }
+            if mode == Drive::Serve && room && !state.queue.is_empty() {
+                return Poll::Ready(Wake::Queued);
+            }
+            if !state
+                .driver
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                state.driver = Some(cx.waker().clone());
+            }
+        }
+        if written {
+            return Poll::Ready(Wake::Written);
+        }
+        if mode == Drive::Serve && room {
+            if let Poll::Ready(result) = poll_read_into(stream, conn, cx) {
+                return Poll::Ready(Wake::Read(result));
+            }
+        }
+        if timed {
+            if let Some(timer) = timer.as_mut() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
                 }
             }
-            let room = conn.buffered_amount() < OUTPUT_HIGH_WATER;
-            if let Some(outbox) = outbox.get() {
-                let mut state = outbox.lock();
-                if state.aborted {
-                    return Poll::Ready(Wake::Aborted);
-                }
-                if mode == Drive::Serve && room && !state.queue.is_empty() {
-                    return Poll::Ready(Wake::Queued);
-                }
-                if !state
-                    .driver
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-                {
-                    state.driver = Some(cx.waker().clone());
-                }
-            }
-            if written {
-                return Poll::Ready(Wake::Written);
-            }
-            if mode == Drive::Serve && room {
-                if let Poll::Ready(result) = poll_read_into(stream, conn, cx) {
-                    return Poll::Ready(Wake::Read(result));
-                }
-            }
-            if deadline.is_some() {
-                if let Some(timer) = timer.as_mut() {
-                    if timer.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Timer);
-                    }
-                }
-            }
-            Poll::Pending
-        })
-        .await;
+        }
+        Poll::Pending
+    }
+
+    /// Acts on what woke [`WebSocket::drive`].
+    fn apply_wake(&mut self, woke: Wake) -> Result<(), Error> {
         match woke {
             Wake::Read(Ok(0)) => self.conn.handle_eof(),
             Wake::Read(Ok(_)) | Wake::Queued => {}
@@ -1411,7 +1459,7 @@ mod size_guard {
             let mut handler = Quiet;
             let serve = ws.serve(&mut handler);
             assert!(
-                size_of_future(&serve) <= 512,
+                size_of_future(&serve) <= 192,
                 "serve {}",
                 size_of_future(&serve)
             );

@@ -47,8 +47,17 @@ fn server() -> Connection {
 /// Drains the connection's output and decodes the frames in it (from a
 /// server: unmasked).
 fn output_frames(conn: &mut Connection) -> Vec<(OpCode, Vec<u8>)> {
-    let out = conn.pending_output().to_vec();
-    conn.consume_output(out.len());
+    // As a driver does: write until nothing is pending (writing can
+    // release a deferred pong).
+    let mut out = Vec::new();
+    loop {
+        let chunk = conn.pending_output().to_vec();
+        if chunk.is_empty() {
+            break;
+        }
+        conn.consume_output(chunk.len());
+        out.extend(chunk);
+    }
     let mut frames = Vec::new();
     let mut at = 0;
     while at < out.len() {
@@ -221,6 +230,41 @@ fn ping_flood_does_not_grow_output_past_the_limit() {
         "{}",
         conn.buffered_amount()
     );
+}
+
+#[test]
+fn ping_during_a_large_send_is_answered_once_output_drains() {
+    // §5.5.2: a ping must be answered. With a large message unwritten, the
+    // pong waits; of several pings only the latest is answered (§5.5.3).
+    let mut conn = server();
+    conn.send_binary(&vec![1u8; 200_000]).unwrap();
+    conn.feed(&from_client(9, true, b"first"));
+    conn.feed(&from_client(9, true, b"latest"));
+    while conn.poll_event().unwrap().is_some() {}
+    let frames = output_frames(&mut conn);
+    assert_eq!(frames.len(), 2, "the message, then one pong");
+    assert_eq!(frames[0].0, OpCode::Binary);
+    assert_eq!(frames[1], (OpCode::Pong, b"latest".to_vec()));
+    // With the output drained, pongs go out at once again.
+    conn.feed(&from_client(9, true, b"now"));
+    while conn.poll_event().unwrap().is_some() {}
+    assert_eq!(
+        output_frames(&mut conn),
+        vec![(OpCode::Pong, b"now".to_vec())]
+    );
+}
+
+#[test]
+fn deferred_pong_is_dropped_once_closing() {
+    // Nothing may follow our close frame (§5.5.1).
+    let mut conn = server();
+    conn.send_binary(&vec![1u8; 200_000]).unwrap();
+    conn.feed(&from_client(9, true, b"late"));
+    while conn.poll_event().unwrap().is_some() {}
+    conn.close(CloseCode::Normal, "").unwrap();
+    let frames = output_frames(&mut conn);
+    let opcodes: Vec<OpCode> = frames.iter().map(|f| f.0).collect();
+    assert_eq!(opcodes, vec![OpCode::Binary, OpCode::Close]);
 }
 
 #[test]

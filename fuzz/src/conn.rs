@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use arbitrary::{Arbitrary, Unstructured};
 use chito::frame::{OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use chito::{CloseCode, Connection, Error, OwnedEvent, Role, State};
+use chito::{CloseCode, Connection, Error, Event, OwnedEvent, Role, State};
 
 use crate::{FuzzConfig, OutFrame, OutputChecker};
 
@@ -23,6 +23,12 @@ use crate::{FuzzConfig, OutFrame, OutputChecker};
 const FLAG_KEEP_OUTPUT: u8 = 0x1; // never consume output unless an op says so
 const FLAG_EOF: u8 = 0x2; // end with handle_eof()
 const FLAG_LEFTOVER: u8 = 0x4; // first wire piece goes through with_negotiated
+const FLAG_ECHO: u8 = 0x8; // echo every message, large ones from the input buffer
+
+/// With FLAG_ECHO, messages from this size on are sent back from the input
+/// buffer (`enable_output_from_input`); small, so inputs of a few KiB reach
+/// that path.
+const ECHO_FROM_INPUT_MIN: usize = 16;
 
 /// Close codes our own `close` op picks from.
 const CLOSE_CODES: [u16; 6] = [1000, 1001, 1008, 1011, 3000, 4999];
@@ -31,7 +37,7 @@ struct Driver {
     conn: Connection,
     fc: FuzzConfig,
     checker: OutputChecker,
-    /// Bytes of `pending_output()` already checked.
+    /// Bytes of pending output already checked.
     checked: usize,
     /// An error or a close event was returned: nothing may follow.
     finished: bool,
@@ -42,21 +48,54 @@ struct Driver {
     sent_since_drain: usize,
     max_sent_since_drain: usize,
     events: usize,
+    /// The payload of the latest ping whose pong waits for the output to
+    /// drain (RFC 6455 §5.5.3: only the most recent needs an answer).
+    deferred_pong: Option<Vec<u8>>,
 }
 
 impl Driver {
     /// New output since the last check, as frames (asserted valid).
     fn new_output(&mut self) -> Vec<OutFrame> {
-        let out = self.conn.pending_output();
+        let out = self.pending();
         assert!(out.len() >= self.checked, "output shrank without consume");
         let frames = self.checker.check(&out[self.checked..]);
         self.checked = out.len();
         frames
     }
 
+    /// All pending output, joined from its vectored pieces (with FLAG_ECHO
+    /// a large echo is written from the input buffer). The first piece must
+    /// be what `pending_output` returns.
+    fn pending(&self) -> Vec<u8> {
+        let mut slices = [std::io::IoSlice::new(&[]); 3];
+        let n = self.conn.pending_output_vectored(&mut slices);
+        let first: &[u8] = slices.first().map_or(&[], |s| &s[..]);
+        assert_eq!(first, self.conn.pending_output(), "first piece differs");
+        let out: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(
+            out.len(),
+            self.conn.buffered_amount(),
+            "pieces vs buffered_amount"
+        );
+        out
+    }
+
     fn drain_output(&mut self) {
-        let n = self.conn.pending_output().len();
+        let n = self.conn.buffered_amount();
         self.conn.consume_output(n);
+        // Draining releases a deferred pong, unless a close went out.
+        self.checked = 0;
+        let frames = self.new_output();
+        match self.deferred_pong.take() {
+            Some(payload) if self.conn.state() == State::Open => {
+                assert_eq!(frames.len(), 1, "deferred pong: {frames:?}");
+                assert_eq!(frames[0].opcode, OpCode::Pong);
+                assert_eq!(frames[0].payload, payload, "deferred pong payload");
+                let n = self.conn.buffered_amount();
+                self.conn.consume_output(n);
+            }
+            _ => assert!(frames.is_empty(), "output after a drain: {frames:?}"),
+        }
         assert_eq!(self.conn.buffered_amount(), 0);
         assert!(self.conn.pending_output().is_empty());
         self.checked = 0;
@@ -118,7 +157,24 @@ impl Driver {
         loop {
             let state_before = self.conn.state();
             let buffered_before = self.conn.buffered_amount();
-            let polled = self.conn.poll_event().map(|e| e.map(|e| e.into_owned()));
+            let echo = self.fc.flags & FLAG_ECHO != 0;
+            // With FLAG_ECHO, each message is sent back inside the event's
+            // borrow, as an echo server does: `Some(sent)`.
+            let mut echoed = None;
+            let polled = match self.conn.next_event() {
+                Ok(Some((event, mut sender))) => {
+                    if echo {
+                        echoed = match event {
+                            Event::Text(text) => Some(sender.send_text(text).is_ok()),
+                            Event::Binary(data) => Some(sender.send_binary(data).is_ok()),
+                            _ => None,
+                        };
+                    }
+                    Ok(Some(event.into_owned()))
+                }
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
+            };
             let frames = self.new_output();
             if self.finished {
                 assert!(
@@ -135,7 +191,12 @@ impl Driver {
                 }
                 Ok(Some(event)) => {
                     self.events += 1;
-                    self.check_event(event, state_before, buffered_before, &frames);
+                    if echoed == Some(true) {
+                        self.sent_since_drain += self.conn.buffered_amount() - buffered_before;
+                        self.max_sent_since_drain =
+                            self.max_sent_since_drain.max(self.sent_since_drain);
+                    }
+                    self.check_event(event, echoed, state_before, buffered_before, &frames);
                 }
                 Err(error) => {
                     self.finished = true;
@@ -167,6 +228,7 @@ impl Driver {
     fn check_event(
         &mut self,
         event: OwnedEvent,
+        echoed: Option<bool>,
         state_before: State,
         buffered_before: usize,
         frames: &[OutFrame],
@@ -175,11 +237,11 @@ impl Driver {
         match event {
             OwnedEvent::Text(text) => {
                 assert!(text.len() <= c.max_message_size, "text of {}", text.len());
-                assert!(frames.is_empty());
+                check_echo(echoed, state_before, frames, OpCode::Text, text.as_bytes());
             }
             OwnedEvent::Binary(data) => {
                 assert!(data.len() <= c.max_message_size, "binary of {}", data.len());
-                assert!(frames.is_empty());
+                check_echo(echoed, state_before, frames, OpCode::Binary, &data);
             }
             OwnedEvent::Ping(payload) => {
                 assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
@@ -190,7 +252,12 @@ impl Driver {
                     assert_eq!(frames.len(), 1, "ping answered with {frames:?}");
                     assert_eq!(frames[0].opcode, OpCode::Pong);
                     assert_eq!(frames[0].payload, payload, "pong payload differs");
+                    self.deferred_pong = None;
                 } else {
+                    if c.auto_pong && state_before == State::Open {
+                        // Too much output waits: answered once it drains.
+                        self.deferred_pong = Some(payload);
+                    }
                     assert!(frames.is_empty(), "unexpected {frames:?} after a ping");
                 }
             }
@@ -246,7 +313,7 @@ impl Driver {
     /// Our own sends: a ping or a close, valid while open, refused after.
     fn send(&mut self, op: u8, size: u8) {
         let open = self.conn.state() == State::Open;
-        let before = self.conn.pending_output().len();
+        let before = self.conn.buffered_amount();
         let (result, expect) = if op == 5 {
             let payload: Vec<u8> = (0..size as usize % 126).map(|i| i as u8).collect();
             (self.conn.send_ping(&payload), (OpCode::Ping, payload))
@@ -279,9 +346,41 @@ impl Driver {
         } else {
             assert!(frames.is_empty());
         }
-        self.sent_since_drain += self.conn.pending_output().len() - before;
+        self.sent_since_drain += self.conn.buffered_amount() - before;
         self.max_sent_since_drain = self.max_sent_since_drain.max(self.sent_since_drain);
         self.check_memory();
+    }
+}
+
+/// The output after a data message: nothing, or with FLAG_ECHO the same
+/// message in one frame (compressed or not), sent while open only.
+fn check_echo(
+    echoed: Option<bool>,
+    state_before: State,
+    frames: &[OutFrame],
+    opcode: OpCode,
+    payload: &[u8],
+) {
+    match echoed {
+        None => assert!(frames.is_empty(), "output after a message: {frames:?}"),
+        Some(sent) => {
+            assert_eq!(
+                sent,
+                state_before == State::Open,
+                "echo while {state_before:?}"
+            );
+            if !sent {
+                assert!(frames.is_empty(), "refused echo wrote {frames:?}");
+                return;
+            }
+            assert_eq!(frames.len(), 1, "echo wrote {frames:?}");
+            let frame = &frames[0];
+            assert_eq!(frame.opcode, opcode);
+            assert!(frame.fin, "echo not in one frame");
+            if !frame.rsv1 {
+                assert_eq!(frame.payload, payload, "echo payload differs");
+            }
+        }
     }
 }
 
@@ -303,7 +402,10 @@ pub fn run(role: Role, data: &[u8]) {
         let take = script.first().map_or(wire.len(), |&(_, s)| s as usize + 1);
         (leftover, wire) = wire.split_at(take.min(wire.len()));
     }
-    let conn = Connection::with_negotiated(role, fc.config(), fc.negotiated(), leftover);
+    let mut conn = Connection::with_negotiated(role, fc.config(), fc.negotiated(), leftover);
+    if fc.flags & FLAG_ECHO != 0 {
+        conn.enable_output_from_input(ECHO_FROM_INPUT_MIN);
+    }
     let mut d = Driver {
         conn,
         checker: OutputChecker::new(role, fc.deflate.is_some()),
@@ -314,6 +416,7 @@ pub fn run(role: Role, data: &[u8]) {
         sent_since_drain: 0,
         max_sent_since_drain: 0,
         events: 0,
+        deferred_pong: None,
     };
     d.check_memory();
     d.poll_all();
