@@ -11,7 +11,7 @@
 #                      (AUTOBAHN_CASES; default: the spec file's, i.e. "*")
 #   --exclude LIST     case patterns to skip, comma/space separated; an empty
 #                      string excludes nothing (AUTOBAHN_EXCLUDE; default: the
-#                      spec file's, i.e. "12.* 13.*")
+#                      spec file's, i.e. nothing)
 #   --port N           port used on 127.0.0.1 (AUTOBAHN_PORT; default 9001)
 #
 # Other environment knobs:
