@@ -1296,6 +1296,21 @@ impl Connection {
 
     // ---- time --------------------------------------------------------
 
+    /// Whether any timer can run: false while the connection is open with
+    /// neither a keepalive nor an idle timeout configured (and when it is
+    /// closed). Then [`Connection::poll_timeout`] would return `None`, so
+    /// a driver may skip reading the clock.
+    pub fn timers_active(&self) -> bool {
+        let c = &self.config;
+        match self.tx.state {
+            State::Open => {
+                self.awaiting_pong || c.ping_interval.is_some() || c.idle_timeout.is_some()
+            }
+            State::Closing => true,
+            State::Closed => false,
+        }
+    }
+
     /// When [`Connection::handle_timeout`] should next be called, or `None`
     /// if no timer runs. Call it after feeding input, sending, or handling
     /// a timeout, with the current time.

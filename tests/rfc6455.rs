@@ -587,6 +587,40 @@ fn eof_before_close_is_an_error() {
 }
 
 #[test]
+fn timers_active_agrees_with_poll_timeout() {
+    let t0 = Instant::now();
+    // No keepalive, no idle timeout: nothing to wake for while open.
+    let mut conn = server();
+    assert!(!conn.timers_active());
+    assert_eq!(conn.poll_timeout(t0), None);
+    // Closing: the close handshake has a deadline (§7.1.1).
+    conn.close(CloseCode::Normal, "").unwrap();
+    assert!(conn.timers_active());
+    assert_eq!(
+        conn.poll_timeout(t0),
+        Some(t0 + Config::default().close_timeout)
+    );
+    // Closed: nothing runs.
+    conn.feed(&from_client(8, true, &1000u16.to_be_bytes()));
+    while conn.poll_event().unwrap().is_some() {}
+    assert!(conn.is_closed());
+    assert!(!conn.timers_active());
+    assert_eq!(conn.poll_timeout(t0), None);
+    // A keepalive or an idle timeout runs from the start.
+    for keepalive in [true, false] {
+        let mut config = Config::default();
+        if keepalive {
+            config.ping_interval = Some(Duration::from_secs(10));
+        } else {
+            config.idle_timeout = Some(Duration::from_secs(10));
+        }
+        let mut conn = Connection::new(Role::Server, config);
+        assert!(conn.timers_active());
+        assert_eq!(conn.poll_timeout(t0), Some(t0 + Duration::from_secs(10)));
+    }
+}
+
+#[test]
 fn keepalive_pings_then_times_out() {
     let mut config = Config::default();
     config.ping_interval = Some(Duration::from_secs(10));
