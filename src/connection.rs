@@ -1074,39 +1074,42 @@ impl Connection {
     /// case this is the first of up to three pieces. Write it, call
     /// [`Connection::consume_output`], repeat until empty.
     pub fn pending_output(&self) -> &[u8] {
-        let tx = &self.tx;
-        if tx.loan.is_empty() {
-            tx.out.get(tx.out_pos..).unwrap_or_default()
-        } else if tx.out_pos < tx.loan_mark {
-            tx.out.get(tx.out_pos..tx.loan_mark).unwrap_or_default()
-        } else {
-            self.rx.buf.get(tx.loan.clone()).unwrap_or_default()
-        }
+        self.output_pieces()
+            .into_iter()
+            .find(|piece| !piece.is_empty())
+            .unwrap_or_default()
     }
 
     /// All pending output as up to three slices, in order, for one vectored
     /// write; returns how many of `bufs` were filled (only non-empty
     /// slices). Report what was written with [`Connection::consume_output`].
     pub fn pending_output_vectored<'a>(&'a self, bufs: &mut [io::IoSlice<'a>]) -> usize {
-        let tx = &self.tx;
-        let pieces: [&'a [u8]; 3] = if tx.loan.is_empty() {
-            [tx.out.get(tx.out_pos..).unwrap_or_default(), &[], &[]]
-        } else {
-            [
-                tx.out.get(tx.out_pos..tx.loan_mark).unwrap_or_default(),
-                self.rx.buf.get(tx.loan.clone()).unwrap_or_default(),
-                tx.out.get(tx.loan_mark..).unwrap_or_default(),
-            ]
-        };
         let mut filled = 0;
         for (slot, piece) in bufs
             .iter_mut()
-            .zip(pieces.into_iter().filter(|p| !p.is_empty()))
+            .zip(self.output_pieces().into_iter().filter(|p| !p.is_empty()))
         {
             *slot = io::IoSlice::new(piece);
             filled += 1;
         }
         filled
+    }
+
+    /// Pending output in wire order: the output buffer up to the loan, the
+    /// loaned input bytes, the rest of the output buffer (without a loan,
+    /// all of it is the first piece).
+    fn output_pieces(&self) -> [&[u8]; 3] {
+        let tx = &self.tx;
+        let mark = if tx.loan.is_empty() {
+            tx.out.len()
+        } else {
+            tx.loan_mark
+        };
+        [
+            tx.out.get(tx.out_pos..mark).unwrap_or_default(),
+            self.rx.buf.get(tx.loan.clone()).unwrap_or_default(),
+            tx.out.get(mark..).unwrap_or_default(),
+        ]
     }
 
     /// Lets a message of at least `min_len` bytes (the adapters use
@@ -1316,6 +1319,7 @@ impl Connection {
     /// a timeout, with the current time.
     pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
         self.note_activity(now);
+        let pong_deadline = self.pong_deadline();
         let t = &mut self.timers;
         let c = &self.config;
         if self.tx.state == State::Closing && t.close_deadline.is_none() {
@@ -1325,10 +1329,6 @@ impl Connection {
             return None;
         }
         let last_rx = t.last_rx.unwrap_or(now);
-        let pong_deadline = self
-            .awaiting_pong
-            .then(|| t.last_ping.map(|p| p + c.pong_timeout))
-            .flatten();
         let mut next: Option<Instant> = t.close_deadline;
         let mut consider = |deadline: Option<Instant>| {
             if let Some(d) = deadline {
@@ -1359,6 +1359,7 @@ impl Connection {
         if self.tx.state == State::Closed {
             return;
         }
+        let pong_deadline = self.pong_deadline();
         let t = &mut self.timers;
         let c = &self.config;
         let expired = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
@@ -1368,10 +1369,6 @@ impl Connection {
             self.pending_error = Some(Box::new(Error::Timeout(Timeout::CloseHandshake)));
             return;
         }
-        let pong_deadline = self
-            .awaiting_pong
-            .then(|| t.last_ping.map(|p| p + c.pong_timeout))
-            .flatten();
         if expired(pong_deadline) {
             // The peer is gone or stuck; a close frame would not be read.
             self.peer_responsive = false;
@@ -1398,6 +1395,12 @@ impl Connection {
                 self.awaiting_pong = true;
             }
         }
+    }
+
+    /// When the outstanding keepalive ping, if any, stops being answerable.
+    fn pong_deadline(&self) -> Option<Instant> {
+        let sent = self.timers.last_ping.filter(|_| self.awaiting_pong)?;
+        Some(sent + self.config.pong_timeout)
     }
 
     /// Any input proves the peer alive: it restarts the idle clock and
