@@ -395,6 +395,23 @@ impl Server {
         let _ = stream.write_all(request);
         read_until_closed(&mut stream)
     }
+
+    /// Sends `request` raw; asserts that the answer's status line is
+    /// `HTTP/1.1 {status}` (e.g. `431 Request Header Fields Too Large`) and
+    /// that the server reported that refusal. Returns the whole answer.
+    fn expect_refusal(&self, request: &str, status: &str) -> String {
+        let answer = self.http_answer(request.as_bytes());
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{answer:?}"
+        );
+        let code = status
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .expect("status code");
+        self.expect(&Outcome::Handshake(Fault::Rejected(code)));
+        answer
+    }
 }
 
 fn blocking_server(listener: TcpListener, config: Config, shared: Arc<Shared>) {
@@ -842,12 +859,10 @@ against_both_adapters! {
         let server = Server::start(adapter, config);
         // 64 KiB of one header: the server must not read (or buffer) it all.
         let pad = format!("X-Pad: {}\r\n", "a".repeat(64 * KIB));
-        let answer = server.http_answer(upgrade_request(server.addr, "GET", "1.1", &pad).as_bytes());
-        assert!(
-            answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
-            "{answer:?}"
+        server.expect_refusal(
+            &upgrade_request(server.addr, "GET", "1.1", &pad),
+            "431 Request Header Fields Too Large",
         );
-        server.expect(&Outcome::Handshake(Fault::Rejected(431)));
         server.assert_serves();
         server.assert_idle();
     }
@@ -859,12 +874,10 @@ against_both_adapters! {
         config.max_handshake_headers = 32;
         let server = Server::start(adapter, config);
         let extra: String = (0..100).map(|i| format!("X-Header-{i}: {i}\r\n")).collect();
-        let answer = server.http_answer(upgrade_request(server.addr, "GET", "1.1", &extra).as_bytes());
-        assert!(
-            answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
-            "{answer:?}"
+        server.expect_refusal(
+            &upgrade_request(server.addr, "GET", "1.1", &extra),
+            "431 Request Header Fields Too Large",
         );
-        server.expect(&Outcome::Handshake(Fault::Rejected(431)));
         server.assert_serves();
         server.assert_idle();
     }
@@ -915,9 +928,7 @@ against_both_adapters! {
         let server = Server::start(adapter, server_config());
         for (method, version) in [("POST", "1.1"), ("GET", "1.0")] {
             let request = upgrade_request(server.addr, method, version, "");
-            let answer = server.http_answer(request.as_bytes());
-            assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer:?}");
-            server.expect(&Outcome::Handshake(Fault::Rejected(400)));
+            server.expect_refusal(&request, "400 Bad Request");
         }
         server.assert_serves();
         server.assert_idle();
@@ -929,10 +940,8 @@ against_both_adapters! {
         let server = Server::start(adapter, server_config());
         let request = upgrade_request(server.addr, "GET", "1.1", "")
             .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
-        let answer = server.http_answer(request.as_bytes());
-        assert!(answer.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{answer:?}");
+        let answer = server.expect_refusal(&request, "426 Upgrade Required");
         assert!(answer.contains("\r\nSec-WebSocket-Version: 13\r\n"), "{answer:?}");
-        server.expect(&Outcome::Handshake(Fault::Rejected(426)));
         server.assert_serves();
         server.assert_idle();
     }
