@@ -37,18 +37,8 @@ use crate::error::{Error, ProtocolError, Timeout, UsageError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::rand::Rng;
+pub use crate::role::Role;
 use crate::utf8::Utf8Validator;
-
-/// Which end of the connection this is. It decides masking (RFC 6455 §5.1):
-/// a client masks every frame it sends and rejects masked frames; a server
-/// requires masked frames and sends unmasked ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The end that sent the opening handshake request.
-    Client,
-    /// The end that accepted it.
-    Server,
-}
 
 /// What the opening handshake settled, handed to the connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

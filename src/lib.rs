@@ -45,6 +45,7 @@ pub mod handler;
 pub mod handshake;
 pub mod mask;
 mod rand;
+mod role;
 #[cfg(feature = "rooms")]
 pub mod rooms;
 #[cfg(feature = "tokio")]
