@@ -32,7 +32,7 @@ use std::time::Instant;
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::config::Config;
 #[cfg(feature = "deflate")]
-use crate::deflate::{DeflateError, DeflateParams, DeflateRole, Deflater, Inflater};
+use crate::deflate::{DeflateError, DeflateParams, Deflater, Inflater};
 use crate::error::{Error, ProtocolError, Timeout, UsageError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
@@ -1414,10 +1414,6 @@ fn compression_for(
 ) -> (Option<Box<Deflater>>, Option<Box<Inflater>>, usize) {
     let Some(params) = negotiated.deflate else {
         return (None, None, 0);
-    };
-    let role = match role {
-        Role::Client => DeflateRole::Client,
-        Role::Server => DeflateRole::Server,
     };
     let settings = config.deflate.clone().unwrap_or_default();
     // A compressor that cannot be built (it would need a window zlib lacks)

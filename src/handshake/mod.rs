@@ -37,7 +37,7 @@
 )]
 
 mod client;
-mod extensions;
+pub(crate) mod extensions;
 mod negotiate;
 mod server;
 mod url;
