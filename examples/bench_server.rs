@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --features tokio --example bench_server -- 127.0.0.1:9002`
 //!
-//! `benches/echo.rs` compiles this same file as a module and calls
+//! `bench/benches/echo.rs` compiles this same file as a module and calls
 //! [`serve`], so the bench and this example run one code path.
 
 use chito::{Handler, Message, Sender};

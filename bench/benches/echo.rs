@@ -3,10 +3,10 @@
 //! fastwebsockets and tokio-websockets, in the same run.
 //!
 //! ```text
-//! cargo bench --bench echo                 # full: 1 s warm-up + 5 s, 3 runs, median
-//! cargo bench --bench echo -- --quick      # smoke: 0.3 s + 0.7 s, 1 run (or ECHO_BENCH_QUICK=1)
-//! ECHO_BENCH_SERVERS=chito,fastwebsockets cargo bench --bench echo
-//! ECHO_BENCH_SCENARIOS=64x16x16B,idle-10000 cargo bench --bench echo
+//! cargo bench -p chito-bench --bench echo               # full: 1 s warm-up + 5 s, 3 runs, median
+//! cargo bench -p chito-bench --bench echo -- --quick    # smoke: 0.3 s + 0.7 s, 1 run (or ECHO_BENCH_QUICK=1)
+//! ECHO_BENCH_SERVERS=chito,fastwebsockets cargo bench -p chito-bench --bench echo
+//! ECHO_BENCH_SCENARIOS=64x16x16B,idle-10000 cargo bench -p chito-bench --bench echo
 //! ```
 //!
 //! How it is set up:
@@ -29,8 +29,9 @@
 //!   handshakes at a time), waits for the server to settle and reports the
 //!   growth of its VmRSS per connection.
 //!
-//! Results go to stdout as a table and to `target/echo-bench.json`. The
-//! exit status is non-zero if any server failed to echo correctly.
+//! Results go to stdout as a table and to the repository's
+//! `target/echo-bench.json`. The exit status is non-zero if any server
+//! failed to echo correctly.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,7 +48,7 @@ use tokio::task::JoinSet;
 
 /// chito's echo server: the example, compiled in, so both run the same code.
 #[allow(dead_code)]
-#[path = "../examples/bench_server.rs"]
+#[path = "../../examples/bench_server.rs"]
 mod chito_server;
 
 /// Every server the bench knows, in table order. chito first.
@@ -822,9 +823,10 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Versions of the peers, read from the lock file this bench was built with.
+/// Versions of the peers, read from the workspace's lock file this bench was
+/// built with.
 fn peer_versions() -> BTreeMap<&'static str, String> {
-    let lock = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"));
+    let lock = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"));
     let mut versions = BTreeMap::new();
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
@@ -1044,8 +1046,8 @@ fn orchestrate() -> Result<bool, String> {
         &failures,
         [&load_start, &load_end],
     );
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/echo-bench.json");
-    let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target"));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/echo-bench.json");
+    let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
     match std::fs::write(path, json) {
         Ok(()) => println!("results written to {path}"),
         Err(e) => eprintln!("could not write {path}: {e}"),

@@ -1,6 +1,6 @@
 //! permessage-deflate throughput and ratio on a JSON-like corpus.
 //!
-//! `cargo bench --bench deflate`
+//! `cargo bench -p chito-bench --bench deflate`
 //!
 //! For each setting it measures, in the same run:
 //! - chito: `Connection::send_text` (compress + frame + mask, client role)

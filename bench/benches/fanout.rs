@@ -3,9 +3,9 @@
 //! `chito::rooms` against the naive loop over handles, in the same run.
 //!
 //! ```text
-//! cargo bench --bench fanout --features rooms                # full: 10 000 members, 100 emits
-//! cargo bench --bench fanout --features rooms -- --quick     # smoke: 1 000 members, 10 emits
-//! FANOUT_QUICK=1 cargo bench --bench fanout --features rooms # the same smoke run
+//! cargo bench -p chito-bench --bench fanout                  # full: 10 000 members, 100 emits
+//! cargo bench -p chito-bench --bench fanout -- --quick       # smoke: 1 000 members, 10 emits
+//! FANOUT_QUICK=1 cargo bench -p chito-bench --bench fanout   # the same smoke run
 //! ```
 //!
 //! Other knobs: `FANOUT_MEMBERS`, `FANOUT_EMITS` (also the number of
@@ -57,7 +57,8 @@
 //!   member the emit did not deliver to, or any lost connection fails the
 //!   run (exit status 1).
 //!
-//! Results go to stdout as a table and to `target/fanout-bench.json`.
+//! Results go to stdout as a table and to the repository's
+//! `target/fanout-bench.json`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
@@ -1392,8 +1393,8 @@ fn report(settings: &Settings, outcome: &Outcome) {
         "load average: {} at start, {} at end ({} CPUs; other jobs may share the machine).",
         outcome.environment.load_start, outcome.environment.load_end, outcome.environment.cpus
     );
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/fanout-bench.json");
-    let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target"));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/fanout-bench.json");
+    let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
     match std::fs::write(path, json) {
         Ok(()) => println!("results written to {path}"),
         Err(e) => eprintln!("could not write {path}: {e}"),
