@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use super::{is_tchar, is_token};
+use super::http::{is_tchar, is_token};
 
 /// One extension with its parameters, as offered by a client or accepted
 /// by a server (one element of `Sec-WebSocket-Extensions`).
