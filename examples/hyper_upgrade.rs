@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use chito::handshake::{server_response_headers, Accept, Request as WsRequest};
+use chito::handshake::{Accept, Rejection, UpgradeRequest};
 use chito::{Config, Connection, Handler, Message, Role, Sender};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -45,7 +45,7 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>,
     } else {
         1
     };
-    let ws_request = WsRequest::from_parts(
+    let accepted = UpgradeRequest::from_parts(
         request.method().as_str(),
         &target,
         minor,
@@ -53,27 +53,14 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>,
             .headers()
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes())),
-    );
-    let (headers, negotiated) =
-        match server_response_headers(&ws_request, Accept::default(), &config) {
-            Ok(answer) => answer,
-            Err(rejection) => {
-                let mut response =
-                    Response::new(Full::new(Bytes::from(rejection.reason().to_owned())));
-                *response.status_mut() =
-                    StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
-                for (name, value) in rejection.headers() {
-                    if let (Ok(name), Ok(value)) = (
-                        hyper::header::HeaderName::from_bytes(name.as_bytes()),
-                        hyper::header::HeaderValue::from_str(value),
-                    ) {
-                        response.headers_mut().append(name, value);
-                    }
-                }
-                return Ok(response);
-            }
-        };
+    )
+    .and_then(|ws_request| ws_request.accept(Accept::default(), &config));
+    let accepted = match accepted {
+        Ok(accepted) => accepted,
+        Err(rejection) => return Ok(refusal(&rejection)),
+    };
     let upgrade = hyper::upgrade::on(&mut request);
+    let negotiated = accepted.negotiated().clone();
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
@@ -87,15 +74,31 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>,
     });
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    for (name, value) in headers {
+    for (name, value) in accepted.headers() {
         if let (Ok(name), Ok(value)) = (
             hyper::header::HeaderName::from_bytes(name.as_bytes()),
-            hyper::header::HeaderValue::from_str(&value),
+            hyper::header::HeaderValue::from_str(value),
         ) {
             response.headers_mut().append(name, value);
         }
     }
     Ok(response)
+}
+
+/// chito's refusal as a hyper response: status, headers, reason as body.
+fn refusal(rejection: &Rejection) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(rejection.reason().to_owned())));
+    *response.status_mut() =
+        StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    for (name, value) in rejection.headers() {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
 }
 
 /// Serves HTTP (with WebSocket upgrades on `/ws`) on `listener` forever.

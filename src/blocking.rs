@@ -47,8 +47,8 @@ use crate::connection::{Connection, Event, Message, OwnedEvent, Role, Sender};
 use crate::error::{Error, Timeout, UsageError};
 use crate::handler::{dispatch, end_with_error, Flow, Handler};
 use crate::handshake::{
-    negotiate_client, offer_extensions, server_response, Accept, ClientHandshake, ClientRequest,
-    HandshakeError, Rejection, Request, Response, WsUrl,
+    Accept, ClientHandshake, ClientRequest, Rejection, RequestError, ServerHandshake,
+    UpgradeRequest, UpgradeResponse, WsUrl,
 };
 
 /// How the adapter controls a stream beyond reading and writing: read and
@@ -174,66 +174,75 @@ impl<S: Read + Write> Builder<S> {
     /// returned as [`Error::Rejected`].
     pub fn accept_with<F>(mut self, inspect: F) -> Result<WebSocket<S>, Error>
     where
-        F: FnOnce(&Request) -> Result<Accept, Rejection>,
+        F: FnOnce(&UpgradeRequest) -> Result<Accept, Rejection>,
     {
-        let limits = self.config.handshake_limits();
-        let mut head = Vec::new();
+        let mut handshake = ServerHandshake::new(&self.config);
+        let mut chunk = [0u8; 1024];
         let started = Instant::now();
-        let (request, consumed) = loop {
-            match Request::parse(&head, &limits) {
-                Ok(Some(parsed)) => break parsed,
+        let request = loop {
+            let n = self.read_head(&mut chunk, started)?;
+            if n == 0 {
+                return Err(eof_during_handshake());
+            }
+            match handshake.feed(chunk.get(..n).unwrap_or_default()) {
+                Ok(Some(request)) => break request,
                 Ok(None) => {}
                 Err(rejection) => return Err(self.refuse(rejection)),
             }
-            if self.read_head(&mut head, started)? == 0 {
-                return Err(eof_during_handshake());
-            }
         };
-        let outcome =
-            inspect(&request).and_then(|accept| server_response(&request, accept, &self.config));
-        let (response, negotiated) = match outcome {
-            Ok(outcome) => outcome,
+        let outcome = inspect(&request).and_then(|accept| request.accept(accept, &self.config));
+        let accepted = match outcome {
+            Ok(accepted) => accepted,
             Err(rejection) => return Err(self.refuse(rejection)),
         };
-        write_all(&mut self.stream, &response)?;
-        let leftover = head.get(consumed..).unwrap_or_default();
-        let conn = Connection::with_negotiated(Role::Server, self.config, negotiated, leftover);
+        write_all(&mut self.stream, &accepted.response())?;
+        let conn = Connection::with_negotiated(
+            Role::Server,
+            self.config,
+            accepted.negotiated().clone(),
+            accepted.leftover(),
+        );
         Ok(WebSocket::from_parts(self.stream, conn, self.control))
     }
 
     /// Client side: sends the request and verifies the response.
     ///
     /// # Errors
+    /// [`Error::Request`] if `request` is invalid (nothing was sent),
     /// [`Error::Handshake`] if the server refused or answered wrongly,
     /// [`Error::Timeout`], [`Error::Io`].
-    pub fn connect(mut self, request: &ClientRequest) -> Result<(WebSocket<S>, Response), Error> {
-        let limits = self.config.handshake_limits();
-        let mut request = request.clone();
-        offer_extensions(&mut request, &self.config);
-        let (handshake, bytes) = ClientHandshake::new(&request)?;
+    pub fn connect(
+        mut self,
+        request: &ClientRequest,
+    ) -> Result<(WebSocket<S>, UpgradeResponse), Error> {
+        let (mut handshake, bytes) = ClientHandshake::new(request, &self.config)?;
         write_all(&mut self.stream, &bytes)?;
-        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
         let started = Instant::now();
-        let (response, consumed) = loop {
-            if let Some(parsed) = handshake.parse_response(&head, &limits)? {
-                break parsed;
-            }
-            if self.read_head(&mut head, started)? == 0 {
+        let connected = loop {
+            let n = self.read_head(&mut chunk, started)?;
+            if n == 0 {
                 return Err(eof_during_handshake());
             }
+            if let Some(connected) = handshake.feed(chunk.get(..n).unwrap_or_default())? {
+                break connected;
+            }
         };
-        let negotiated = negotiate_client(&response, &self.config)?;
-        let leftover = head.get(consumed..).unwrap_or_default();
-        let conn = Connection::with_negotiated(Role::Client, self.config, negotiated, leftover);
+        let conn = Connection::with_negotiated(
+            Role::Client,
+            self.config,
+            connected.negotiated().clone(),
+            connected.leftover(),
+        );
         Ok((
             WebSocket::from_parts(self.stream, conn, self.control),
-            response,
+            connected.into_response(),
         ))
     }
 
-    /// Reads more of an HTTP head, within the handshake timeout.
-    fn read_head(&mut self, head: &mut Vec<u8>, started: Instant) -> Result<usize, Error> {
-        let mut chunk = [0u8; 1024];
+    /// Reads more of an HTTP head into `chunk`, within the handshake
+    /// timeout.
+    fn read_head(&mut self, chunk: &mut [u8], started: Instant) -> Result<usize, Error> {
         loop {
             let remaining = self
                 .config
@@ -245,11 +254,8 @@ impl<S: Read + Write> Builder<S> {
             if let Some(control) = &self.control {
                 (control.set_read_timeout)(&self.stream, Some(remaining))?;
             }
-            match self.stream.read(&mut chunk) {
-                Ok(n) => {
-                    head.extend_from_slice(chunk.get(..n).unwrap_or_default());
-                    return Ok(n);
-                }
+            match self.stream.read(chunk) {
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => {}
                 Err(e) => return Err(e.into()),
@@ -273,9 +279,9 @@ impl<S: Read + Write> Builder<S> {
 /// [`Builder::connect`] over it.
 ///
 /// # Errors
-/// [`Error::Handshake`] for a bad URL or a refused handshake; [`Error::Io`]
-/// if the TCP connection fails.
-pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response), Error> {
+/// [`Error::Request`] for a bad or `wss://` URL, [`Error::Handshake`] for a
+/// refused handshake; [`Error::Io`] if the TCP connection fails.
+pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, UpgradeResponse), Error> {
     connect_with(url, Config::default())
 }
 
@@ -283,10 +289,13 @@ pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response), Error> {
 ///
 /// # Errors
 /// As [`connect`].
-pub fn connect_with(url: &str, config: Config) -> Result<(WebSocket<TcpStream>, Response), Error> {
-    let url = WsUrl::parse(url).map_err(HandshakeError::InvalidUrl)?;
+pub fn connect_with(
+    url: &str,
+    config: Config,
+) -> Result<(WebSocket<TcpStream>, UpgradeResponse), Error> {
+    let url = WsUrl::parse(url).map_err(RequestError::InvalidUrl)?;
     if url.secure {
-        return Err(Error::Handshake(HandshakeError::TlsRequired));
+        return Err(Error::Request(RequestError::TlsRequired));
     }
     let stream = TcpStream::connect(url.socket_addr_string())?;
     let request = ClientRequest::from_url(&url);

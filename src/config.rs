@@ -138,11 +138,4 @@ impl Config {
             .get_or_init(|| std::sync::Arc::new(Config::default()))
             .clone()
     }
-
-    /// The handshake limits as the [`crate::handshake`] module takes them.
-    pub fn handshake_limits(&self) -> crate::handshake::Limits {
-        crate::handshake::Limits::default()
-            .with_max_head_size(self.max_handshake_size)
-            .with_max_headers(self.max_handshake_headers)
-    }
 }

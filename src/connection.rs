@@ -32,24 +32,14 @@ use std::time::Instant;
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::config::Config;
 #[cfg(feature = "deflate")]
-use crate::deflate::{DeflateError, DeflateParams, Deflater, Inflater};
+use crate::deflate::{DeflateError, Deflater, Inflater};
 use crate::error::{Error, ProtocolError, Timeout, UsageError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::handshake::Negotiated;
 use crate::mask::apply_mask;
 use crate::rand::Rng;
 pub use crate::role::Role;
 use crate::utf8::Utf8Validator;
-
-/// What the opening handshake settled, handed to the connection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Negotiated {
-    /// The subprotocol both ends agreed on (`Sec-WebSocket-Protocol`).
-    pub protocol: Option<String>,
-    /// The permessage-deflate parameters (RFC 7692), if it was negotiated.
-    #[cfg(feature = "deflate")]
-    pub deflate: Option<DeflateParams>,
-}
 
 /// The closing state (RFC 6455 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

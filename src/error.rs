@@ -15,7 +15,7 @@ use std::fmt;
 use std::io;
 
 use crate::close::CloseCode;
-use crate::handshake::{HandshakeError, Rejection};
+use crate::handshake::{HandshakeError, Rejection, RequestError};
 
 /// The peer violated the protocol. The connection fails with
 /// [`ProtocolError::close_code`].
@@ -185,8 +185,12 @@ pub enum Error {
     Usage(UsageError),
     /// A timer expired.
     Timeout(Timeout),
-    /// The client's opening handshake failed.
+    /// The server's answer to the client's opening handshake was not an
+    /// acceptable `101` (the server's fault).
     Handshake(HandshakeError),
+    /// The client's opening handshake request could not be built from what
+    /// it was given (a bad URL or request value; nothing was sent).
+    Request(RequestError),
     /// The server refused the opening handshake with this HTTP response.
     Rejected(Rejection),
     /// The transport failed (adapters only).
@@ -211,6 +215,7 @@ impl fmt::Display for Error {
             Error::Usage(e) => write!(f, "API misuse: {e}"),
             Error::Timeout(e) => write!(f, "timeout: {e}"),
             Error::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Error::Request(e) => write!(f, "invalid handshake request: {e}"),
             Error::Rejected(e) => write!(f, "handshake rejected: {e}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
@@ -223,6 +228,7 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             Error::Usage(e) => Some(e),
             Error::Handshake(e) => Some(e),
+            Error::Request(e) => Some(e),
             Error::Rejected(e) => Some(e),
             Error::Io(e) => Some(e),
             Error::Timeout(_) => None,
@@ -245,6 +251,12 @@ impl From<UsageError> for Error {
 impl From<HandshakeError> for Error {
     fn from(e: HandshakeError) -> Self {
         Error::Handshake(e)
+    }
+}
+
+impl From<RequestError> for Error {
+    fn from(e: RequestError) -> Self {
+        Error::Request(e)
     }
 }
 

@@ -54,11 +54,10 @@ mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Overflow};
-pub use connection::{
-    Connection, Event, Message, MessageKind, Negotiated, OwnedEvent, Role, Sender, State,
-};
+pub use connection::{Connection, Event, Message, MessageKind, OwnedEvent, Role, Sender, State};
 pub use error::{Error, ProtocolError, Timeout, UsageError};
 pub use handler::Handler;
+pub use handshake::Negotiated;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

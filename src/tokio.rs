@@ -60,8 +60,8 @@ use crate::connection::{Connection, Event, Message, OwnedEvent, Role, Sender};
 use crate::error::{Error, Timeout, UsageError};
 use crate::handler::{dispatch, end_with_error, Flow, Handler};
 use crate::handshake::{
-    negotiate_client, offer_extensions, server_response, Accept, ClientHandshake, ClientRequest,
-    HandshakeError, Rejection, Request, Response, WsUrl,
+    Accept, ClientHandshake, ClientRequest, Rejection, RequestError, ServerHandshake,
+    UpgradeRequest, UpgradeResponse, WsUrl,
 };
 
 // ---- per-thread scratch buffer and buffer pool ---------------------------
@@ -793,7 +793,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     /// As [`Builder::accept`].
     pub async fn accept_with<F>(self, inspect: F) -> Result<WebSocket<S>, Error>
     where
-        F: FnOnce(&Request) -> Result<Accept, Rejection>,
+        F: FnOnce(&UpgradeRequest) -> Result<Accept, Rejection>,
     {
         // Boxed: the handshake's state is large and short-lived; it must not
         // size every connection's task for its whole life.
@@ -802,27 +802,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
 
     async fn accept_inner<F>(mut self, inspect: F) -> Result<WebSocket<S>, Error>
     where
-        F: FnOnce(&Request) -> Result<Accept, Rejection>,
+        F: FnOnce(&UpgradeRequest) -> Result<Accept, Rejection>,
     {
         let timeout = self.config.handshake_timeout;
-        let limits = self.config.handshake_limits();
-        let mut head = Vec::new();
-        let parsed = ::tokio::time::timeout(timeout, async {
+        let mut handshake = ServerHandshake::new(&self.config);
+        let mut chunk = Vec::new();
+        let fed = ::tokio::time::timeout(timeout, async {
             loop {
-                match Request::parse(&head, &limits) {
-                    Ok(Some(parsed)) => return Ok(Ok(parsed)),
+                if read_more(&mut self.stream, &mut chunk).await? == 0 {
+                    return Err(eof_during_handshake());
+                }
+                match handshake.feed(&chunk) {
+                    Ok(Some(request)) => return Ok(Ok(request)),
                     Ok(None) => {}
                     Err(rejection) => return Ok(Err(rejection)),
-                }
-                if read_more(&mut self.stream, &mut head).await? == 0 {
-                    return Err(eof_during_handshake());
                 }
             }
         })
         .await
         .map_err(|_| Error::Timeout(Timeout::Handshake))??;
-        let (request, consumed) = match parsed {
-            Ok(parsed) => parsed,
+        let request = match fed {
+            Ok(request) => request,
             Err(rejection) => return Err(self.refuse(rejection).await),
         };
         if self.shutdown.as_ref().is_some_and(Shutdown::is_triggered) {
@@ -830,16 +830,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
                 .refuse(Rejection::new(503, "server shutting down"))
                 .await);
         }
-        let outcome =
-            inspect(&request).and_then(|accept| server_response(&request, accept, &self.config));
-        let (response, negotiated) = match outcome {
-            Ok(outcome) => outcome,
+        let outcome = inspect(&request).and_then(|accept| request.accept(accept, &self.config));
+        let accepted = match outcome {
+            Ok(accepted) => accepted,
             Err(rejection) => return Err(self.refuse(rejection).await),
         };
-        self.stream.write_all(&response).await?;
+        self.stream.write_all(&accepted.response()).await?;
         self.stream.flush().await?;
-        let leftover = head.get(consumed..).unwrap_or_default();
-        let conn = Connection::with_negotiated(Role::Server, self.config, negotiated, leftover);
+        let conn = Connection::with_negotiated(
+            Role::Server,
+            self.config,
+            accepted.negotiated().clone(),
+            accepted.leftover(),
+        );
         let mut ws = WebSocket::from_parts(self.stream, conn);
         if let Some(shutdown) = &self.shutdown {
             ws.registration = Some(shutdown.register(ws.handle()));
@@ -850,39 +853,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     /// Client side: sends the request and verifies the response.
     ///
     /// # Errors
+    /// [`Error::Request`] if `request` is invalid (nothing was sent),
     /// [`Error::Handshake`], [`Error::Timeout`], [`Error::Io`].
-    pub async fn connect(self, request: &ClientRequest) -> Result<(WebSocket<S>, Response), Error> {
+    pub async fn connect(
+        self,
+        request: &ClientRequest,
+    ) -> Result<(WebSocket<S>, UpgradeResponse), Error> {
         Box::pin(self.connect_inner(request)).await
     }
 
     async fn connect_inner(
         mut self,
         request: &ClientRequest,
-    ) -> Result<(WebSocket<S>, Response), Error> {
-        let mut request = request.clone();
-        offer_extensions(&mut request, &self.config);
-        let (handshake, bytes) = ClientHandshake::new(&request)?;
-        let limits = self.config.handshake_limits();
+    ) -> Result<(WebSocket<S>, UpgradeResponse), Error> {
+        let (mut handshake, bytes) = ClientHandshake::new(request, &self.config)?;
         let timeout = self.config.handshake_timeout;
-        let mut head = Vec::new();
-        let (response, consumed) = ::tokio::time::timeout(timeout, async {
+        let mut chunk = Vec::new();
+        let connected = ::tokio::time::timeout(timeout, async {
             self.stream.write_all(&bytes).await?;
             self.stream.flush().await?;
             loop {
-                if let Some(parsed) = handshake.parse_response(&head, &limits)? {
-                    return Ok::<_, Error>(parsed);
-                }
-                if read_more(&mut self.stream, &mut head).await? == 0 {
+                if read_more(&mut self.stream, &mut chunk).await? == 0 {
                     return Err(eof_during_handshake());
+                }
+                if let Some(connected) = handshake.feed(&chunk)? {
+                    return Ok::<_, Error>(connected);
                 }
             }
         })
         .await
         .map_err(|_| Error::Timeout(Timeout::Handshake))??;
-        let negotiated = negotiate_client(&response, &self.config)?;
-        let leftover = head.get(consumed..).unwrap_or_default();
-        let conn = Connection::with_negotiated(Role::Client, self.config, negotiated, leftover);
-        Ok((WebSocket::from_parts(self.stream, conn), response))
+        let conn = Connection::with_negotiated(
+            Role::Client,
+            self.config,
+            connected.negotiated().clone(),
+            connected.leftover(),
+        );
+        Ok((
+            WebSocket::from_parts(self.stream, conn),
+            connected.into_response(),
+        ))
     }
 
     async fn refuse(&mut self, rejection: Rejection) -> Error {
@@ -892,14 +902,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     }
 }
 
-/// Reads more of an HTTP head straight into `head` (no buffer in the
-/// future: an array here would be part of every connection's task).
+/// Reads the next piece of an HTTP head into `chunk`, replacing what it
+/// held (a heap buffer, not an array: an array would be part of every
+/// connection's task).
 async fn read_more<S: AsyncRead + Unpin>(
     stream: &mut S,
-    head: &mut Vec<u8>,
+    chunk: &mut Vec<u8>,
 ) -> Result<usize, Error> {
-    head.reserve(1024);
-    Ok(stream.read_buf(head).await?)
+    chunk.clear();
+    chunk.reserve(1024);
+    Ok(stream.read_buf(chunk).await?)
 }
 
 fn eof_during_handshake() -> Error {
@@ -912,9 +924,10 @@ fn eof_during_handshake() -> Error {
 /// Connects to a `ws://` URL over TCP and performs the client handshake.
 ///
 /// # Errors
-/// [`Error::Handshake`] for a bad URL, a `wss://` URL (open a TLS stream
-/// and use [`Builder::connect`]) or a refused handshake; [`Error::Io`].
-pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response), Error> {
+/// [`Error::Request`] for a bad URL or a `wss://` URL (open a TLS stream
+/// and use [`Builder::connect`]), [`Error::Handshake`] for a refused
+/// handshake; [`Error::Io`].
+pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, UpgradeResponse), Error> {
     connect_with(url, Config::default()).await
 }
 
@@ -925,10 +938,10 @@ pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response), Erro
 pub async fn connect_with(
     url: &str,
     config: Config,
-) -> Result<(WebSocket<TcpStream>, Response), Error> {
-    let url = WsUrl::parse(url).map_err(HandshakeError::InvalidUrl)?;
+) -> Result<(WebSocket<TcpStream>, UpgradeResponse), Error> {
+    let url = WsUrl::parse(url).map_err(RequestError::InvalidUrl)?;
     if url.secure {
-        return Err(Error::Handshake(HandshakeError::TlsRequired));
+        return Err(Error::Request(RequestError::TlsRequired));
     }
     let stream = TcpStream::connect(url.socket_addr_string()).await?;
     stream.set_nodelay(true)?;

@@ -5,8 +5,7 @@
 use chito::deflate::{DeflateConfig, DeflateParams, Deflater};
 use chito::frame::{FrameHeader, OpCode};
 use chito::handshake::{
-    negotiate_client, offer_extensions, server_response, Accept, ClientHandshake, ClientRequest,
-    Request,
+    Accept, Accepted, ClientHandshake, ClientRequest, ServerHandshake, UpgradeRequest,
 };
 use chito::mask::apply_mask;
 use chito::{
@@ -261,22 +260,27 @@ fn decompression_bomb_is_closed_with_1009_and_memory_stays_bounded() {
     );
 }
 
+/// The server machine's validated request for a complete head.
+fn request(head: &[u8], config: &Config) -> UpgradeRequest {
+    ServerHandshake::new(config).feed(head).unwrap().unwrap()
+}
+
+/// `request` accepted with `Accept::default()`.
+fn accept(head: &[u8], config: &Config) -> Accepted {
+    request(head, config)
+        .accept(Accept::default(), config)
+        .unwrap()
+}
+
 #[test]
 fn negotiation_through_the_handshake_both_sides() {
     let config = Config::default();
-    let mut request = ClientRequest::new("example.com", "/");
-    offer_extensions(&mut request, &config);
-    let (client_hs, bytes) = ClientHandshake::new(&request).unwrap();
-    let (parsed, _) = Request::parse(&bytes, &config.handshake_limits())
-        .unwrap()
-        .unwrap();
-    let (response, server_negotiated) =
-        server_response(&parsed, Accept::default(), &config).unwrap();
-    let (response, _) = client_hs
-        .parse_response(&response, &config.handshake_limits())
-        .unwrap()
-        .unwrap();
-    let client_negotiated = negotiate_client(&response, &config).unwrap();
+    let request = ClientRequest::new("example.com", "/");
+    let (mut client_hs, bytes) = ClientHandshake::new(&request, &config).unwrap();
+    let accepted = accept(&bytes, &config);
+    let server_negotiated = accepted.negotiated().clone();
+    let connected = client_hs.feed(&accepted.response()).unwrap().unwrap();
+    let client_negotiated = connected.negotiated().clone();
     assert!(server_negotiated.deflate.is_some());
     assert_eq!(server_negotiated.deflate, client_negotiated.deflate);
     // The lean default: no context takeover either way.
@@ -290,12 +294,16 @@ fn server_declines_window_bits_8_and_takes_the_next_offer() {
     let head = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
                 Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=10\r\n\r\n";
-    let (request, _) = Request::parse(head.as_bytes(), &config.handshake_limits())
-        .unwrap()
-        .unwrap();
-    let (response, negotiated) = server_response(&request, Accept::default(), &config).unwrap();
-    assert_eq!(negotiated.deflate.unwrap().server_max_window_bits, 10);
-    let text = String::from_utf8(response).unwrap();
+    let accepted = accept(head.as_bytes(), &config);
+    assert_eq!(
+        accepted
+            .negotiated()
+            .deflate
+            .unwrap()
+            .server_max_window_bits,
+        10
+    );
+    let text = String::from_utf8(accepted.response()).unwrap();
     assert!(text.contains("server_max_window_bits=10"), "{text}");
 }
 
@@ -306,45 +314,29 @@ fn no_deflate_when_disabled_or_not_offered() {
     let head = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
                 Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
-    let (request, _) = Request::parse(head.as_bytes(), &config.handshake_limits())
-        .unwrap()
-        .unwrap();
-    let (response, negotiated) = server_response(&request, Accept::default(), &config).unwrap();
-    assert!(negotiated.deflate.is_none());
-    assert!(!String::from_utf8(response)
+    let accepted = accept(head.as_bytes(), &config);
+    assert!(accepted.negotiated().deflate.is_none());
+    assert!(!String::from_utf8(accepted.response())
         .unwrap()
         .contains("permessage-deflate"));
 
     let config = Config::default();
     let plain = head.replace("Sec-WebSocket-Extensions: permessage-deflate\r\n", "");
-    let (request, _) = Request::parse(plain.as_bytes(), &config.handshake_limits())
-        .unwrap()
-        .unwrap();
-    let (_, negotiated) = server_response(&request, Accept::default(), &config).unwrap();
-    assert!(negotiated.deflate.is_none());
+    let accepted = accept(plain.as_bytes(), &config);
+    assert!(accepted.negotiated().deflate.is_none());
 }
 
 #[test]
 fn context_takeover_config_is_honoured() {
     let mut config = Config::default();
     config.deflate = Some(DeflateConfig::default());
-    let mut request = ClientRequest::new("h", "/");
-    offer_extensions(&mut request, &config);
-    let (client_hs, bytes) = ClientHandshake::new(&request).unwrap();
-    let (parsed, _) = Request::parse(&bytes, &config.handshake_limits())
-        .unwrap()
-        .unwrap();
-    let (response, negotiated) = server_response(&parsed, Accept::default(), &config).unwrap();
-    let p = negotiated.deflate.unwrap();
+    let request = ClientRequest::new("h", "/");
+    let (mut client_hs, bytes) = ClientHandshake::new(&request, &config).unwrap();
+    let accepted = accept(&bytes, &config);
+    let p = accepted.negotiated().deflate.unwrap();
     assert!(!p.server_no_context_takeover && !p.client_no_context_takeover);
-    let (response, _) = client_hs
-        .parse_response(&response, &config.handshake_limits())
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        negotiate_client(&response, &config).unwrap().deflate,
-        Some(p)
-    );
+    let connected = client_hs.feed(&accepted.response()).unwrap().unwrap();
+    assert_eq!(connected.negotiated().deflate, Some(p));
 }
 
 #[test]
@@ -383,12 +375,9 @@ fn extension_names_match_case_insensitively() {
     let head = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
                 Sec-WebSocket-Extensions: Permessage-Deflate\r\n\r\n";
-    let (request, _) = Request::parse(head.as_bytes(), &config.handshake_limits())
-        .unwrap()
-        .unwrap();
-    let (response, negotiated) = server_response(&request, Accept::default(), &config).unwrap();
-    assert!(negotiated.deflate.is_some());
-    assert!(String::from_utf8(response)
+    let accepted = accept(head.as_bytes(), &config);
+    assert!(accepted.negotiated().deflate.is_some());
+    assert!(String::from_utf8(accepted.response())
         .unwrap()
         .starts_with("HTTP/1.1 101"));
 }

@@ -4,8 +4,8 @@
 //!
 //! One listener serves both the page and the WebSocket: each connection's
 //! HTTP request head is read here, then `GET /` gets the page (embedded
-//! with `include_str!`) and `GET /ws` is upgraded with chito's handshake
-//! functions and handed to the tokio adapter. Browsers offer
+//! with `include_str!`) and `GET /ws` is validated and accepted with
+//! chito's `UpgradeRequest` and handed to the tokio adapter. Browsers offer
 //! permessage-deflate and chito accepts it by default.
 //!
 //! The protocol is JSON text messages.
@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chito::handshake::{server_response, Accept, Rejection, Request};
+use chito::handshake::{Accept, Rejection, UpgradeRequest};
 use chito::rooms::{MemberId, Membership, Presence, Rooms};
 use chito::{CloseFrame, Config, Connection, Handler, Message, Role, Sender};
 use serde_json::{json, Value};
@@ -137,12 +137,17 @@ fn send_members(rooms: &Rooms, room: &str) {
 
 /// Reads one HTTP request head and answers it: the page, an upgrade, or
 /// an error status.
+///
+/// The head is parsed here rather than by chito's `ServerHandshake`, which
+/// refuses anything that is not a WebSocket upgrade: this listener also
+/// serves the page, so it routes first and then hands `/ws` requests to
+/// `UpgradeRequest::from_parts`, the path for servers that parse HTTP
+/// themselves.
 async fn connection(mut stream: TcpStream, peer: SocketAddr, chat: Chat) -> std::io::Result<()> {
-    let limits = chat.config.handshake_limits();
     let mut head = Vec::with_capacity(1024);
     let read_head = async {
         loop {
-            match Request::parse(&head, &limits) {
+            match parse_head(&head, &chat.config) {
                 Ok(Some(parsed)) => return Ok(Ok(parsed)),
                 Ok(None) => {}
                 Err(rejection) => return Ok(Err(rejection)),
@@ -164,30 +169,40 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, chat: Chat) -> std:
         Err(rejection) => return refuse(&mut stream, &rejection).await,
     };
 
-    if request.method() != "GET" {
+    if request.method != "GET" {
         let rejection = Rejection::new(405, "only GET is served").with_header("Allow", "GET");
         return refuse(&mut stream, &rejection).await;
     }
-    match request.path() {
+    let path = request.target.split('?').next().unwrap_or("/");
+    match path {
         "/" | "/index.html" => serve_page(&mut stream).await,
         "/ws" => {
             if !same_origin(&request) {
                 let rejection = Rejection::new(403, "cross-origin WebSocket refused");
                 return refuse(&mut stream, &rejection).await;
             }
-            let (response, negotiated) =
-                match server_response(&request, Accept::default(), &chat.config) {
+            let upgrade = UpgradeRequest::from_parts(
+                &request.method,
+                &request.target,
+                request.minor_version,
+                request
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_slice())),
+            );
+            let accepted =
+                match upgrade.and_then(|upgrade| upgrade.accept(Accept::default(), &chat.config)) {
                     Ok(accepted) => accepted,
                     Err(rejection) => return refuse(&mut stream, &rejection).await,
                 };
-            stream.write_all(&response).await?;
+            stream.write_all(&accepted.response()).await?;
             stream.flush().await?;
             // Bytes the browser sent right behind its request are frames.
             let leftover = &head[consumed..];
             let conn = Connection::with_negotiated(
                 Role::Server,
                 chat.config.clone(),
-                negotiated,
+                accepted.negotiated().clone(),
                 leftover,
             );
             let ws = chito::tokio::WebSocket::from_parts(stream, conn);
@@ -208,14 +223,64 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, chat: Chat) -> std:
     }
 }
 
+/// An HTTP request head, owned: what `UpgradeRequest::from_parts` takes.
+struct Head {
+    method: String,
+    target: String,
+    minor_version: u8,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Head {
+    /// The first header called `name`, as text without surrounding
+    /// whitespace.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+            .map(|value| value.trim_matches([' ', '\t']))
+    }
+}
+
+/// Parses the request head at the start of `buf` under the config's
+/// handshake limits: `Ok(None)` to read more, or the head and its length,
+/// or the refusal chito would send (431 too large, 400 malformed).
+fn parse_head(buf: &[u8], config: &Config) -> Result<Option<(Head, usize)>, Rejection> {
+    let mut slots = vec![httparse::EMPTY_HEADER; config.max_handshake_headers];
+    let mut request = httparse::Request::new(&mut slots);
+    let window = &buf[..buf.len().min(config.max_handshake_size)];
+    match request.parse(window) {
+        Ok(httparse::Status::Complete(consumed)) => Ok(Some((
+            Head {
+                method: request.method.unwrap_or_default().to_owned(),
+                target: request.path.unwrap_or_default().to_owned(),
+                minor_version: request.version.unwrap_or_default(),
+                headers: request
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                    .collect(),
+            },
+            consumed,
+        ))),
+        Ok(httparse::Status::Partial) if buf.len() > config.max_handshake_size => {
+            Err(Rejection::new(431, "request head too large"))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(Rejection::new(431, "too many header fields")),
+        Err(e) => Err(Rejection::new(400, format!("malformed HTTP request: {e}"))),
+    }
+}
+
 /// A page of its own, a WebSocket from anywhere else: a browser always
 /// sends `Origin`, so a page on another site cannot use a visitor's
 /// browser to chat here. Clients that are not browsers send none.
-fn same_origin(request: &Request) -> bool {
-    let Some(origin) = request.header_str("Origin") else {
+fn same_origin(request: &Head) -> bool {
+    let Some(origin) = request.header("Origin") else {
         return true;
     };
-    let Some(host) = request.header_str("Host") else {
+    let Some(host) = request.header("Host") else {
         return false;
     };
     let origin_host = origin

@@ -4,17 +4,20 @@
 //! that `arbitrary` turns into a request line and header set, formatted as
 //! an HTTP head (odd mode, so field values reach the checks intact).
 //!
-//! Checks: `Request::parse` and `server_response(&req, Accept::default(),
-//! &Config::default())` never panic; a refusal is a 4xx or 5xx status whose
-//! `to_response` is a well-formed HTTP head; an accepted request yields a
-//! `101` whose `Sec-WebSocket-Accept` is `accept_key` of the request's key,
-//! with `Sec-WebSocket-Extensions` present exactly when permessage-deflate
-//! was negotiated (and then naming it, with parameters the default config
-//! can honour).
+//! Checks: `ServerHandshake::feed` (the bytes in one piece, and again in two
+//! pieces split at a point taken from the mode byte) and
+//! `UpgradeRequest::accept(Accept::default(), &Config::default())` never
+//! panic, and the split does not change the outcome; a refusal is a 400,
+//! 426 or 431 whose `to_response` is a well-formed HTTP head; a request
+//! that `feed` validated is always accepted, and yields a `101` whose
+//! `Sec-WebSocket-Accept` is `accept_key` of the request's key, with
+//! `Sec-WebSocket-Extensions` present exactly when permessage-deflate was
+//! negotiated (and then naming it, with parameters the default config can
+//! honour); the bytes after the head come back as the leftover.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use chito::handshake::{accept_key, server_response, Accept, Limits, Request};
+use chito::handshake::{accept_key, Accept, Rejection, ServerHandshake, UpgradeRequest};
 use chito::Config;
 use libfuzzer_sys::fuzz_target;
 
@@ -234,54 +237,31 @@ fuzz_target!(|data: &[u8]| {
         format_head(&head)
     };
     let config = Config::default();
-    let limits = config.handshake_limits();
-    let parsed = match Request::parse(&bytes, &limits) {
-        Ok(Some(parsed)) => parsed,
-        Ok(None) => {
-            assert!(
-                bytes.len() <= limits.max_head_size,
-                "partial head over the limit"
-            );
-            return;
-        }
-        Err(rejection) => {
-            assert!(
-                matches!(rejection.status(), 400 | 431),
-                "parse refused with {}",
-                rejection.status()
-            );
-            parse_head(&rejection.to_response());
-            return;
-        }
+    let max_head = config.max_handshake_size;
+    let outcome = ServerHandshake::new(&config).feed(&bytes);
+    // The same bytes in two pieces end the same way; a request then keeps
+    // the second piece's bytes after the head, and the caller the rest.
+    let split = usize::from(mode >> 1) * 37 % (bytes.len() + 1);
+    let mut two_pieces = ServerHandshake::new(&config);
+    let (first, second) = bytes.split_at(split);
+    let (split_outcome, unfed) = match two_pieces.feed(first) {
+        Ok(None) => (two_pieces.feed(second), &[][..]),
+        other => (other, second),
     };
-    let (request, consumed) = parsed;
-    assert!(consumed <= bytes.len() && consumed <= limits.max_head_size);
-    assert!(
-        bytes[..consumed].ends_with(b"\n"),
-        "head does not end a line"
-    );
-    // Parsing only the head gives the same request.
-    assert_eq!(
-        Request::parse(&bytes[..consumed], &Limits::default())
-            .ok()
-            .flatten(),
-        Some((request.clone(), consumed))
-    );
-
-    match server_response(&request, Accept::default(), &config) {
+    let request = match outcome {
+        Ok(Some(request)) => request,
+        Ok(None) => {
+            assert_eq!(split_outcome, Ok(None));
+            assert!(bytes.len() <= max_head, "partial head over the limit");
+            return;
+        }
         Err(rejection) => {
+            let split_status = split_outcome.as_ref().map_err(Rejection::status);
+            assert_eq!(split_status.err(), Some(rejection.status()), "split feed");
             let status = rejection.status();
-            assert!(
-                (400..600).contains(&status),
-                "rejected with status {status}"
-            );
-            // A request that validates must be accepted: the only
-            // refusals come from `validate`.
-            assert!(
-                request.validate().is_err(),
-                "valid request rejected ({status}: {})",
-                rejection.reason()
-            );
+            // 400/431 for what is not a readable head, 400/426 for a head
+            // that is not a valid upgrade (RFC 6455 §4.2.1, §4.4).
+            assert!(matches!(status, 400 | 426 | 431), "refused with {status}");
             let (line, headers) = parse_head(&rejection.to_response());
             assert!(line.starts_with(&format!("HTTP/1.1 {status} ")), "{line}");
             if status == 426 {
@@ -289,56 +269,120 @@ fuzz_target!(|data: &[u8]| {
                     .iter()
                     .any(|(n, v)| n.eq_ignore_ascii_case("Sec-WebSocket-Version") && v == "13"));
             }
+            return;
         }
-        Ok((response, negotiated)) => {
-            request.validate().expect("accepted an invalid request");
-            assert_eq!(request.method(), "GET");
-            let key = request
-                .header("Sec-WebSocket-Key")
-                .expect("accepted without a key");
-            let (line, headers) = parse_head(&response);
-            assert_eq!(line, "HTTP/1.1 101 Switching Protocols");
-            let find = |name: &str| -> Vec<&str> {
-                headers
-                    .iter()
-                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.as_str())
-                    .collect()
-            };
-            assert_eq!(find("Sec-WebSocket-Accept"), [accept_key(key).as_str()]);
-            assert_eq!(find("Upgrade"), ["websocket"]);
-            assert_eq!(find("Connection"), ["Upgrade"]);
+    };
+    let split_request = split_outcome
+        .expect("split feed refused a valid request")
+        .expect("split feed needs more");
+    assert_eq!(
+        fields(&split_request),
+        fields(&request),
+        "split feed gave another request"
+    );
+
+    // A request that validated must be accepted: with `Accept::default()`
+    // nothing is left to refuse.
+    let accepted = match request.clone().accept(Accept::default(), &config) {
+        Ok(accepted) => accepted,
+        Err(rejection) => panic!(
+            "valid request rejected ({}: {})",
+            rejection.status(),
+            rejection.reason()
+        ),
+    };
+    let consumed = bytes.len() - accepted.leftover().len();
+    assert!(consumed <= max_head);
+    assert!(
+        bytes[..consumed].ends_with(b"\n"),
+        "head does not end a line"
+    );
+    assert_eq!(accepted.leftover(), &bytes[consumed..]);
+    let split_accepted = split_request
+        .accept(Accept::default(), &config)
+        .expect("split request rejected");
+    assert_eq!(split_accepted.response(), accepted.response());
+    assert_eq!(
+        [split_accepted.leftover(), unfed].concat(),
+        accepted.leftover()
+    );
+    // Parsing only the head gives the same request, with nothing left over.
+    let alone = ServerHandshake::new(&config)
+        .feed(&bytes[..consumed])
+        .ok()
+        .flatten()
+        .expect("the head alone is not a request");
+    assert_eq!(fields(&alone), fields(&request));
+    assert!(alone
+        .accept(Accept::default(), &config)
+        .expect("the head alone is refused")
+        .leftover()
+        .is_empty());
+
+    let response = accepted.response();
+    let negotiated = accepted.negotiated();
+    assert_eq!(request.method(), "GET");
+    let key = request
+        .header("Sec-WebSocket-Key")
+        .expect("accepted without a key");
+    let (line, headers) = parse_head(&response);
+    assert_eq!(line, "HTTP/1.1 101 Switching Protocols");
+    let find = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(find("Sec-WebSocket-Accept"), [accept_key(key).as_str()]);
+    assert_eq!(find("Upgrade"), ["websocket"]);
+    assert_eq!(find("Connection"), ["Upgrade"]);
+    assert!(
+        find("Sec-WebSocket-Protocol").is_empty(),
+        "protocol not asked for"
+    );
+    let as_pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(accepted.headers().collect::<Vec<_>>(), as_pairs);
+    let extensions = find("Sec-WebSocket-Extensions");
+    match negotiated.deflate {
+        None => assert!(extensions.is_empty(), "extensions without deflate"),
+        Some(params) => {
+            assert_eq!(extensions.len(), 1);
             assert!(
-                find("Sec-WebSocket-Protocol").is_empty(),
-                "protocol not asked for"
+                extensions[0].starts_with("permessage-deflate"),
+                "{extensions:?}"
             );
-            let extensions = find("Sec-WebSocket-Extensions");
-            match negotiated.deflate {
-                None => assert!(extensions.is_empty(), "extensions without deflate"),
-                Some(params) => {
-                    assert_eq!(extensions.len(), 1);
-                    assert!(
-                        extensions[0].starts_with("permessage-deflate"),
-                        "{extensions:?}"
-                    );
-                    // Config::default() answers with no context takeover
-                    // both ways, and windows zlib can compress with.
-                    assert!(params.server_no_context_takeover && params.client_no_context_takeover);
-                    assert!(
-                        (9..=15).contains(&params.server_max_window_bits),
-                        "{params:?}"
-                    );
-                    assert!(
-                        (8..=15).contains(&params.client_max_window_bits),
-                        "{params:?}"
-                    );
-                    let offers = request.extensions().expect("validated");
-                    assert!(offers
-                        .iter()
-                        .any(|o| o.name.eq_ignore_ascii_case("permessage-deflate")));
-                }
-            }
-            assert!(negotiated.protocol.is_none());
+            // Config::default() answers with no context takeover
+            // both ways, and windows zlib can compress with.
+            assert!(params.server_no_context_takeover && params.client_no_context_takeover);
+            assert!(
+                (9..=15).contains(&params.server_max_window_bits),
+                "{params:?}"
+            );
+            assert!(
+                (8..=15).contains(&params.client_max_window_bits),
+                "{params:?}"
+            );
+            assert!(request
+                .extensions()
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case("permessage-deflate")));
         }
     }
+    assert!(negotiated.protocol.is_none());
 });
+
+/// What a request holds, to compare two of them (their leftover bytes are
+/// compared through `Accepted::leftover`).
+fn fields(request: &UpgradeRequest) -> impl PartialEq + std::fmt::Debug + '_ {
+    (
+        request.method(),
+        request.target(),
+        request.http_minor_version(),
+        request.headers().collect::<Vec<_>>(),
+        request.extensions(),
+    )
+}

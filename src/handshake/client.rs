@@ -1,14 +1,19 @@
-//! Client side of the opening handshake (RFC 6455 §4.1).
+//! Client side of the opening handshake (RFC 6455 §4.1): the request to
+//! write, and a sans-IO machine that checks the server's answer.
+
+use std::borrow::Cow;
 
 use base64::Engine as _;
 
 use super::extensions::{format_extensions, parse_extensions, ExtensionOffer};
 use super::http::{
-    find_header, is_safe_field_value, is_token, iter_headers, list_contains_token, own_headers,
-    parse_head, HeadError,
+    find_header, header_values, is_safe_field_value, is_token, iter_headers, list_contains_token,
+    own_headers, Ended, Fields, HeadBuffer, HeadError,
 };
+use super::negotiate::{self, ClientNegotiation, Negotiated};
 use super::url::WsUrl;
-use super::{accept_key, HandshakeError, Limits};
+use super::{accept_key, HandshakeError, RequestError};
+use crate::config::Config;
 
 /// Request headers that [`ClientHandshake::new`] writes itself;
 /// [`ClientRequest::headers`] may not repeat them.
@@ -81,19 +86,45 @@ impl ClientRequest {
     }
 }
 
-/// A client handshake in progress: what was offered, to check the server's
-/// answer against.
+/// A client's opening handshake in progress: what was offered, to check
+/// the server's answer against, and the answer's bytes so far.
+///
+/// ```
+/// use chito::handshake::{accept_key, ClientHandshake, ClientRequest};
+/// use chito::Config;
+///
+/// let config = Config::default();
+/// let request = ClientRequest::new("example.com", "/chat");
+/// let (mut handshake, bytes) = ClientHandshake::new(&request, &config).unwrap();
+/// assert!(bytes.starts_with(b"GET /chat HTTP/1.1\r\nHost: example.com\r\n"));
+/// // ... write `bytes`, then feed what the server answers:
+/// let answer = format!(
+///     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+///      Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+///     accept_key(handshake.key().as_bytes())
+/// );
+/// let (first, rest) = answer.as_bytes().split_at(10);
+/// assert_eq!(handshake.feed(first), Ok(None)); // read more
+/// let connected = handshake.feed(rest).unwrap().unwrap();
+/// assert_eq!(connected.response().status(), 101);
+/// assert!(connected.leftover().is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientHandshake {
     key: String,
     expected_accept: String,
     protocols: Vec<String>,
     extension_names: Vec<String>,
+    negotiation: ClientNegotiation,
+    head: HeadBuffer,
+    ended: Ended<HandshakeError>,
 }
 
 impl ClientHandshake {
-    /// Starts a handshake: checks `request`, picks a fresh random key and
-    /// returns the request bytes to write (RFC 6455 §4.1):
+    /// Starts a handshake: checks `request`, adds the permessage-deflate
+    /// offer [`Config::deflate`] asks for (unless `request` already offers
+    /// permessage-deflate), picks a fresh random key and returns the
+    /// request bytes to write (RFC 6455 §4.1):
     ///
     /// ```text
     /// GET <target> HTTP/1.1
@@ -107,23 +138,35 @@ impl ClientHandshake {
     /// <extra headers>
     /// ```
     ///
+    /// The server's head may be at most [`Config::max_handshake_size`]
+    /// bytes with [`Config::max_handshake_headers`] fields.
+    ///
+    /// # Errors
     /// Every user-provided value is checked first, so nothing can inject a
-    /// header or break the request line; see the `Invalid*` and
-    /// `ReservedHeader` variants of [`HandshakeError`].
-    pub fn new(request: &ClientRequest) -> Result<(ClientHandshake, Vec<u8>), HandshakeError> {
+    /// header or break the request line; see [`RequestError`].
+    pub fn new(
+        request: &ClientRequest,
+        config: &Config,
+    ) -> Result<(ClientHandshake, Vec<u8>), RequestError> {
         // RFC 6455 §4.1 item 7: "a randomly selected 16-byte value that has
         // been base64-encoded".
         let nonce = crate::rand::Rng::new().bytes16();
         let key = base64::engine::general_purpose::STANDARD.encode(nonce);
-        Self::with_key(request, key)
+        Self::with_key(request, config, key)
     }
 
     /// [`new`](Self::new) with a given key.
     fn with_key(
         request: &ClientRequest,
+        config: &Config,
         key: String,
-    ) -> Result<(ClientHandshake, Vec<u8>), HandshakeError> {
+    ) -> Result<(ClientHandshake, Vec<u8>), RequestError> {
         check_request(request)?;
+        let mut offers = Cow::Borrowed(request.extensions.as_slice());
+        // Built from the configuration, so valid by construction.
+        if let Some(offer) = negotiate::client_offer(&request.extensions, config) {
+            offers.to_mut().push(offer);
+        }
         let mut bytes = Vec::with_capacity(256);
         // RFC 6455 §4.1 items 1-2: a GET of the /resource name/ over HTTP/1.1.
         push_line(&mut bytes, &["GET ", &request.target, " HTTP/1.1"]);
@@ -142,8 +185,8 @@ impl ClientHandshake {
             push_line(&mut bytes, &["Sec-WebSocket-Protocol: ", &protocols]);
         }
         // Item 11 / §9.1: extensions.
-        if !request.extensions.is_empty() {
-            let extensions = format_extensions(&request.extensions);
+        if !offers.is_empty() {
+            let extensions = format_extensions(&offers);
             push_line(&mut bytes, &["Sec-WebSocket-Extensions: ", &extensions]);
         }
         // Item 12: other header fields (cookies, Origin, authentication...).
@@ -156,11 +199,10 @@ impl ClientHandshake {
             expected_accept: accept_key(key.as_bytes()),
             key,
             protocols: request.protocols.clone(),
-            extension_names: request
-                .extensions
-                .iter()
-                .map(|offer| offer.name.clone())
-                .collect(),
+            extension_names: offers.iter().map(|offer| offer.name.clone()).collect(),
+            negotiation: ClientNegotiation::new(config),
+            head: HeadBuffer::new(config.max_handshake_size, config.max_handshake_headers),
+            ended: Ended::No,
         };
         Ok((handshake, bytes))
     }
@@ -170,28 +212,41 @@ impl ClientHandshake {
         &self.key
     }
 
-    /// Parses and checks the server's response head at the start of `buf`.
+    /// Takes the next bytes read from the server, in chunks of any size.
     ///
-    /// * `Ok(None)`: the head is not complete yet; read more and call again
-    ///   with the whole buffer.
-    /// * `Ok(Some((response, consumed)))`: the handshake succeeded;
-    ///   `consumed` is the length of the head including its final empty
-    ///   line, and any bytes after it are the first WebSocket frames.
+    /// * `Ok(None)`: the head is not complete yet; read more and feed them.
+    /// * `Ok(Some(connected))`: the handshake succeeded (RFC 6455 §4.1) and
+    ///   the permessage-deflate answer, if any, fits our offer (RFC 7692
+    ///   §5). Bytes fed after the head are the first WebSocket frames:
+    ///   they come out of [`Connected::leftover`].
     /// * `Err`: the connection must be failed (RFC 6455 §4.1); the variant
     ///   says why. A status other than 101 gives
     ///   [`HandshakeError::UnexpectedStatus`] with the status, reason and
     ///   headers (e.g. `Location` or `WWW-Authenticate`); its body is not
     ///   read.
-    pub fn parse_response(
-        &self,
-        buf: &[u8],
-        limits: &Limits,
-    ) -> Result<Option<(Response, usize)>, HandshakeError> {
-        let parsed = parse_head(buf, limits, |window, slots| {
+    ///
+    /// Only the first [`Config::max_handshake_size`] bytes are ever parsed,
+    /// and the buffer never holds more than that plus the chunk just fed.
+    /// Once the handshake ended, an error is repeated to later calls;
+    /// feeding bytes after `Ok(Some)` is a bug in the caller (they belong
+    /// to the connection): debug builds panic, release builds ignore them
+    /// and return `Ok(None)`.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<Connected>, HandshakeError> {
+        if let Some(answer) = self.ended.replay() {
+            return answer;
+        }
+        let outcome = self.read(bytes);
+        self.ended.record(&outcome);
+        outcome
+    }
+
+    /// Buffers `bytes`, parses the head once it is complete and checks it.
+    fn read(&mut self, bytes: &[u8]) -> Result<Option<Connected>, HandshakeError> {
+        let parsed = self.head.feed(bytes, |window, slots| {
             let mut response = httparse::Response::new(slots);
             Ok(match response.parse(window)? {
                 httparse::Status::Complete(consumed) => httparse::Status::Complete((
-                    Response {
+                    UpgradeResponse {
                         status: response.code.unwrap_or_default(),
                         reason: response.reason.unwrap_or_default().to_owned(),
                         http_minor_version: response.version.unwrap_or_default(),
@@ -204,34 +259,41 @@ impl ClientHandshake {
                 httparse::Status::Partial => httparse::Status::Partial,
             })
         });
-        let (mut response, consumed) = match parsed {
+        let (mut response, leftover) = match parsed {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Ok(None),
             Err(HeadError::TooLarge) => {
                 return Err(HandshakeError::HeadTooLarge {
-                    limit: limits.max_head_size,
+                    limit: self.head.max_size(),
                 })
             }
             Err(HeadError::TooManyHeaders) => {
                 return Err(HandshakeError::TooManyHeaders {
-                    limit: limits.max_headers,
+                    limit: self.head.max_headers(),
                 })
             }
-            Err(HeadError::Malformed(error)) => {
-                return Err(HandshakeError::MalformedResponse(error.to_string()))
+            Err(HeadError::Malformed(message)) => {
+                return Err(HandshakeError::MalformedResponse(message))
             }
         };
         let (protocol, extensions) = self.check_response(&response)?;
         response.protocol = protocol;
         response.extensions = extensions;
-        Ok(Some((response, consumed)))
+        let negotiated = self
+            .negotiation
+            .finish(response.protocol(), response.extensions())?;
+        Ok(Some(Connected {
+            response,
+            negotiated,
+            leftover,
+        }))
     }
 
     /// RFC 6455 §4.1, the client's checks of the server's response, in the
     /// RFC's order; returns the negotiated protocol and extensions.
     fn check_response(
         &self,
-        response: &Response,
+        response: &UpgradeResponse,
     ) -> Result<(Option<String>, Vec<ExtensionOffer>), HandshakeError> {
         // Item 1: "If the status code received from the server is not 101,
         // the client handles the response per HTTP procedures."
@@ -298,10 +360,10 @@ impl ClientHandshake {
 
 /// RFC 6455 §4.1: the client's own values must make a valid request; this
 /// also keeps CR/LF out of every line (header injection).
-fn check_request(request: &ClientRequest) -> Result<(), HandshakeError> {
+fn check_request(request: &ClientRequest) -> Result<(), RequestError> {
     // RFC 7230 §5.4 / RFC 3986 §3.2.2: a host is visible ASCII.
     if request.host.is_empty() || !request.host.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(HandshakeError::InvalidHost);
+        return Err(RequestError::InvalidHost);
     }
     // RFC 6455 §3: path and query, no fragment; RFC 7230 §5.3 origin-form.
     if !request.target.starts_with('/')
@@ -310,31 +372,31 @@ fn check_request(request: &ClientRequest) -> Result<(), HandshakeError> {
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'#')
     {
-        return Err(HandshakeError::InvalidTarget);
+        return Err(RequestError::InvalidTarget);
     }
     // RFC 6455 §4.1 item 10: tokens, all unique.
     for (i, protocol) in request.protocols.iter().enumerate() {
         if !is_token(protocol.as_bytes()) {
-            return Err(HandshakeError::InvalidProtocol(protocol.clone()));
+            return Err(RequestError::InvalidProtocol(protocol.clone()));
         }
         if request.protocols.iter().take(i).any(|p| p == protocol) {
-            return Err(HandshakeError::DuplicateProtocol(protocol.clone()));
+            return Err(RequestError::DuplicateProtocol(protocol.clone()));
         }
     }
     // RFC 6455 §9.1: names and values are tokens.
     if let Some(offer) = request.extensions.iter().find(|offer| !offer.is_valid()) {
-        return Err(HandshakeError::InvalidExtension(offer.name.clone()));
+        return Err(RequestError::InvalidExtension(offer.name.clone()));
     }
     // RFC 7230 §3.2: field-name = token; field-value without CR/LF/CTLs.
     for (name, value) in &request.headers {
         if !is_token(name.as_bytes()) || !is_safe_field_value(value.as_bytes()) {
-            return Err(HandshakeError::InvalidHeader(name.clone()));
+            return Err(RequestError::InvalidHeader(name.clone()));
         }
         if RESERVED_REQUEST_HEADERS
             .iter()
             .any(|reserved| reserved.eq_ignore_ascii_case(name))
         {
-            return Err(HandshakeError::ReservedHeader(name.clone()));
+            return Err(RequestError::ReservedHeader(name.clone()));
         }
     }
     Ok(())
@@ -350,16 +412,16 @@ fn push_line(out: &mut Vec<u8>, parts: &[&str]) {
 
 /// The server's successful (`101`) answer to a client handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
+pub struct UpgradeResponse {
     status: u16,
     reason: String,
     http_minor_version: u8,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: Fields,
     protocol: Option<String>,
     extensions: Vec<ExtensionOffer>,
 }
 
-impl Response {
+impl UpgradeResponse {
     /// The status code: always 101 once checked.
     pub fn status(&self) -> u16 {
         self.status
@@ -400,21 +462,63 @@ impl Response {
 
     /// The values of every header called `name`.
     fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
+        header_values(&self.headers, name)
+    }
+}
+
+/// A successful client handshake: the server's answer, what it settled for
+/// the connection, and the bytes that followed the response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    response: UpgradeResponse,
+    negotiated: Negotiated,
+    leftover: Vec<u8>,
+}
+
+impl Connected {
+    /// The server's verified `101` response.
+    pub fn response(&self) -> &UpgradeResponse {
+        &self.response
+    }
+
+    /// What the handshake settled, for
+    /// [`Connection::with_negotiated`](crate::Connection::with_negotiated).
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// The bytes fed after the response head: the first WebSocket frames,
+    /// to be handed to the connection.
+    pub fn leftover(&self) -> &[u8] {
+        &self.leftover
+    }
+
+    /// The server's response, owned.
+    pub fn into_response(self) -> UpgradeResponse {
+        self.response
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handshake::{Accept, Request};
+    use crate::handshake::{Accept, ServerHandshake};
     use proptest::prelude::*;
 
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
     const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    /// A config that neither offers nor verifies permessage-deflate, so the
+    /// request is sent and the answer checked exactly as given.
+    fn config() -> Config {
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut config = Config::default();
+        #[cfg(feature = "deflate")]
+        {
+            config.deflate = None;
+        }
+        config
+    }
 
     fn sample_request() -> ClientRequest {
         ClientRequest::new("server.example.com", "/chat")
@@ -428,7 +532,7 @@ mod tests {
     }
 
     fn sample_handshake() -> ClientHandshake {
-        ClientHandshake::with_key(&sample_request(), KEY.to_owned())
+        ClientHandshake::with_key(&sample_request(), &config(), KEY.to_owned())
             .unwrap()
             .0
     }
@@ -444,18 +548,19 @@ mod tests {
         )
     }
 
-    fn check(head: &str) -> Result<Response, HandshakeError> {
-        let (response, consumed) = sample_handshake()
-            .parse_response(head.as_bytes(), &Limits::default())?
+    /// The sample handshake fed `head`, which must be exactly one head.
+    fn check(head: &str) -> Result<UpgradeResponse, HandshakeError> {
+        let connected = sample_handshake()
+            .feed(head.as_bytes())?
             .expect("complete head");
-        assert_eq!(consumed, head.len());
-        Ok(response)
+        assert!(connected.leftover().is_empty());
+        Ok(connected.into_response())
     }
 
     #[test]
     fn request_bytes_are_exact() {
         let (handshake, bytes) =
-            ClientHandshake::with_key(&sample_request(), KEY.to_owned()).unwrap();
+            ClientHandshake::with_key(&sample_request(), &config(), KEY.to_owned()).unwrap();
         assert_eq!(handshake.key(), KEY);
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
@@ -475,7 +580,8 @@ mod tests {
     #[test]
     fn minimal_request_bytes() {
         let (_, bytes) =
-            ClientHandshake::with_key(&ClientRequest::new("h", ""), KEY.to_owned()).unwrap();
+            ClientHandshake::with_key(&ClientRequest::new("h", ""), &config(), KEY.to_owned())
+                .unwrap();
         assert!(bytes.starts_with(b"GET / HTTP/1.1\r\nHost: h\r\n"));
         let text = String::from_utf8(bytes).unwrap();
         assert!(!text.contains("Sec-WebSocket-Protocol"));
@@ -484,8 +590,8 @@ mod tests {
 
     #[test]
     fn fresh_keys_are_random_16_bytes() {
-        let (a, _) = ClientHandshake::new(&sample_request()).unwrap();
-        let (b, _) = ClientHandshake::new(&sample_request()).unwrap();
+        let (a, _) = ClientHandshake::new(&sample_request(), &config()).unwrap();
+        let (b, _) = ClientHandshake::new(&sample_request(), &config()).unwrap();
         assert_ne!(a.key(), b.key());
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(a.key())
@@ -495,27 +601,31 @@ mod tests {
 
     #[test]
     fn server_accepts_what_the_client_sends() {
-        let (handshake, bytes) = ClientHandshake::new(&sample_request()).unwrap();
-        let (request, consumed) = Request::parse(&bytes, &Limits::default()).unwrap().unwrap();
-        assert_eq!(consumed, bytes.len());
-        let offered = request.extensions().unwrap();
-        assert_eq!(offered, sample_request().extensions);
-        let answer = request
+        let config = config();
+        let (mut handshake, bytes) = ClientHandshake::new(&sample_request(), &config).unwrap();
+        let request = ServerHandshake::new(&config).feed(&bytes).unwrap().unwrap();
+        assert_eq!(request.extensions(), sample_request().extensions);
+        let accepted = request
             .accept(
-                &Accept::default()
+                Accept::default()
                     .with_protocol("superchat")
                     .with_extensions("permessage-deflate"),
+                &config,
             )
             .unwrap();
-        let (response, consumed) = handshake
-            .parse_response(&answer, &Limits::default())
-            .unwrap()
-            .unwrap();
-        assert_eq!(consumed, answer.len());
+        assert!(accepted.leftover().is_empty());
+        let answer = accepted.response();
+        let connected = handshake.feed(&answer).unwrap().unwrap();
+        assert!(connected.leftover().is_empty());
+        let response = connected.response();
         assert_eq!(response.protocol(), Some("superchat"));
         assert_eq!(
             response.extensions(),
             [ExtensionOffer::new("permessage-deflate")]
+        );
+        assert_eq!(
+            connected.negotiated().protocol.as_deref(),
+            Some("superchat")
         );
     }
 
@@ -524,12 +634,10 @@ mod tests {
         let head = response("Sec-WebSocket-Protocol: chat\r\n");
         let mut buf = head.clone().into_bytes();
         buf.extend_from_slice(b"\x81\x02hi");
-        let (response, consumed) = sample_handshake()
-            .parse_response(&buf, &Limits::default())
-            .unwrap()
-            .unwrap();
-        assert_eq!(consumed, head.len());
-        assert_eq!(&buf[consumed..], b"\x81\x02hi");
+        let connected = sample_handshake().feed(&buf).unwrap().unwrap();
+        assert_eq!(buf.len() - connected.leftover().len(), head.len());
+        assert_eq!(connected.leftover(), b"\x81\x02hi");
+        let response = connected.response();
         assert_eq!(response.status(), 101);
         assert_eq!(response.reason(), "Switching Protocols");
         assert_eq!(response.protocol(), Some("chat"));
@@ -549,14 +657,21 @@ mod tests {
     #[test]
     fn partial_response_needs_more_at_every_split() {
         let head = response("Sec-WebSocket-Protocol: chat\r\n");
-        let handshake = sample_handshake();
         for end in 0..head.len() {
             assert_eq!(
-                handshake.parse_response(&head.as_bytes()[..end], &Limits::default()),
+                sample_handshake().feed(&head.as_bytes()[..end]),
                 Ok(None),
                 "split at {end}"
             );
         }
+        // One machine fed one byte at a time needs more until the last.
+        let mut handshake = sample_handshake();
+        let (last, init) = head.as_bytes().split_last().unwrap();
+        for byte in init {
+            assert_eq!(handshake.feed(std::slice::from_ref(byte)), Ok(None));
+        }
+        let connected = handshake.feed(&[*last]).unwrap().unwrap();
+        assert_eq!(connected.into_response(), check(&head).unwrap());
     }
 
     #[test]
@@ -626,10 +741,10 @@ mod tests {
         let twice = response(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n"));
         assert_eq!(check(&twice), Err(HandshakeError::AcceptMismatch));
         // The accept value comes from this handshake's own key.
-        let (other, _) = ClientHandshake::new(&sample_request()).unwrap();
+        let (mut other, _) = ClientHandshake::new(&sample_request(), &config()).unwrap();
         let answer = response("");
         assert_eq!(
-            other.parse_response(answer.as_bytes(), &Limits::default()),
+            other.feed(answer.as_bytes()),
             Err(HandshakeError::AcceptMismatch)
         );
     }
@@ -641,11 +756,12 @@ mod tests {
             Err(HandshakeError::UnexpectedProtocol("other".to_owned()))
         );
         // Offered none, got one.
-        let (handshake, _) =
-            ClientHandshake::with_key(&ClientRequest::new("h", "/"), KEY.to_owned()).unwrap();
+        let (mut handshake, _) =
+            ClientHandshake::with_key(&ClientRequest::new("h", "/"), &config(), KEY.to_owned())
+                .unwrap();
         let head = response("Sec-WebSocket-Protocol: chat\r\n");
         assert_eq!(
-            handshake.parse_response(head.as_bytes(), &Limits::default()),
+            handshake.feed(head.as_bytes()),
             Err(HandshakeError::UnexpectedProtocol("chat".to_owned()))
         );
         // Offered some, server chose none: fine (RFC 6455 §4.2.2 /subprotocol/ null).
@@ -697,14 +813,20 @@ mod tests {
     #[test]
     fn limits_apply_to_responses() {
         let head = response("Sec-WebSocket-Protocol: chat\r\n");
-        let limits = Limits::default().with_max_headers(3);
+        let mut few_headers = config();
+        few_headers.max_handshake_headers = 3;
+        let (mut handshake, _) =
+            ClientHandshake::with_key(&sample_request(), &few_headers, KEY.to_owned()).unwrap();
         assert_eq!(
-            sample_handshake().parse_response(head.as_bytes(), &limits),
+            handshake.feed(head.as_bytes()),
             Err(HandshakeError::TooManyHeaders { limit: 3 })
         );
-        let limits = Limits::default().with_max_head_size(20);
+        let mut small = config();
+        small.max_handshake_size = 20;
+        let (mut handshake, _) =
+            ClientHandshake::with_key(&sample_request(), &small, KEY.to_owned()).unwrap();
         assert_eq!(
-            sample_handshake().parse_response(head.as_bytes(), &limits),
+            handshake.feed(head.as_bytes()),
             Err(HandshakeError::HeadTooLarge { limit: 20 })
         );
     }
@@ -729,63 +851,57 @@ mod tests {
         let cases = [
             (
                 ClientRequest::new("h\r\nX: y", "/"),
-                HandshakeError::InvalidHost,
+                RequestError::InvalidHost,
             ),
-            (ClientRequest::new("", "/"), HandshakeError::InvalidHost),
-            (ClientRequest::new("a b", "/"), HandshakeError::InvalidHost),
+            (ClientRequest::new("", "/"), RequestError::InvalidHost),
+            (ClientRequest::new("a b", "/"), RequestError::InvalidHost),
             (
                 ClientRequest::new("h", "/ HTTP/1.0\r\n"),
-                HandshakeError::InvalidTarget,
+                RequestError::InvalidTarget,
             ),
-            (
-                ClientRequest::new("h", "chat"),
-                HandshakeError::InvalidTarget,
-            ),
-            (
-                ClientRequest::new("h", "/a#b"),
-                HandshakeError::InvalidTarget,
-            ),
-            (ClientRequest::new("h", "/é"), HandshakeError::InvalidTarget),
+            (ClientRequest::new("h", "chat"), RequestError::InvalidTarget),
+            (ClientRequest::new("h", "/a#b"), RequestError::InvalidTarget),
+            (ClientRequest::new("h", "/é"), RequestError::InvalidTarget),
             (
                 base().with_protocol("a\r\n"),
-                HandshakeError::InvalidProtocol("a\r\n".to_owned()),
+                RequestError::InvalidProtocol("a\r\n".to_owned()),
             ),
             (
                 base().with_protocol("a,b"),
-                HandshakeError::InvalidProtocol("a,b".to_owned()),
+                RequestError::InvalidProtocol("a,b".to_owned()),
             ),
             (
                 base().with_protocol("a").with_protocol("a"),
-                HandshakeError::DuplicateProtocol("a".to_owned()),
+                RequestError::DuplicateProtocol("a".to_owned()),
             ),
             (
                 base().with_extension(ExtensionOffer::new("x").with_param("p", Some("1\r\nX: y"))),
-                HandshakeError::InvalidExtension("x".to_owned()),
+                RequestError::InvalidExtension("x".to_owned()),
             ),
             (
                 base().with_header("X-A", "b\r\nEvil: 1"),
-                HandshakeError::InvalidHeader("X-A".to_owned()),
+                RequestError::InvalidHeader("X-A".to_owned()),
             ),
             (
                 base().with_header("X-A", "b\nc"),
-                HandshakeError::InvalidHeader("X-A".to_owned()),
+                RequestError::InvalidHeader("X-A".to_owned()),
             ),
             (
                 base().with_header("X A", "b"),
-                HandshakeError::InvalidHeader("X A".to_owned()),
+                RequestError::InvalidHeader("X A".to_owned()),
             ),
             (
                 base().with_header("host", "other"),
-                HandshakeError::ReservedHeader("host".to_owned()),
+                RequestError::ReservedHeader("host".to_owned()),
             ),
             (
                 base().with_header("Sec-WebSocket-Key", "x"),
-                HandshakeError::ReservedHeader("Sec-WebSocket-Key".to_owned()),
+                RequestError::ReservedHeader("Sec-WebSocket-Key".to_owned()),
             ),
         ];
         for (request, expected) in cases {
             assert_eq!(
-                ClientHandshake::new(&request).unwrap_err(),
+                ClientHandshake::new(&request, &config()).unwrap_err(),
                 expected,
                 "{request:?}"
             );
@@ -817,14 +933,22 @@ mod tests {
             HandshakeError::UnexpectedProtocol("x".to_owned()).to_string(),
             "server selected subprotocol \"x\", which was not offered"
         );
+        let url_error = WsUrl::parse("http://x").unwrap_err();
+        assert_eq!(
+            RequestError::from(url_error.clone()).to_string(),
+            format!("invalid URL: {url_error}")
+        );
     }
 
     proptest! {
         #[test]
         fn parse_response_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let limits = Limits::default().with_max_head_size(256);
-            if let Ok(Some((_, consumed))) = sample_handshake().parse_response(&bytes, &limits) {
-                prop_assert!(consumed <= bytes.len());
+            let mut config = config();
+            config.max_handshake_size = 256;
+            let (mut handshake, _) =
+                ClientHandshake::with_key(&sample_request(), &config, KEY.to_owned()).unwrap();
+            if let Ok(Some(connected)) = handshake.feed(&bytes) {
+                prop_assert!(connected.leftover().len() <= bytes.len());
             }
         }
 
@@ -840,7 +964,7 @@ mod tests {
                 }
             }
             bytes.truncate(cut);
-            let _ = sample_handshake().parse_response(&bytes, &Limits::default());
+            let _ = sample_handshake().feed(&bytes);
         }
     }
 }

@@ -1,41 +1,28 @@
-//! Why a client handshake could not be started or was failed.
+//! Client-side handshake errors, split by blame: [`RequestError`] is a
+//! mistake in what we were asked to send (nothing was sent);
+//! [`HandshakeError`] is a fault in what the server answered (RFC 6455 §4.1:
+//! the client fails the connection). The server side refuses with a
+//! [`super::Rejection`], which already carries its blame in its status
+//! (4xx the client's, 5xx the server's).
 
 use std::fmt;
 
 use super::extensions::ExtensionParseError;
 use super::url::UrlError;
-#[cfg(doc)]
-use super::{ClientRequest, Limits};
 
-/// Why a client handshake could not be started or was failed.
+/// The server's answer to our opening handshake is not an acceptable
+/// `101` (RFC 6455 §4.1), so the connection must be failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HandshakeError {
-    /// [`ClientRequest::host`] is empty or holds whitespace or control
-    /// characters.
-    InvalidHost,
-    /// [`ClientRequest::target`] does not start with `/`, holds a fragment
-    /// (`#`), whitespace, control or non-ASCII characters.
-    InvalidTarget,
-    /// A subprotocol to offer is not a token (RFC 6455 §4.1 item 10).
-    InvalidProtocol(String),
-    /// A subprotocol is offered twice (RFC 6455 §4.1 item 10).
-    DuplicateProtocol(String),
-    /// An extension to offer (named here) has a name, parameter name or value
-    /// that is not a token (RFC 6455 §9.1).
-    InvalidExtension(String),
-    /// An extra header (named here) has a name that is not a token or a
-    /// value holding CR, LF or another control character.
-    InvalidHeader(String),
-    /// An extra header repeats one the handshake writes itself (`Host`,
-    /// `Upgrade`, `Connection` or a `Sec-WebSocket-*` header).
-    ReservedHeader(String),
-    /// The response head is larger than [`Limits::max_head_size`].
+    /// The response head is larger than
+    /// [`Config::max_handshake_size`](crate::Config::max_handshake_size).
     HeadTooLarge {
         /// The limit in force.
         limit: usize,
     },
-    /// The response has more than [`Limits::max_headers`] header fields.
+    /// The response has more header fields than
+    /// [`Config::max_handshake_headers`](crate::Config::max_handshake_headers).
     TooManyHeaders {
         /// The limit in force.
         limit: usize,
@@ -73,38 +60,15 @@ pub enum HandshakeError {
     /// The server accepted an extension that was not offered (RFC 6455
     /// §4.1, §9.1).
     UnexpectedExtension(String),
-    /// The URL given to a `connect` helper is not a valid `ws://`/`wss://`
-    /// URL (RFC 6455 §3).
-    InvalidUrl(UrlError),
-    /// A `wss://` URL was given to a helper that opens plain TCP; open a
-    /// TLS stream and run the handshake over it.
-    TlsRequired,
     /// The server's permessage-deflate answer is invalid for our offer
     /// (RFC 7692 §5).
     #[cfg(feature = "deflate")]
     Deflate(crate::deflate::DeflateNegotiationError),
 }
 
-impl From<UrlError> for HandshakeError {
-    fn from(error: UrlError) -> Self {
-        HandshakeError::InvalidUrl(error)
-    }
-}
-
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HandshakeError::InvalidHost => f.write_str("invalid Host value"),
-            HandshakeError::InvalidTarget => f.write_str("invalid request target"),
-            HandshakeError::InvalidProtocol(p) => write!(f, "subprotocol {p:?} is not a token"),
-            HandshakeError::DuplicateProtocol(p) => write!(f, "subprotocol {p:?} offered twice"),
-            HandshakeError::InvalidExtension(name) => {
-                write!(f, "extension offer {name:?} has a non-token name or value")
-            }
-            HandshakeError::InvalidHeader(name) => write!(f, "invalid header {name:?}"),
-            HandshakeError::ReservedHeader(name) => {
-                write!(f, "header {name:?} is written by the handshake itself")
-            }
             HandshakeError::HeadTooLarge { limit } => {
                 write!(f, "response head larger than {limit} bytes")
             }
@@ -138,16 +102,14 @@ impl fmt::Display for HandshakeError {
                 f.write_str("response Sec-WebSocket-Protocol is not a single token")
             }
             HandshakeError::InvalidExtensions(error) => error.fmt(f),
-            HandshakeError::InvalidUrl(error) => write!(f, "invalid URL: {error}"),
-            HandshakeError::TlsRequired => f.write_str("wss:// needs a TLS stream"),
-            #[cfg(feature = "deflate")]
-            HandshakeError::Deflate(error) => write!(f, "permessage-deflate: {error}"),
             HandshakeError::UnexpectedExtension(name) => {
                 write!(
                     f,
                     "server accepted extension {name:?}, which was not offered"
                 )
             }
+            #[cfg(feature = "deflate")]
+            HandshakeError::Deflate(error) => write!(f, "permessage-deflate: {error}"),
         }
     }
 }
@@ -162,3 +124,66 @@ impl std::error::Error for HandshakeError {
         }
     }
 }
+
+/// What we were asked to send cannot make a valid opening handshake
+/// request (RFC 6455 §4.1); nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// [`ClientRequest::host`](super::ClientRequest::host) is empty or
+    /// holds whitespace or control characters.
+    InvalidHost,
+    /// [`ClientRequest::target`](super::ClientRequest::target) does not
+    /// start with `/`, holds a fragment (`#`), whitespace, control or
+    /// non-ASCII characters.
+    InvalidTarget,
+    /// A subprotocol to offer is not a token (RFC 6455 §4.1 item 10).
+    InvalidProtocol(String),
+    /// A subprotocol is offered twice (RFC 6455 §4.1 item 10).
+    DuplicateProtocol(String),
+    /// An extension to offer (named here) has a name, parameter name or value
+    /// that is not a token (RFC 6455 §9.1).
+    InvalidExtension(String),
+    /// An extra header (named here) has a name that is not a token or a
+    /// value holding CR, LF or another control character.
+    InvalidHeader(String),
+    /// An extra header repeats one the handshake writes itself (`Host`,
+    /// `Upgrade`, `Connection` or a `Sec-WebSocket-*` header).
+    ReservedHeader(String),
+    /// The URL given to a `connect` helper is not a valid `ws://`/`wss://`
+    /// URL (RFC 6455 §3).
+    InvalidUrl(UrlError),
+    /// A `wss://` URL was given to a helper that opens plain TCP; open a
+    /// TLS stream and run the handshake over it.
+    TlsRequired,
+}
+
+impl From<UrlError> for RequestError {
+    fn from(error: UrlError) -> Self {
+        RequestError::InvalidUrl(error)
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::InvalidHost => f.write_str("invalid Host value"),
+            RequestError::InvalidTarget => f.write_str("invalid request target"),
+            RequestError::InvalidProtocol(p) => write!(f, "subprotocol {p:?} is not a token"),
+            RequestError::DuplicateProtocol(p) => write!(f, "subprotocol {p:?} offered twice"),
+            RequestError::InvalidExtension(name) => {
+                write!(f, "extension offer {name:?} has a non-token name or value")
+            }
+            RequestError::InvalidHeader(name) => write!(f, "invalid header {name:?}"),
+            RequestError::ReservedHeader(name) => {
+                write!(f, "header {name:?} is written by the handshake itself")
+            }
+            RequestError::InvalidUrl(error) => write!(f, "invalid URL: {error}"),
+            RequestError::TlsRequired => f.write_str("wss:// needs a TLS stream"),
+        }
+    }
+}
+
+// No `source`: the URL error's text is already part of `Display`, as it
+// was when these were `HandshakeError` variants.
+impl std::error::Error for RequestError {}

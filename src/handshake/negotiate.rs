@@ -1,118 +1,111 @@
-//! From a parsed handshake to what the connection will use: the server's
-//! response and the client's verification, with extension negotiation
-//! (permessage-deflate when the `deflate` feature is on) in one place, so
-//! every adapter and every embedding server negotiates the same way.
+//! What the opening handshake settles for the connection, and the
+//! extension negotiation behind it: permessage-deflate (RFC 7692) per
+//! [`Config::deflate`], offered by the client machine, answered by the
+//! server machine and verified by the client machine. Both machines call
+//! into this file, so every adapter and embedder negotiates the same way.
+//! Without the `deflate` feature nothing is offered or accepted.
 
 #[cfg(feature = "deflate")]
-use super::format_extensions;
-use super::{Accept, ClientRequest, HandshakeError, Rejection, Request, Response};
+use super::extensions::format_extensions;
+use super::extensions::ExtensionOffer;
+use super::HandshakeError;
 use crate::config::Config;
-use crate::connection::Negotiated;
 
-/// Server: validates `request` (RFC 6455 §4.2.1), negotiates extensions
-/// (permessage-deflate per [`Config::deflate`], unless `accept.extensions`
-/// is already set, in which case the caller owns extension negotiation),
-/// and returns the final [`Accept`] with the [`Negotiated`] result for
-/// [`crate::Connection::with_negotiated`].
-///
-/// # Errors
-/// The [`Rejection`] to send when the request is not a valid upgrade.
-pub fn negotiate_server(
-    request: &Request,
-    accept: Accept,
-    config: &Config,
-) -> Result<(Accept, Negotiated), Rejection> {
-    request.validate()?;
-    #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
-    let mut accept = accept;
-    #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
-    let mut negotiated = Negotiated {
-        protocol: accept.protocol.clone(),
-        ..Negotiated::default()
-    };
+/// What the opening handshake settled, handed to the connection
+/// ([`crate::Connection::with_negotiated`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Negotiated {
+    /// The subprotocol both ends agreed on (`Sec-WebSocket-Protocol`).
+    pub protocol: Option<String>,
+    /// The permessage-deflate parameters (RFC 7692), if it was negotiated.
     #[cfg(feature = "deflate")]
-    if accept.extensions.is_none() {
-        if let Some(settings) = &config.deflate {
-            // `validate` refused a malformed extensions header already.
-            let offers = request.extensions().unwrap_or_default();
-            if let Some((params, answer)) = crate::deflate::server_negotiate(&offers, settings) {
-                accept.extensions = Some(format_extensions(&[answer]));
-                negotiated.deflate = Some(params);
-            }
+    pub deflate: Option<crate::deflate::DeflateParams>,
+}
+
+/// Server: the `Sec-WebSocket-Extensions` answer to the client's `offers`
+/// and the parameters it agrees to, per [`Config::deflate`]. Declining
+/// every offer is not an error (RFC 7692 §5: the connection goes on
+/// without compression), so this cannot fail.
+pub(crate) fn server_answer(
+    offers: &[ExtensionOffer],
+    config: &Config,
+) -> (Option<String>, Negotiated) {
+    #[cfg(feature = "deflate")]
+    if let Some(settings) = &config.deflate {
+        if let Some((params, answer)) = crate::deflate::server_negotiate(offers, settings) {
+            let negotiated = Negotiated {
+                deflate: Some(params),
+                ..Negotiated::default()
+            };
+            return (Some(format_extensions(&[answer])), negotiated);
         }
     }
     #[cfg(not(feature = "deflate"))]
-    let _ = config;
-    Ok((accept, negotiated))
+    let _ = (offers, config);
+    (None, Negotiated::default())
 }
 
-/// Server: [`negotiate_server`], then the bytes of the `101` response.
-///
-/// # Errors
-/// The [`Rejection`] to send instead.
-pub fn server_response(
-    request: &Request,
-    accept: Accept,
-    config: &Config,
-) -> Result<(Vec<u8>, Negotiated), Rejection> {
-    let (accept, negotiated) = negotiate_server(request, accept, config)?;
-    Ok((request.accept(&accept)?, negotiated))
-}
-
-/// Server: [`negotiate_server`], then the `101` response as header pairs,
-/// for a server whose HTTP stack writes the response (hyper, axum).
-///
-/// # Errors
-/// The [`Rejection`] to send instead.
-pub fn server_response_headers(
-    request: &Request,
-    accept: Accept,
-    config: &Config,
-) -> Result<(Vec<(String, String)>, Negotiated), Rejection> {
-    let (accept, negotiated) = negotiate_server(request, accept, config)?;
-    Ok((request.accept_headers(&accept)?, negotiated))
-}
-
-/// Client: adds the extension offers [`Config`] asks for (a
-/// permessage-deflate offer with `client_max_window_bits`) to `request`,
-/// unless it already offers permessage-deflate.
-pub fn offer_extensions(request: &mut ClientRequest, config: &Config) {
+/// Client: the permessage-deflate offer [`Config::deflate`] asks for, unless
+/// the request already offers permessage-deflate itself (then that offer is
+/// the caller's choice and is sent as it is).
+pub(crate) fn client_offer(offered: &[ExtensionOffer], config: &Config) -> Option<ExtensionOffer> {
     #[cfg(feature = "deflate")]
     if let Some(settings) = &config.deflate {
-        let already = request
-            .extensions
+        let already = offered
             .iter()
             .any(|e| e.name.eq_ignore_ascii_case(crate::deflate::EXTENSION_NAME));
         if !already {
-            request
-                .extensions
-                .push(crate::deflate::client_offer(settings));
+            return Some(crate::deflate::client_offer(settings));
         }
     }
     #[cfg(not(feature = "deflate"))]
-    let _ = (request, config);
+    let _ = (offered, config);
+    None
 }
 
-/// Client: what the server's verified `101` response settled.
-///
-/// # Errors
-/// [`HandshakeError`] if the server's permessage-deflate answer is invalid
-/// for our offer (RFC 7692 §5: the client must fail the connection).
-pub fn negotiate_client(
-    response: &Response,
-    config: &Config,
-) -> Result<Negotiated, HandshakeError> {
-    #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
-    let mut negotiated = Negotiated {
-        protocol: response.protocol().map(str::to_owned),
-        ..Negotiated::default()
-    };
+/// Client: what is needed to check the server's answer once it arrives
+/// (the settings the offer was made from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientNegotiation {
     #[cfg(feature = "deflate")]
-    if let Some(settings) = &config.deflate {
-        negotiated.deflate = crate::deflate::client_negotiate(response.extensions(), settings)
-            .map_err(HandshakeError::Deflate)?;
+    deflate: Option<crate::deflate::DeflateConfig>,
+}
+
+impl ClientNegotiation {
+    pub(crate) fn new(config: &Config) -> Self {
+        #[cfg(not(feature = "deflate"))]
+        let _ = config;
+        ClientNegotiation {
+            #[cfg(feature = "deflate")]
+            deflate: config.deflate.clone(),
+        }
     }
-    #[cfg(not(feature = "deflate"))]
-    let _ = config;
-    Ok(negotiated)
+
+    /// What the server's verified `101` settled, from its selected
+    /// `protocol` and accepted `extensions`.
+    ///
+    /// # Errors
+    /// [`HandshakeError::Deflate`] if the permessage-deflate answer is
+    /// invalid for our offer (RFC 7692 §5: the client must fail the
+    /// connection).
+    pub(crate) fn finish(
+        &self,
+        protocol: Option<&str>,
+        extensions: &[ExtensionOffer],
+    ) -> Result<Negotiated, HandshakeError> {
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut negotiated = Negotiated {
+            protocol: protocol.map(str::to_owned),
+            ..Negotiated::default()
+        };
+        #[cfg(feature = "deflate")]
+        if let Some(settings) = &self.deflate {
+            negotiated.deflate = crate::deflate::client_negotiate(extensions, settings)
+                .map_err(HandshakeError::Deflate)?;
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = extensions;
+        Ok(negotiated)
+    }
 }

@@ -1,16 +1,21 @@
-//! Server side of the opening handshake (RFC 6455 §4.2).
+//! Server side of the opening handshake (RFC 6455 §4.2): a sans-IO machine
+//! that turns the client's bytes into one validated [`UpgradeRequest`] (or
+//! the [`Rejection`] to send), and the one way to accept it.
 
 use base64::Engine as _;
 
-use super::extensions::{parse_extensions, ExtensionOffer, ExtensionParseError};
+use super::extensions::{parse_extensions, ExtensionOffer};
 use super::http::{
-    find_header, is_safe_field_value, is_token, iter_headers, list_contains_token, list_elements,
-    own_headers, parse_head, push_header, trim_ows, HeadError,
+    find_header, header_values, is_safe_field_value, is_token, iter_headers, list_contains_token,
+    list_elements, own_headers, push_header, single_header, trim_ows, Ended, Fields, HeadBuffer,
+    HeadError,
 };
-use super::{accept_key, Limits, Rejection};
+use super::negotiate::{self, Negotiated};
+use super::{accept_key, Rejection};
+use crate::config::Config;
 
-/// Response headers that [`Request::accept`] writes itself; [`Accept::headers`]
-/// may not repeat them.
+/// Response headers that [`UpgradeRequest::accept`] writes itself;
+/// [`Accept::headers`] may not repeat them.
 const RESERVED_RESPONSE_HEADERS: [&str; 5] = [
     "Upgrade",
     "Connection",
@@ -19,42 +24,79 @@ const RESERVED_RESPONSE_HEADERS: [&str; 5] = [
     "Sec-WebSocket-Extensions",
 ];
 
-/// A client's opening handshake request: the request line and header fields
-/// of an HTTP/1.1 `GET`, owned.
+/// A server's opening handshake in progress: collects the client's request
+/// head from the bytes read so far and validates it.
 ///
-/// Build one with [`Request::parse`] from raw bytes, or with
-/// [`Request::from_parts`] when another HTTP stack parsed the request.
+/// ```
+/// use chito::handshake::{Accept, ServerHandshake};
+/// use chito::Config;
+///
+/// let config = Config::default();
+/// let mut handshake = ServerHandshake::new(&config);
+/// let wire = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///              Sec-WebSocket-Version: 13\r\n\r\n";
+/// let (first, rest) = wire.split_at(20);
+/// assert_eq!(handshake.feed(first), Ok(None)); // read more
+/// let request = handshake.feed(rest).unwrap().unwrap();
+/// assert_eq!(request.path(), "/chat");
+/// let accepted = request.accept(Accept::default(), &config).unwrap();
+/// assert!(accepted.response().starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    method: String,
-    target: String,
-    http_minor_version: u8,
-    /// In arrival order, OWS trimmed from values, repeated names kept.
-    headers: Vec<(String, Vec<u8>)>,
+pub struct ServerHandshake {
+    head: HeadBuffer,
+    ended: Ended<Rejection>,
 }
 
-impl Request {
-    /// Parses the request head at the start of `buf`.
+impl ServerHandshake {
+    /// A handshake that accepts a request head of at most
+    /// [`Config::max_handshake_size`] bytes and
+    /// [`Config::max_handshake_headers`] header fields.
+    pub fn new(config: &Config) -> Self {
+        ServerHandshake {
+            head: HeadBuffer::new(config.max_handshake_size, config.max_handshake_headers),
+            ended: Ended::No,
+        }
+    }
+
+    /// Takes the next bytes read from the client, in chunks of any size.
     ///
-    /// * `Ok(None)`: the head is not complete yet; read more and call again
-    ///   with the whole buffer.
-    /// * `Ok(Some((request, consumed)))`: `consumed` is the length of the
-    ///   head including its final empty line. Bytes after it belong to the
-    ///   WebSocket connection (a client may send frames right behind its
-    ///   request) and must be kept.
-    /// * `Err`: a `431` if more than [`Limits::max_headers`] fields arrive,
-    ///   or more than [`Limits::max_head_size`] bytes without the end of the
-    ///   head; a `400` for anything that is not HTTP/1.x syntax.
+    /// * `Ok(None)`: the head is not complete yet; read more and feed them.
+    /// * `Ok(Some(request))`: a complete head that is a valid upgrade
+    ///   (RFC 6455 §4.2.1; see [`UpgradeRequest`] for the checks). Bytes
+    ///   fed after the head already belong to the WebSocket connection (a
+    ///   client may send frames right behind its request): they are kept
+    ///   and come out of [`Accepted::leftover`].
+    /// * `Err(rejection)`: send [`Rejection::to_response`] and close. A
+    ///   `431` (RFC 6585 §5) if more than
+    ///   [`Config::max_handshake_headers`] fields arrive, or more than
+    ///   [`Config::max_handshake_size`] bytes without the end of the head; a
+    ///   `400` for anything that is not HTTP/1.x syntax; otherwise the
+    ///   validation refusals of [`UpgradeRequest`].
     ///
-    /// This only parses; call [`validate`](Self::validate) (or
-    /// [`accept`](Self::accept), which validates) to check the WebSocket
-    /// rules.
-    pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Rejection> {
-        let parsed = parse_head(buf, limits, |window, slots| {
+    /// Only the first `max_handshake_size` bytes are ever parsed, and the
+    /// buffer never holds more than that plus the chunk just fed. Once the
+    /// handshake ended, an error is repeated to later calls; feeding bytes
+    /// after `Ok(Some)` is a bug in the caller (they belong to the
+    /// connection): debug builds panic, release builds ignore them and
+    /// return `Ok(None)`.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<UpgradeRequest>, Rejection> {
+        if let Some(answer) = self.ended.replay() {
+            return answer;
+        }
+        let outcome = self.read(bytes);
+        self.ended.record(&outcome);
+        outcome
+    }
+
+    /// Buffers `bytes`, parses the head once it is complete and validates it.
+    fn read(&mut self, bytes: &[u8]) -> Result<Option<UpgradeRequest>, Rejection> {
+        let parsed = self.head.feed(bytes, |window, slots| {
             let mut request = httparse::Request::new(slots);
             Ok(match request.parse(window)? {
                 httparse::Status::Complete(consumed) => httparse::Status::Complete((
-                    Request {
+                    RequestHead {
                         method: request.method.unwrap_or_default().to_owned(),
                         target: request.path.unwrap_or_default().to_owned(),
                         http_minor_version: request.version.unwrap_or_default(),
@@ -66,7 +108,8 @@ impl Request {
             })
         });
         match parsed {
-            Ok(parsed) => Ok(parsed),
+            Ok(None) => Ok(None),
+            Ok(Some((head, leftover))) => UpgradeRequest::validate(head, leftover).map(Some),
             // RFC 6585 §5: 431 for header fields that are too large, alone
             // or together.
             Err(HeadError::TooLarge) => Err(Rejection::new(431, "request head too large")),
@@ -77,26 +120,79 @@ impl Request {
             )),
         }
     }
+}
 
-    /// Builds a request from parts that another HTTP stack (hyper, axum...)
-    /// already parsed. Header values have surrounding whitespace trimmed.
+/// A parsed request head, not validated yet.
+struct RequestHead {
+    method: String,
+    target: String,
+    http_minor_version: u8,
+    headers: Fields,
+}
+
+/// A client's opening handshake request, validated: an HTTP/1.1 `GET` that
+/// asks for a WebSocket upgrade (RFC 6455 §4.2.1).
+///
+/// There are two ways to get one, and both run the same checks:
+/// [`ServerHandshake::feed`] from raw bytes, or [`from_parts`](Self::from_parts)
+/// when another HTTP stack parsed the request. Whatever holds an
+/// `UpgradeRequest` can accept it: refusals, in the order checked, are
+///
+/// * `400`: method not `GET`; HTTP/1.0; a target that is neither
+///   origin-form nor an absolute `http(s)` URI, or has a fragment;
+///   `Host` missing, empty or repeated; a request body
+///   (`Transfer-Encoding`, or `Content-Length` other than 0); no
+///   `websocket` in `Upgrade`; no `upgrade` in `Connection`;
+/// * `426` with `Sec-WebSocket-Version: 13`: version missing or not 13;
+/// * `400`: `Sec-WebSocket-Key` missing, repeated, or not the base64 of
+///   16 bytes; a `Sec-WebSocket-Protocol` element that is not a token; a
+///   malformed `Sec-WebSocket-Extensions`.
+///
+/// Missing or wrong `Upgrade` is a `400`, not a `426`: RFC 6455 §4.2.2
+/// says a request that is not a valid handshake gets "an appropriate
+/// error code (such as 400 Bad Request)", and reserves `426` (§4.4) for
+/// a version mismatch, where the client can retry with another version.
+/// A `426` (RFC 7231 §6.5.15) would also invite a plain HTTP client to
+/// retry an upgrade it does not speak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    method: String,
+    target: String,
+    http_minor_version: u8,
+    /// In arrival order, OWS trimmed from values, repeated names kept.
+    headers: Fields,
+    /// The `Sec-WebSocket-Key` value, checked to be the base64 of 16 bytes
+    /// (so 24 ASCII characters).
+    key: String,
+    /// Every `Sec-WebSocket-Extensions` offer, parsed once, in order.
+    extensions: Vec<ExtensionOffer>,
+    /// Bytes fed after the head: the start of the WebSocket stream.
+    leftover: Vec<u8>,
+}
+
+impl UpgradeRequest {
+    /// Validates a request that another HTTP stack (hyper, axum...) already
+    /// parsed. Header values have surrounding whitespace trimmed. There are
+    /// no leftover bytes: the HTTP stack keeps whatever followed the head.
     ///
-    /// [`validate`](Self::validate) checks the HTTP/1.1 handshake of
-    /// RFC 6455 §4.2.1 only. An HTTP/2 extended `CONNECT` (RFC 8441) or
-    /// HTTP/3 (RFC 9220) WebSocket stream has method `CONNECT`, a
-    /// `:protocol` pseudo-header and no `Sec-WebSocket-Key`, so it fails
-    /// that check; such servers negotiate with [`protocols`](Self::protocols)
-    /// and [`extensions`](Self::extensions) and answer `200` themselves.
+    /// This checks the HTTP/1.1 handshake of RFC 6455 §4.2.1 only. An
+    /// HTTP/2 extended `CONNECT` (RFC 8441) or HTTP/3 (RFC 9220) WebSocket
+    /// stream has method `CONNECT`, a `:protocol` pseudo-header and no
+    /// `Sec-WebSocket-Key`, so it is refused here; such servers negotiate
+    /// with [`parse_extensions`] and answer `200` themselves.
+    ///
+    /// # Errors
+    /// The [`Rejection`] to answer with; see [`UpgradeRequest`].
     pub fn from_parts<'a, I>(
         method: &str,
         target: &str,
         http_minor_version: u8,
         headers: I,
-    ) -> Request
+    ) -> Result<UpgradeRequest, Rejection>
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
-        Request {
+        let head = RequestHead {
             method: method.to_owned(),
             target: target.to_owned(),
             http_minor_version,
@@ -104,10 +200,116 @@ impl Request {
                 .into_iter()
                 .map(|(name, value)| (name.to_owned(), trim_ows(value).to_vec()))
                 .collect(),
-        }
+        };
+        UpgradeRequest::validate(head, Vec::new())
     }
 
-    /// The request method, e.g. `GET`.
+    /// Checks that `head` is a WebSocket opening handshake (RFC 6455
+    /// §4.2.1), in the order [`UpgradeRequest`] documents, and keeps what
+    /// accepting it needs.
+    fn validate(head: RequestHead, leftover: Vec<u8>) -> Result<UpgradeRequest, Rejection> {
+        let RequestHead {
+            method,
+            target,
+            http_minor_version,
+            headers,
+        } = head;
+        // RFC 6455 §4.2.1 item 1: "An HTTP/1.1 or higher GET request".
+        // Methods are case-sensitive (RFC 7231 §4.1).
+        if method != "GET" {
+            return Err(Rejection::new(400, "WebSocket handshake must use GET"));
+        }
+        if http_minor_version < 1 {
+            return Err(Rejection::new(
+                400,
+                "WebSocket handshake needs HTTP/1.1 or later",
+            ));
+        }
+        // RFC 6455 §4.2.1 item 1: the Request-URI is a /resource name/ or an
+        // absolute HTTP/HTTPS URI containing one; §3: never a fragment.
+        if !is_valid_target(&target) {
+            return Err(Rejection::new(400, "invalid request target"));
+        }
+        // RFC 6455 §4.2.1 item 2 and RFC 7230 §5.4: exactly one Host, with a
+        // value.
+        match single_header(&headers, "Host") {
+            Ok(Some(host)) if !host.is_empty() => {}
+            _ => {
+                return Err(Rejection::new(
+                    400,
+                    "a single non-empty Host header is required",
+                ))
+            }
+        }
+        // The bytes after the head belong to the WebSocket connection, so a
+        // request body would be read as frames: refuse one (RFC 7230 §3.3).
+        let content_length_zero = match single_header(&headers, "Content-Length") {
+            Ok(None) => true,
+            Ok(Some(value)) => value == b"0",
+            Err(()) => false,
+        };
+        if find_header(&headers, "Transfer-Encoding").is_some() || !content_length_zero {
+            return Err(Rejection::new(
+                400,
+                "WebSocket handshake must not have a body",
+            ));
+        }
+        // RFC 6455 §4.2.1 item 3: Upgrade contains "websocket", ASCII
+        // case-insensitive; Upgrade is a comma list (RFC 7230 §6.7).
+        if !list_contains_token(&headers, "Upgrade", "websocket") {
+            return Err(Rejection::new(400, "Upgrade header must contain websocket"));
+        }
+        // RFC 6455 §4.2.1 item 4: Connection contains the token "Upgrade",
+        // ASCII case-insensitive; a list field that may be split over
+        // several headers (RFC 7230 §3.2.2, §6.1).
+        if !list_contains_token(&headers, "Connection", "upgrade") {
+            return Err(Rejection::new(
+                400,
+                "Connection header must contain upgrade",
+            ));
+        }
+        // RFC 6455 §4.2.1 item 6 / §4.2.2 / §4.4: version 13, else 426 with
+        // the versions we support. RFC 7231 §6.5.15: a 426 MUST carry Upgrade.
+        match single_header(&headers, "Sec-WebSocket-Version") {
+            Ok(Some(b"13")) => {}
+            _ => {
+                return Err(Rejection::new(426, "Sec-WebSocket-Version must be 13")
+                    .with_header("Upgrade", "websocket")
+                    .with_header("Sec-WebSocket-Version", "13"))
+            }
+        }
+        // RFC 6455 §4.2.1 item 5: a Sec-WebSocket-Key that is the base64 of
+        // 16 bytes. RFC 6455 §11.3.1: it may appear only once.
+        let key = match single_header(&headers, "Sec-WebSocket-Key") {
+            // Valid base64 is ASCII, so the conversion loses nothing.
+            Ok(Some(key)) if is_valid_key(key) => String::from_utf8_lossy(key).into_owned(),
+            _ => {
+                return Err(Rejection::new(
+                    400,
+                    "Sec-WebSocket-Key must be one base64-encoded 16-byte value",
+                ))
+            }
+        };
+        // RFC 6455 §4.1: subprotocol names are tokens.
+        if !list_elements(&headers, "Sec-WebSocket-Protocol").all(is_token) {
+            return Err(Rejection::new(400, "invalid Sec-WebSocket-Protocol"));
+        }
+        // RFC 6455 §9.1 grammar. Parsed here, once, and kept for
+        // negotiation and for checking what the server accepts.
+        let extensions = parse_extensions(header_values(&headers, "Sec-WebSocket-Extensions"))
+            .map_err(|error| Rejection::new(400, error.to_string()))?;
+        Ok(UpgradeRequest {
+            method,
+            target,
+            http_minor_version,
+            headers,
+            key,
+            extensions,
+            leftover,
+        })
+    }
+
+    /// The request method: always `GET` once validated.
     pub fn method(&self) -> &str {
         &self.method
     }
@@ -179,187 +381,53 @@ impl Request {
 
     /// The subprotocols the client offers, in order: the comma-separated
     /// elements of every `Sec-WebSocket-Protocol` header (RFC 6455 §4.1),
-    /// trimmed, empty elements and non-UTF-8 ones skipped.
+    /// trimmed, empty elements skipped. Each is a token.
     pub fn protocols(&self) -> impl Iterator<Item = &str> {
         list_elements(&self.headers, "Sec-WebSocket-Protocol")
             .filter_map(|element| std::str::from_utf8(element).ok())
     }
 
-    /// The extensions the client offers, parsed from every
+    /// The extensions the client offers, from every
     /// `Sec-WebSocket-Extensions` header (RFC 6455 §9.1), in order.
-    pub fn extensions(&self) -> Result<Vec<ExtensionOffer>, ExtensionParseError> {
-        parse_extensions(self.header_values("Sec-WebSocket-Extensions"))
+    pub fn extensions(&self) -> &[ExtensionOffer] {
+        &self.extensions
     }
 
-    /// The values of every header called `name`.
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
-    }
-
-    /// The single header called `name`; `Err(())` if it appears more than once.
-    fn single_header(&self, name: &str) -> Result<Option<&[u8]>, ()> {
-        let mut values = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice());
-        let first = values.next();
-        match values.next() {
-            Some(_) => Err(()),
-            None => Ok(first),
-        }
-    }
-
-    /// Checks that this is a WebSocket opening handshake (RFC 6455 §4.2.1).
+    /// Accepts the request: the `101 Switching Protocols` response
+    /// (RFC 6455 §4.2.2) and what it settles.
     ///
-    /// Refusals, in the order checked:
-    /// * `400`: method not `GET`; HTTP/1.0; a target that is neither
-    ///   origin-form nor an absolute `http(s)` URI, or has a fragment;
-    ///   `Host` missing, empty or repeated; a request body
-    ///   (`Transfer-Encoding`, or `Content-Length` other than 0); no
-    ///   `websocket` in `Upgrade`; no `upgrade` in `Connection`;
-    /// * `426` with `Sec-WebSocket-Version: 13`: version missing or not 13;
-    /// * `400`: `Sec-WebSocket-Key` missing, repeated, or not the base64 of
-    ///   16 bytes; a `Sec-WebSocket-Protocol` element that is not a token; a
-    ///   malformed `Sec-WebSocket-Extensions`.
+    /// Unless `accept.extensions` is set (then the caller owns extension
+    /// negotiation and [`Negotiated::deflate`] stays `None`),
+    /// permessage-deflate is negotiated from the client's offers per
+    /// [`Config::deflate`] (RFC 7692 §5; declining is not an error).
     ///
-    /// Missing or wrong `Upgrade` is a `400`, not a `426`: RFC 6455 §4.2.2
-    /// says a request that is not a valid handshake gets "an appropriate
-    /// error code (such as 400 Bad Request)", and reserves `426` (§4.4) for
-    /// a version mismatch, where the client can retry with another version.
-    /// A `426` (RFC 7231 §6.5.15) would also invite a plain HTTP client to
-    /// retry an upgrade it does not speak.
-    pub fn validate(&self) -> Result<(), Rejection> {
-        // RFC 6455 §4.2.1 item 1: "An HTTP/1.1 or higher GET request".
-        // Methods are case-sensitive (RFC 7231 §4.1).
-        if self.method != "GET" {
-            return Err(Rejection::new(400, "WebSocket handshake must use GET"));
-        }
-        if self.http_minor_version < 1 {
-            return Err(Rejection::new(
-                400,
-                "WebSocket handshake needs HTTP/1.1 or later",
-            ));
-        }
-        // RFC 6455 §4.2.1 item 1: the Request-URI is a /resource name/ or an
-        // absolute HTTP/HTTPS URI containing one; §3: never a fragment.
-        if !is_valid_target(&self.target) {
-            return Err(Rejection::new(400, "invalid request target"));
-        }
-        // RFC 6455 §4.2.1 item 2 and RFC 7230 §5.4: exactly one Host, with a
-        // value.
-        match self.single_header("Host") {
-            Ok(Some(host)) if !host.is_empty() => {}
-            _ => {
-                return Err(Rejection::new(
-                    400,
-                    "a single non-empty Host header is required",
-                ))
-            }
-        }
-        // The bytes after the head belong to the WebSocket connection, so a
-        // request body would be read as frames: refuse one (RFC 7230 §3.3).
-        let content_length_zero = match self.single_header("Content-Length") {
-            Ok(None) => true,
-            Ok(Some(value)) => value == b"0",
-            Err(()) => false,
-        };
-        if self.header("Transfer-Encoding").is_some() || !content_length_zero {
-            return Err(Rejection::new(
-                400,
-                "WebSocket handshake must not have a body",
-            ));
-        }
-        // RFC 6455 §4.2.1 item 3: Upgrade contains "websocket", ASCII
-        // case-insensitive; Upgrade is a comma list (RFC 7230 §6.7).
-        if !list_contains_token(&self.headers, "Upgrade", "websocket") {
-            return Err(Rejection::new(400, "Upgrade header must contain websocket"));
-        }
-        // RFC 6455 §4.2.1 item 4: Connection contains the token "Upgrade",
-        // ASCII case-insensitive; a list field that may be split over
-        // several headers (RFC 7230 §3.2.2, §6.1).
-        if !list_contains_token(&self.headers, "Connection", "upgrade") {
-            return Err(Rejection::new(
-                400,
-                "Connection header must contain upgrade",
-            ));
-        }
-        // RFC 6455 §4.2.1 item 6 / §4.2.2 / §4.4: version 13, else 426 with
-        // the versions we support. RFC 7231 §6.5.15: a 426 MUST carry Upgrade.
-        match self.single_header("Sec-WebSocket-Version") {
-            Ok(Some(b"13")) => {}
-            _ => {
-                return Err(Rejection::new(426, "Sec-WebSocket-Version must be 13")
-                    .with_header("Upgrade", "websocket")
-                    .with_header("Sec-WebSocket-Version", "13"))
-            }
-        }
-        // RFC 6455 §4.2.1 item 5: a Sec-WebSocket-Key that is the base64 of
-        // 16 bytes. RFC 6455 §11.3.1: it may appear only once.
-        match self.single_header("Sec-WebSocket-Key") {
-            Ok(Some(key)) if is_valid_key(key) => {}
-            _ => {
-                return Err(Rejection::new(
-                    400,
-                    "Sec-WebSocket-Key must be one base64-encoded 16-byte value",
-                ))
-            }
-        }
-        // RFC 6455 §4.1: subprotocol names are tokens.
-        if !list_elements(&self.headers, "Sec-WebSocket-Protocol").all(is_token) {
-            return Err(Rejection::new(400, "invalid Sec-WebSocket-Protocol"));
-        }
-        // RFC 6455 §9.1 grammar.
-        if let Err(error) = self.extensions() {
-            return Err(Rejection::new(400, error.to_string()));
-        }
-        Ok(())
-    }
-
-    /// The `101 Switching Protocols` response (RFC 6455 §4.2.2) as bytes to
-    /// write, after [`validate`](Self::validate).
+    /// The response's fields are `Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Accept`, then `Sec-WebSocket-Protocol` and
+    /// `Sec-WebSocket-Extensions` if chosen, then [`Accept::headers`].
     ///
-    /// The headers are those of [`accept_headers`](Self::accept_headers).
-    /// The response is complete: WebSocket frames may follow it right away.
-    pub fn accept(&self, accept: &Accept) -> Result<Vec<u8>, Rejection> {
-        let headers = self.accept_headers(accept)?;
-        let mut response = Vec::with_capacity(256);
-        response.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-        for (name, value) in &headers {
-            push_header(&mut response, name, value);
-        }
-        response.extend_from_slice(b"\r\n");
-        Ok(response)
-    }
-
-    /// The header fields of the `101` response, for a server that writes
-    /// its own response: `Upgrade`, `Connection`, `Sec-WebSocket-Accept`,
-    /// then `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` if
-    /// chosen, then [`Accept::headers`].
-    ///
-    /// Errors:
-    /// * the request's own refusal from [`validate`](Self::validate);
-    /// * a `500` if `accept` is wrong, a bug in the server rather than in
-    ///   the client: a protocol the client did not offer (RFC 6455 §4.2.2
-    ///   /subprotocol/), an extensions value that is malformed or names an
-    ///   extension the client did not offer (RFC 6455 §9.1), or an extra
-    ///   header that is not a token name with a CR/LF-free value
-    ///   (header injection) or repeats one of the five headers above.
-    pub fn accept_headers(&self, accept: &Accept) -> Result<Vec<(String, String)>, Rejection> {
-        self.validate()?;
-        let key = self
-            .header("Sec-WebSocket-Key")
-            .ok_or_else(|| Rejection::new(400, "Sec-WebSocket-Key missing"))?;
-        let mut headers = Vec::with_capacity(5 + accept.headers.len());
+    /// # Errors
+    /// A `500` if `accept` is wrong, a bug in the server rather than in the
+    /// client: a protocol the client did not offer (RFC 6455 §4.2.2
+    /// /subprotocol/), an extensions value that is malformed or names an
+    /// extension the client did not offer (RFC 6455 §9.1), or an extra
+    /// header that is not a token name with a CR/LF-free value (header
+    /// injection) or repeats one of the five headers above.
+    pub fn accept(self, accept: Accept, config: &Config) -> Result<Accepted, Rejection> {
+        let Accept {
+            protocol,
+            extensions,
+            headers: extra,
+        } = accept;
+        let mut headers = Vec::with_capacity(5 + extra.len());
         headers.push(("Upgrade".to_owned(), "websocket".to_owned()));
         headers.push(("Connection".to_owned(), "Upgrade".to_owned()));
         // RFC 6455 §4.2.2 item 5.4.
-        headers.push(("Sec-WebSocket-Accept".to_owned(), accept_key(key)));
+        headers.push((
+            "Sec-WebSocket-Accept".to_owned(),
+            accept_key(self.key.as_bytes()),
+        ));
 
-        if let Some(protocol) = &accept.protocol {
+        if let Some(protocol) = &protocol {
             // RFC 6455 §4.2.2 /subprotocol/: one of the values the client
             // sent, echoed exactly.
             if !self.protocols().any(|offered| offered == protocol) {
@@ -371,42 +439,62 @@ impl Request {
             headers.push(("Sec-WebSocket-Protocol".to_owned(), protocol.clone()));
         }
 
-        if let Some(extensions) = &accept.extensions {
-            // RFC 6455 §9.1: the server may only accept extensions the
-            // client offered. Parsing also rules out CR/LF.
-            let offered = self.extensions().unwrap_or_default();
-            let accepted = parse_extensions([extensions.as_bytes()]).map_err(|_| {
-                Rejection::new(500, "server produced a malformed Sec-WebSocket-Extensions")
-            })?;
-            if !accepted.iter().all(|ext| {
-                offered
-                    .iter()
-                    .any(|offer| offer.name.eq_ignore_ascii_case(&ext.name))
-            }) {
-                return Err(Rejection::new(
-                    500,
-                    "server accepted an extension the client did not offer",
-                ));
+        let (extensions, mut negotiated) = match extensions {
+            Some(value) => {
+                self.check_accepted_extensions(&value)?;
+                (Some(value), Negotiated::default())
             }
-            headers.push(("Sec-WebSocket-Extensions".to_owned(), extensions.clone()));
+            // Our own answer is built from a parsed offer, so it needs no
+            // checking against the offers.
+            None => negotiate::server_answer(&self.extensions, config),
+        };
+        negotiated.protocol = protocol;
+        if let Some(extensions) = extensions {
+            headers.push(("Sec-WebSocket-Extensions".to_owned(), extensions));
         }
 
-        for (name, value) in &accept.headers {
+        for (name, value) in extra {
             if !is_token(name.as_bytes()) || !is_safe_field_value(value.as_bytes()) {
                 return Err(Rejection::new(500, "invalid extra response header"));
             }
             if RESERVED_RESPONSE_HEADERS
                 .iter()
-                .any(|reserved| reserved.eq_ignore_ascii_case(name))
+                .any(|reserved| reserved.eq_ignore_ascii_case(&name))
             {
                 return Err(Rejection::new(
                     500,
                     "extra response header repeats a handshake header",
                 ));
             }
-            headers.push((name.clone(), value.clone()));
+            headers.push((name, value));
         }
-        Ok(headers)
+        Ok(Accepted {
+            headers,
+            negotiated,
+            leftover: self.leftover,
+        })
+    }
+
+    /// RFC 6455 §9.1: the server may only accept extensions the client
+    /// offered (names match case-insensitively, as tokens do). Parsing the
+    /// value also rules out CR/LF.
+    fn check_accepted_extensions(&self, value: &str) -> Result<(), Rejection> {
+        let accepted = parse_extensions([value.as_bytes()]).map_err(|_| {
+            Rejection::new(500, "server produced a malformed Sec-WebSocket-Extensions")
+        })?;
+        let all_offered = accepted.iter().all(|ext| {
+            self.extensions
+                .iter()
+                .any(|offer| offer.name.eq_ignore_ascii_case(&ext.name))
+        });
+        if all_offered {
+            Ok(())
+        } else {
+            Err(Rejection::new(
+                500,
+                "server accepted an extension the client did not offer",
+            ))
+        }
     }
 }
 
@@ -433,17 +521,18 @@ fn is_valid_key(key: &[u8]) -> bool {
 }
 
 /// The server's side of a successful negotiation, given to
-/// [`Request::accept`].
+/// [`UpgradeRequest::accept`].
 ///
-/// `Accept::default()` accepts without subprotocol or extensions.
+/// `Accept::default()` accepts without subprotocol, with the extensions
+/// [`Config::deflate`] negotiates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accept {
     /// The chosen subprotocol; must be one the client offered
-    /// ([`Request::protocols`]).
+    /// ([`UpgradeRequest::protocols`]).
     pub protocol: Option<String>,
     /// The `Sec-WebSocket-Extensions` response value, already negotiated
-    /// (e.g. by a permessage-deflate module); may only name extensions the
-    /// client offered.
+    /// by the caller; may only name extensions the client offered. `None`
+    /// lets [`UpgradeRequest::accept`] negotiate permessage-deflate.
     pub extensions: Option<String>,
     /// Extra response headers (`Set-Cookie`...). Names must be tokens and
     /// values free of CR, LF and other control characters.
@@ -470,6 +559,52 @@ impl Accept {
     }
 }
 
+/// An accepted opening handshake: the `101` to send, what it settled for
+/// the connection, and the bytes that followed the request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    headers: Vec<(String, String)>,
+    negotiated: Negotiated,
+    leftover: Vec<u8>,
+}
+
+impl Accepted {
+    /// The complete `HTTP/1.1 101 Switching Protocols` response
+    /// (RFC 6455 §4.2.2) with the fields of [`headers`](Self::headers).
+    /// WebSocket frames may follow it right away.
+    pub fn response(&self) -> Vec<u8> {
+        let mut response = Vec::with_capacity(256);
+        response.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+        for (name, value) in &self.headers {
+            push_header(&mut response, name, value);
+        }
+        response.extend_from_slice(b"\r\n");
+        response
+    }
+
+    /// The `101` response's header fields, in order, for an HTTP stack that
+    /// writes its own response (hyper, axum). All are checked to be
+    /// token names with CR/LF-free values.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+
+    /// What the handshake settled, for
+    /// [`Connection::with_negotiated`](crate::Connection::with_negotiated).
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// The bytes fed after the request head: the start of the WebSocket
+    /// stream, to be handed to the connection. Empty for a request built
+    /// with [`UpgradeRequest::from_parts`].
+    pub fn leftover(&self) -> &[u8] {
+        &self.leftover
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,11 +626,58 @@ mod tests {
         )
     }
 
-    fn parse(head: &str) -> Request {
-        let (request, consumed) = Request::parse(head.as_bytes(), &Limits::default())
+    /// A config with the given head limits.
+    fn limits(max_size: usize, max_headers: usize) -> Config {
+        Config {
+            max_handshake_size: max_size,
+            max_handshake_headers: max_headers,
+            ..Config::default()
+        }
+    }
+
+    /// A fresh handshake fed `bytes` in one piece.
+    fn feed(bytes: &[u8], config: &Config) -> Result<Option<UpgradeRequest>, Rejection> {
+        ServerHandshake::new(config).feed(bytes)
+    }
+
+    /// A fresh handshake fed `bytes` in chunks of the given sizes (the
+    /// rest in one piece once they run out) until an outcome. A request's
+    /// leftover then also holds the bytes not fed yet: a caller hands both
+    /// to the connection.
+    fn feed_chunked(
+        bytes: &[u8],
+        sizes: impl IntoIterator<Item = usize>,
+        config: &Config,
+    ) -> Result<Option<UpgradeRequest>, Rejection> {
+        let mut handshake = ServerHandshake::new(config);
+        let mut sizes = sizes.into_iter();
+        let mut rest = bytes;
+        loop {
+            let n = sizes.next().unwrap_or(rest.len()).min(rest.len());
+            let (chunk, after) = rest.split_at(n);
+            rest = after;
+            match handshake.feed(chunk) {
+                Ok(None) if !rest.is_empty() => {}
+                Ok(Some(mut request)) => {
+                    request.leftover.extend_from_slice(rest);
+                    return Ok(Some(request));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`feed_chunked`] one byte at a time.
+    fn feed_bytewise(bytes: &[u8], config: &Config) -> Result<Option<UpgradeRequest>, Rejection> {
+        feed_chunked(bytes, std::iter::repeat(1), config)
+    }
+
+    /// The valid request in `head`, which must be exactly one complete head.
+    fn parse(head: &str) -> UpgradeRequest {
+        let request = feed(head.as_bytes(), &Config::default())
             .unwrap()
             .expect("complete head");
-        assert_eq!(consumed, head.len());
+        assert!(request.leftover.is_empty());
         request
     }
 
@@ -513,14 +695,18 @@ mod tests {
         out
     }
 
+    /// The refusal of a complete head.
     fn refusal(head: &str) -> Rejection {
-        parse(head).validate().unwrap_err()
+        feed(head.as_bytes(), &Config::default()).unwrap_err()
+    }
+
+    fn accept(request: &UpgradeRequest, accept: Accept) -> Result<Accepted, Rejection> {
+        request.clone().accept(accept, &Config::default())
     }
 
     #[test]
     fn valid_request_is_accepted() {
         let request = parse(&valid_head());
-        request.validate().unwrap();
         assert_eq!(request.method(), "GET");
         assert_eq!(request.target(), "/chat?room=1");
         assert_eq!(request.path(), "/chat");
@@ -533,16 +719,18 @@ mod tests {
             request.protocols().collect::<Vec<_>>(),
             ["chat", "superchat"]
         );
-        assert_eq!(request.extensions().unwrap(), vec![]);
+        assert_eq!(request.extensions(), &[] as &[ExtensionOffer]);
     }
 
     #[test]
     fn accept_writes_rfc_sample_response() {
-        let response = parse(&valid_head())
-            .accept(&Accept::default().with_protocol("chat"))
-            .unwrap();
+        let accepted = accept(
+            &parse(&valid_head()),
+            Accept::default().with_protocol("chat"),
+        )
+        .unwrap();
         assert_eq!(
-            String::from_utf8(response).unwrap(),
+            String::from_utf8(accepted.response()).unwrap(),
             "HTTP/1.1 101 Switching Protocols\r\n\
              Upgrade: websocket\r\n\
              Connection: Upgrade\r\n\
@@ -550,6 +738,8 @@ mod tests {
              Sec-WebSocket-Protocol: chat\r\n\
              \r\n"
         );
+        assert_eq!(accepted.negotiated().protocol.as_deref(), Some("chat"));
+        assert!(accepted.leftover().is_empty());
     }
 
     #[test]
@@ -558,11 +748,11 @@ mod tests {
             "Sec-WebSocket-Version",
             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
         );
-        let accept = Accept::default()
+        let accept_value = Accept::default()
             .with_extensions("permessage-deflate")
             .with_header("Set-Cookie", "a=b");
-        let headers = parse(&head).accept_headers(&accept).unwrap();
-        let names: Vec<_> = headers.iter().map(|(n, _)| n.as_str()).collect();
+        let accepted = accept(&parse(&head), accept_value).unwrap();
+        let names: Vec<_> = accepted.headers().map(|(n, _)| n).collect();
         assert_eq!(
             names,
             [
@@ -573,6 +763,8 @@ mod tests {
                 "Set-Cookie"
             ]
         );
+        // The caller answered the extensions itself: nothing negotiated here.
+        assert_eq!(accepted.negotiated(), &Negotiated::default());
     }
 
     #[test]
@@ -580,13 +772,13 @@ mod tests {
         let head = valid_head()
             .replace("Upgrade: websocket", "upgrade: WebSocket")
             .replace("Connection: Upgrade", "connection: keep-alive, UPGRADE");
-        parse(&head).validate().unwrap();
+        parse(&head);
     }
 
     #[test]
     fn upgrade_list_containing_websocket_is_accepted() {
         let head = valid_head().replace("Upgrade: websocket", "Upgrade: h2c, websocket");
-        parse(&head).validate().unwrap();
+        parse(&head);
     }
 
     #[test]
@@ -595,7 +787,7 @@ mod tests {
             "Connection",
             "Connection: keep-alive\r\nConnection: Upgrade\r\n",
         );
-        parse(&head).validate().unwrap();
+        parse(&head);
     }
 
     #[test]
@@ -709,7 +901,7 @@ mod tests {
             "Sec-WebSocket-Key",
             &format!("Sec-WebSocket-Key:   {KEY}\t\r\n"),
         );
-        parse(&head).validate().unwrap();
+        parse(&head);
     }
 
     #[test]
@@ -719,19 +911,17 @@ mod tests {
         let te = with_header("Host", "Host: a\r\nTransfer-Encoding: chunked\r\n");
         assert_eq!(refusal(&te).status(), 400);
         let zero = with_header("Host", "Host: a\r\nContent-Length: 0\r\n");
-        parse(&zero).validate().unwrap();
+        parse(&zero);
     }
 
     #[test]
     fn targets() {
         let absolute = valid_head().replace("/chat?room=1", "http://example.com/chat?room=1");
         let request = parse(&absolute);
-        request.validate().unwrap();
         assert_eq!(request.path(), "/chat");
         assert_eq!(request.query(), Some("room=1"));
 
         let bare = parse(&valid_head().replace("/chat?room=1", "https://example.com"));
-        bare.validate().unwrap();
         assert_eq!((bare.path(), bare.query()), ("/", None));
 
         for target in ["*", "chat", "ftp://example.com/", "/chat#frag"] {
@@ -760,19 +950,23 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
             "\0\0\0\r\n\r\n",
         ] {
-            let rejection = Request::parse(head.as_bytes(), &Limits::default()).unwrap_err();
+            let rejection = feed(head.as_bytes(), &Config::default()).unwrap_err();
             assert_eq!(rejection.status(), 400, "{head:?}");
+            let bytewise = feed_bytewise(head.as_bytes(), &Config::default());
+            assert!(
+                matches!(&bytewise, Err(r) if r.status() == 400),
+                "{head:?}: {bytewise:?}"
+            );
         }
     }
 
     #[test]
     fn too_many_headers_is_431() {
-        let mut limits = Limits::default().with_max_headers(6);
-        assert!(Request::parse(valid_head().as_bytes(), &limits)
+        let head = valid_head();
+        assert!(feed(head.as_bytes(), &limits(16 << 10, 6))
             .unwrap()
             .is_some());
-        limits = limits.with_max_headers(5);
-        let rejection = Request::parse(valid_head().as_bytes(), &limits).unwrap_err();
+        let rejection = feed(head.as_bytes(), &limits(16 << 10, 5)).unwrap_err();
         assert_eq!(rejection.status(), 431);
     }
 
@@ -780,39 +974,45 @@ mod tests {
     fn more_headers_than_the_stack_holds() {
         let extra: String = (0..100).map(|i| format!("X-{i}: {i}\r\n")).collect();
         let head = with_header("Host", &format!("Host: a\r\n{extra}"));
-        let mut limits = Limits::default();
         assert_eq!(
-            Request::parse(head.as_bytes(), &limits)
+            feed(head.as_bytes(), &Config::default())
                 .unwrap_err()
                 .status(),
             431
         );
-        limits = limits.with_max_headers(200);
-        let (request, _) = Request::parse(head.as_bytes(), &limits).unwrap().unwrap();
-        request.validate().unwrap();
+        let request = feed(head.as_bytes(), &limits(16 << 10, 200))
+            .unwrap()
+            .unwrap();
         assert_eq!(request.header("X-99"), Some(&b"99"[..]));
     }
 
     #[test]
     fn head_too_large_while_partial_is_431() {
-        let limits = Limits::default().with_max_head_size(64);
+        let config = limits(64, 64);
         let partial = format!("GET / HTTP/1.1\r\nX-Filler: {}", "a".repeat(60));
-        let rejection = Request::parse(partial.as_bytes(), &limits).unwrap_err();
+        let rejection = feed(partial.as_bytes(), &config).unwrap_err();
         assert_eq!(rejection.status(), 431);
         // At the limit it is still only incomplete.
-        assert_eq!(Request::parse(&partial.as_bytes()[..64], &limits), Ok(None));
+        assert_eq!(feed(&partial.as_bytes()[..64], &config), Ok(None));
+        // Fed byte by byte, the byte past the limit is the one refused.
+        let mut handshake = ServerHandshake::new(&config);
+        for byte in &partial.as_bytes()[..64] {
+            assert_eq!(handshake.feed(std::slice::from_ref(byte)), Ok(None));
+        }
+        assert_eq!(handshake.feed(b"a").unwrap_err().status(), 431);
     }
 
     #[test]
     fn head_of_exactly_max_size_followed_by_frames_is_accepted() {
         let head = valid_head();
-        let mut limits = Limits::default().with_max_head_size(head.len());
+        let frames = [0x81, 0x85, 1, 2, 3, 4, 5, 6, 7, 8, 9];
         let mut buf = head.clone().into_bytes();
-        buf.extend_from_slice(&[0x81, 0x85, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        let (_, consumed) = Request::parse(&buf, &limits).unwrap().unwrap();
-        assert_eq!(consumed, head.len());
-        limits = limits.with_max_head_size(head.len() - 1);
-        assert_eq!(Request::parse(&buf, &limits).unwrap_err().status(), 431);
+        buf.extend_from_slice(&frames);
+        let request = feed(&buf, &limits(head.len(), 64)).unwrap().unwrap();
+        assert_eq!(buf.len() - request.leftover.len(), head.len());
+        assert_eq!(request.leftover, frames);
+        let refused = feed(&buf, &limits(head.len() - 1, 64)).unwrap_err();
+        assert_eq!(refused.status(), 431);
     }
 
     #[test]
@@ -820,42 +1020,44 @@ mod tests {
         let head = valid_head();
         for end in 0..head.len() {
             assert_eq!(
-                Request::parse(&head.as_bytes()[..end], &Limits::default()),
+                feed(&head.as_bytes()[..end], &Config::default()),
                 Ok(None),
                 "split at {end}"
             );
         }
+        // The same machine fed one byte at a time needs more until the last.
+        assert_eq!(
+            feed_bytewise(head.as_bytes(), &Config::default()),
+            Ok(Some(parse(&head)))
+        );
     }
 
     #[test]
     fn bytes_after_the_head_are_not_consumed() {
         let head = valid_head();
+        let trailing = b"\x81\x80\0\0\0\0GET / HTTP/1.1\r\n\r\n";
         let mut buf = head.clone().into_bytes();
-        buf.extend_from_slice(b"\x81\x80\0\0\0\0GET / HTTP/1.1\r\n\r\n");
-        let (_, consumed) = Request::parse(&buf, &Limits::default()).unwrap().unwrap();
-        assert_eq!(consumed, head.len());
-        assert_eq!(&buf[consumed..consumed + 2], b"\x81\x80");
+        buf.extend_from_slice(trailing);
+        let request = feed(&buf, &Config::default()).unwrap().unwrap();
+        assert_eq!(buf.len() - request.leftover.len(), head.len());
+        assert_eq!(&request.leftover[..2], b"\x81\x80");
+        let accepted = request
+            .accept(Accept::default(), &Config::default())
+            .unwrap();
+        assert_eq!(accepted.leftover(), trailing);
     }
 
     #[test]
     fn selected_protocol_must_have_been_offered() {
         let request = parse(&valid_head());
-        request
-            .accept(&Accept::default().with_protocol("superchat"))
-            .unwrap();
-        let rejection = request
-            .accept(&Accept::default().with_protocol("other"))
-            .unwrap_err();
+        accept(&request, Accept::default().with_protocol("superchat")).unwrap();
+        let rejection = accept(&request, Accept::default().with_protocol("other")).unwrap_err();
         assert_eq!(rejection.status(), 500);
         // Case-sensitive, exact match.
-        assert!(request
-            .accept(&Accept::default().with_protocol("Chat"))
-            .is_err());
+        assert!(accept(&request, Accept::default().with_protocol("Chat")).is_err());
         let no_offer = parse(&with_header("Sec-WebSocket-Protocol", ""));
         assert_eq!(no_offer.protocols().count(), 0);
-        assert!(no_offer
-            .accept(&Accept::default().with_protocol("chat"))
-            .is_err());
+        assert!(accept(&no_offer, Accept::default().with_protocol("chat")).is_err());
     }
 
     #[test]
@@ -876,20 +1078,19 @@ mod tests {
             "Sec-WebSocket-Protocol",
             "Sec-WebSocket-Extensions: permessage-deflate\r\n",
         ));
-        let rejection = request
-            .accept(&Accept::default().with_extensions("x-other"))
-            .unwrap_err();
+        let rejection = accept(&request, Accept::default().with_extensions("x-other")).unwrap_err();
         assert_eq!(rejection.status(), 500);
-        let malformed = request
-            .accept(&Accept::default().with_extensions("permessage-deflate\r\nX: y"))
-            .unwrap_err();
+        let malformed = accept(
+            &request,
+            Accept::default().with_extensions("permessage-deflate\r\nX: y"),
+        )
+        .unwrap_err();
         assert_eq!(malformed.status(), 500);
-        request
-            .accept(
-                &Accept::default()
-                    .with_extensions("permessage-deflate; server_no_context_takeover"),
-            )
-            .unwrap();
+        accept(
+            &request,
+            Accept::default().with_extensions("permessage-deflate; server_no_context_takeover"),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -905,24 +1106,21 @@ mod tests {
             ("Sec-WebSocket-Accept", "forged"),
             ("connection", "close"),
         ] {
-            let rejection = request
-                .accept(&Accept::default().with_header(name, value))
-                .unwrap_err();
+            let rejection =
+                accept(&request, Accept::default().with_header(name, value)).unwrap_err();
             assert_eq!(rejection.status(), 500, "{name:?}: {value:?}");
         }
-        let rejection = request
-            .accept(&Accept::default().with_protocol("chat\r\nX: y"))
-            .unwrap_err();
+        let rejection =
+            accept(&request, Accept::default().with_protocol("chat\r\nX: y")).unwrap_err();
         assert_eq!(rejection.status(), 500);
     }
 
     #[test]
     fn accept_refuses_invalid_request() {
-        let request = parse(&valid_head().replace("GET ", "PUT "));
-        assert_eq!(
-            request.accept(&Accept::default()).unwrap_err().status(),
-            400
-        );
+        // An invalid request never becomes an `UpgradeRequest`, so it can
+        // never be accepted: the refusal comes from `feed`.
+        let rejection = refusal(&valid_head().replace("GET ", "PUT "));
+        assert_eq!(rejection.status(), 400);
     }
 
     #[test]
@@ -935,29 +1133,29 @@ mod tests {
             ("sec-websocket-version", b" 13 "),
             ("sec-websocket-key", key),
         ];
-        let request = Request::from_parts("GET", "/ws", 1, headers);
-        let headers = request.accept_headers(&Accept::default()).unwrap();
+        let request = UpgradeRequest::from_parts("GET", "/ws", 1, headers).unwrap();
+        let accepted = request
+            .accept(Accept::default(), &Config::default())
+            .unwrap();
         assert_eq!(
-            headers[2],
-            (
-                "Sec-WebSocket-Accept".to_owned(),
-                "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".to_owned()
-            )
+            accepted.headers().nth(2),
+            Some(("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
         );
+        assert!(accepted.leftover().is_empty());
         // RFC 8441 extended CONNECT is not an HTTP/1.1 handshake.
-        let connect = Request::from_parts("CONNECT", "/ws", 0, [("host", &b"example.com"[..])]);
-        assert_eq!(connect.validate().unwrap_err().status(), 400);
+        let connect =
+            UpgradeRequest::from_parts("CONNECT", "/ws", 0, [("host", &b"example.com"[..])]);
+        assert_eq!(connect.unwrap_err().status(), 400);
     }
 
     proptest! {
         #[test]
         fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let limits = Limits::default().with_max_head_size(256);
-            if let Ok(Some((request, consumed))) = Request::parse(&bytes, &limits) {
-                prop_assert!(consumed <= bytes.len());
-                let _ = request.validate();
-                let _ = request.accept(&Accept::default());
+            let config = limits(256, 64);
+            if let Ok(Some(request)) = feed(&bytes, &config) {
+                prop_assert!(request.leftover.len() <= bytes.len());
                 let _ = (request.path(), request.query(), request.extensions());
+                let _ = request.accept(Accept::default(), &config);
             }
         }
 
@@ -973,12 +1171,12 @@ mod tests {
                 }
             }
             bytes.truncate(cut);
-            if let Ok(Some((request, consumed))) = Request::parse(&bytes, &Limits::default()) {
-                prop_assert!(consumed <= bytes.len());
-                if let Ok(response) = request.accept(&Accept::default()) {
-                    prop_assert!(response.ends_with(b"\r\n\r\n"));
-                }
+            if let Ok(Some(request)) = feed(&bytes, &Config::default()) {
+                prop_assert!(request.leftover.len() <= bytes.len());
                 let _ = (request.path(), request.query(), request.extensions());
+                if let Ok(accepted) = request.accept(Accept::default(), &Config::default()) {
+                    prop_assert!(accepted.response().ends_with(b"\r\n\r\n"));
+                }
             }
         }
     }
