@@ -502,6 +502,7 @@ impl Connected {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handshake::http::feed_in_chunks;
     use crate::handshake::{Accept, ServerHandshake};
     use proptest::prelude::*;
 
@@ -555,6 +556,22 @@ mod tests {
             .expect("complete head");
         assert!(connected.leftover().is_empty());
         Ok(connected.into_response())
+    }
+
+    /// `handshake` fed `bytes` in chunks of the given sizes (the rest in one
+    /// piece once they run out) until an outcome; the leftover of a success
+    /// also holds the bytes not fed yet, as a caller hands both on.
+    fn feed_chunked(
+        mut handshake: ClientHandshake,
+        bytes: &[u8],
+        sizes: impl IntoIterator<Item = usize>,
+    ) -> Result<Option<(UpgradeResponse, Negotiated, Vec<u8>)>, HandshakeError> {
+        let outcome = feed_in_chunks(bytes, sizes, |chunk| handshake.feed(chunk))?;
+        Ok(outcome.map(|(connected, unfed)| {
+            let leftover = [connected.leftover(), unfed].concat();
+            let negotiated = connected.negotiated().clone();
+            (connected.into_response(), negotiated, leftover)
+        }))
     }
 
     #[test]
@@ -672,6 +689,54 @@ mod tests {
         }
         let connected = handshake.feed(&[*last]).unwrap().unwrap();
         assert_eq!(connected.into_response(), check(&head).unwrap());
+    }
+
+    #[test]
+    fn byte_at_a_time_gives_the_same_response_and_leftover() {
+        let mut wire = response("Sec-WebSocket-Protocol: superchat\r\n").into_bytes();
+        let frames = b"\x81\x05hello\x89\x00\x88\x02\x03\xe8";
+        wire.extend_from_slice(frames);
+        let whole = feed_chunked(sample_handshake(), &wire, [])
+            .unwrap()
+            .unwrap();
+        let bytewise = feed_chunked(sample_handshake(), &wire, std::iter::repeat(1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(bytewise, whole);
+        assert_eq!(whole.2, frames);
+        assert_eq!(whole.1.protocol.as_deref(), Some("superchat"));
+        // All of the head but its last byte, then that byte with the start
+        // of the frames: the frames fed with it are kept.
+        let head_len = wire.len() - frames.len();
+        let mut handshake = sample_handshake();
+        assert_eq!(handshake.feed(&wire[..head_len - 1]), Ok(None));
+        let connected = handshake
+            .feed(&wire[head_len - 1..head_len + 3])
+            .unwrap()
+            .unwrap();
+        assert_eq!(connected.leftover(), &frames[..3]);
+    }
+
+    #[test]
+    fn buffer_stays_within_the_limit_plus_one_chunk() {
+        let mut config = config();
+        config.max_handshake_size = 512;
+        let (mut handshake, _) =
+            ClientHandshake::with_key(&sample_request(), &config, KEY.to_owned()).unwrap();
+        assert_eq!(handshake.feed(b"HTTP/1.1 101 OK\r\nX-Filler: "), Ok(None));
+        let chunk = [b'a'; 64];
+        let error = loop {
+            match handshake.feed(&chunk) {
+                Ok(None) => assert!(handshake.head.len() <= 512, "{}", handshake.head.len()),
+                Ok(Some(connected)) => panic!("{connected:?}"),
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(error, HandshakeError::HeadTooLarge { limit: 512 });
+        assert!(handshake.head.len() <= 512 + chunk.len());
+        // The failure is repeated, and nothing more is buffered.
+        assert_eq!(handshake.feed(&chunk), Err(error));
+        assert!(handshake.head.len() <= 512 + chunk.len());
     }
 
     #[test]
@@ -940,6 +1005,53 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn deflate_offer_comes_from_the_config() {
+        let default = Config::default();
+        let (_, bytes) =
+            ClientHandshake::with_key(&ClientRequest::new("h", "/"), &default, KEY.to_owned())
+                .unwrap();
+        let offer = crate::deflate::client_offer(default.deflate.as_ref().unwrap());
+        let line = format!("Sec-WebSocket-Extensions: {offer}\r\n");
+        assert!(String::from_utf8(bytes).unwrap().contains(&line));
+        // A request that offers permessage-deflate itself is sent as it is.
+        let (_, own) =
+            ClientHandshake::with_key(&sample_request(), &default, KEY.to_owned()).unwrap();
+        let (_, plain) =
+            ClientHandshake::with_key(&sample_request(), &config(), KEY.to_owned()).unwrap();
+        assert_eq!(own, plain);
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn deflate_answer_is_verified() {
+        let default = Config::default();
+        let handshake = || {
+            ClientHandshake::with_key(&ClientRequest::new("h", "/"), &default, KEY.to_owned())
+                .unwrap()
+                .0
+        };
+        // The default asks for no context takeover both ways.
+        let good = response(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
+        );
+        let connected = handshake().feed(good.as_bytes()).unwrap().unwrap();
+        let params = connected.negotiated().deflate.expect("negotiated");
+        assert!(params.server_no_context_takeover && params.client_no_context_takeover);
+        // RFC 7692 §5: an answer that breaks the offer fails the handshake.
+        let bad = response("Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        assert_eq!(
+            handshake().feed(bad.as_bytes()),
+            Err(HandshakeError::Deflate(
+                crate::deflate::DeflateNegotiationError::MissingServerNoContextTakeover
+            ))
+        );
+        // Declined: no compression, not an error.
+        let declined = handshake().feed(response("").as_bytes()).unwrap().unwrap();
+        assert_eq!(declined.negotiated(), &Negotiated::default());
+    }
+
     proptest! {
         #[test]
         fn parse_response_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -965,6 +1077,32 @@ mod tests {
             }
             bytes.truncate(cut);
             let _ = sample_handshake().feed(&bytes);
+        }
+
+        #[test]
+        fn any_chunking_gives_the_same_outcome(
+            edits in prop::collection::vec((0usize..200, any::<u8>()), 0..3),
+            trailing in prop::collection::vec(any::<u8>(), 0..20),
+            cuts in prop::collection::vec(1usize..40, 0..30),
+        ) {
+            let mut bytes = response("Sec-WebSocket-Protocol: chat\r\n").into_bytes();
+            for (at, byte) in edits {
+                if let Some(slot) = bytes.get_mut(at) {
+                    *slot = byte;
+                }
+            }
+            bytes.extend_from_slice(&trailing);
+            let whole = feed_chunked(sample_handshake(), &bytes, []);
+            let chunked = feed_chunked(sample_handshake(), &bytes, cuts);
+            match (&whole, &chunked) {
+                // A malformed head may be refused sooner when chunked, with
+                // the parser's message for the earlier point.
+                (
+                    Err(HandshakeError::MalformedResponse(_)),
+                    Err(HandshakeError::MalformedResponse(_)),
+                ) => {}
+                _ => prop_assert_eq!(whole, chunked),
+            }
         }
     }
 }

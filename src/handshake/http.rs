@@ -166,6 +166,12 @@ impl HeadBuffer {
         self.max_headers
     }
 
+    /// How many bytes are buffered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Appends `bytes` and tries `parse` on the head so far.
     ///
     /// `parse` gets the bytes (at most `max_size` of them) and `max_headers`
@@ -244,6 +250,30 @@ impl<E: Clone> Ended<E> {
             Ok(None) => {}
             Ok(Some(_)) => *self = Ended::Succeeded,
             Err(error) => *self = Ended::Failed(error.clone()),
+        }
+    }
+}
+
+/// Test helper: feeds `bytes` to a machine's `feed` in chunks of the given
+/// sizes (the rest in one piece once they run out) until an outcome, and
+/// returns it with the bytes not fed yet (which a caller would hand to the
+/// connection along with the leftover).
+#[cfg(test)]
+pub(crate) fn feed_in_chunks<T, E>(
+    bytes: &[u8],
+    sizes: impl IntoIterator<Item = usize>,
+    mut feed: impl FnMut(&[u8]) -> Result<Option<T>, E>,
+) -> Result<Option<(T, &[u8])>, E> {
+    let mut sizes = sizes.into_iter();
+    let mut rest = bytes;
+    loop {
+        let n = sizes.next().unwrap_or(rest.len()).min(rest.len());
+        let (chunk, after) = rest.split_at(n);
+        rest = after;
+        match feed(chunk)? {
+            None if !rest.is_empty() => {}
+            None => return Ok(None),
+            Some(done) => return Ok(Some((done, rest))),
         }
     }
 }

@@ -608,6 +608,7 @@ impl Accepted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handshake::http::feed_in_chunks;
     use proptest::prelude::*;
 
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -650,21 +651,11 @@ mod tests {
         config: &Config,
     ) -> Result<Option<UpgradeRequest>, Rejection> {
         let mut handshake = ServerHandshake::new(config);
-        let mut sizes = sizes.into_iter();
-        let mut rest = bytes;
-        loop {
-            let n = sizes.next().unwrap_or(rest.len()).min(rest.len());
-            let (chunk, after) = rest.split_at(n);
-            rest = after;
-            match handshake.feed(chunk) {
-                Ok(None) if !rest.is_empty() => {}
-                Ok(Some(mut request)) => {
-                    request.leftover.extend_from_slice(rest);
-                    return Ok(Some(request));
-                }
-                other => return other,
-            }
-        }
+        let outcome = feed_in_chunks(bytes, sizes, |chunk| handshake.feed(chunk))?;
+        Ok(outcome.map(|(mut request, unfed)| {
+            request.leftover.extend_from_slice(unfed);
+            request
+        }))
     }
 
     /// [`feed_chunked`] one byte at a time.
@@ -1048,6 +1039,82 @@ mod tests {
     }
 
     #[test]
+    fn byte_at_a_time_gives_the_same_request_and_leftover() {
+        let mut wire = with_header(
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+        )
+        .into_bytes();
+        let frames = b"\x81\x85\x01\x02\x03\x04hello\x88\x80";
+        wire.extend_from_slice(frames);
+        let config = Config::default();
+        let whole = feed(&wire, &config).unwrap().unwrap();
+        let bytewise = feed_bytewise(&wire, &config).unwrap().unwrap();
+        assert_eq!(bytewise, whole);
+        // Each byte alone: the head ends with the last byte of its
+        // empty line, and that call hands the request out.
+        let head_len = wire.len() - frames.len();
+        let mut handshake = ServerHandshake::new(&config);
+        for byte in &wire[..head_len - 1] {
+            assert_eq!(handshake.feed(std::slice::from_ref(byte)), Ok(None));
+        }
+        let last = handshake
+            .feed(&wire[head_len - 1..head_len])
+            .unwrap()
+            .unwrap();
+        assert!(last.leftover.is_empty());
+        // All of the head but its last byte, then that byte with the start
+        // of the frames: the frames fed with it are kept.
+        let split = feed_chunked(&wire, [head_len - 1, 5], &config)
+            .unwrap()
+            .unwrap();
+        assert_eq!(split, whole);
+        let (a, b) = (
+            whole.accept(Accept::default(), &config).unwrap(),
+            bytewise.accept(Accept::default(), &config).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.leftover(), frames);
+        #[cfg(feature = "deflate")]
+        assert!(a.negotiated().deflate.is_some());
+    }
+
+    #[test]
+    fn buffer_stays_within_the_limit_plus_one_chunk() {
+        let config = limits(1024, 64);
+        let mut handshake = ServerHandshake::new(&config);
+        assert_eq!(handshake.feed(b"GET / HTTP/1.1\r\nX-Filler: "), Ok(None));
+        let chunk = [b'a'; 100];
+        let mut fed = 0;
+        let rejection = loop {
+            match handshake.feed(&chunk) {
+                Ok(None) => {
+                    assert!(handshake.head.len() <= 1024, "{}", handshake.head.len());
+                    fed += chunk.len();
+                    assert!(fed < 2048, "never refused");
+                }
+                Ok(Some(request)) => panic!("{request:?}"),
+                Err(rejection) => break rejection,
+            }
+        };
+        assert_eq!(rejection.status(), 431);
+        assert!(handshake.head.len() <= 1024 + chunk.len());
+        // One huge chunk: held as it came (it may end the head), refused.
+        let mut handshake = ServerHandshake::new(&config);
+        let huge = vec![b'a'; 1 << 20];
+        assert_eq!(handshake.feed(b"GET / HTTP/1.1\r\nX: "), Ok(None));
+        assert_eq!(handshake.feed(&huge).unwrap_err().status(), 431);
+        assert!(handshake.head.len() <= 1024 + huge.len());
+    }
+
+    #[test]
+    fn refusal_is_repeated_to_later_calls() {
+        let mut handshake = ServerHandshake::new(&Config::default());
+        let first = handshake.feed(b"\0\0\0\r\n\r\n").unwrap_err();
+        assert_eq!(handshake.feed(&valid_head().into_bytes()), Err(first));
+    }
+
+    #[test]
     fn selected_protocol_must_have_been_offered() {
         let request = parse(&valid_head());
         accept(&request, Accept::default().with_protocol("superchat")).unwrap();
@@ -1148,6 +1215,74 @@ mod tests {
         assert_eq!(connect.unwrap_err().status(), 400);
     }
 
+    #[test]
+    fn from_parts_and_feed_build_the_same_request() {
+        let fed = parse(&valid_head());
+        let built = UpgradeRequest::from_parts(
+            fed.method(),
+            fed.target(),
+            fed.http_minor_version(),
+            fed.headers(),
+        )
+        .unwrap();
+        assert_eq!(built, fed);
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn accept_negotiates_deflate_from_the_stored_offers() {
+        let head = with_header(
+            "Sec-WebSocket-Protocol",
+            "Sec-WebSocket-Extensions: x-unknown, permessage-deflate; client_max_window_bits\r\n",
+        );
+        let request = parse(&head);
+        assert_eq!(request.extensions().len(), 2);
+        let accepted = accept(&request, Accept::default()).unwrap();
+        let params = accepted.negotiated().deflate.expect("negotiated");
+        assert!(params.server_no_context_takeover && params.client_no_context_takeover);
+        let answer: Vec<_> = accepted
+            .headers()
+            .filter(|(n, _)| *n == "Sec-WebSocket-Extensions")
+            .collect();
+        assert_eq!(answer.len(), 1);
+        assert!(answer[0].1.starts_with("permessage-deflate"));
+        // Deflate off: the same request is accepted without it.
+        let off = Config {
+            deflate: None,
+            ..Config::default()
+        };
+        let plain = request.accept(Accept::default(), &off).unwrap();
+        assert_eq!(plain.negotiated(), &Negotiated::default());
+        assert!(plain
+            .headers()
+            .all(|(n, _)| n != "Sec-WebSocket-Extensions"));
+    }
+
+    #[test]
+    fn response_bytes_are_the_headers() {
+        let accepted = accept(
+            &parse(&valid_head()),
+            Accept::default()
+                .with_protocol("chat")
+                .with_header("X-A", "b"),
+        )
+        .unwrap();
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let response = accepted.response();
+        assert_eq!(
+            parsed.parse(&response),
+            Ok(httparse::Status::Complete(response.len()))
+        );
+        assert_eq!(parsed.code, Some(101));
+        let fields: Vec<_> = parsed
+            .headers
+            .iter()
+            .map(|h| (h.name, std::str::from_utf8(h.value).unwrap()))
+            .collect();
+        assert_eq!(fields, accepted.headers().collect::<Vec<_>>());
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -1177,6 +1312,30 @@ mod tests {
                 if let Ok(accepted) = request.accept(Accept::default(), &Config::default()) {
                     prop_assert!(accepted.response().ends_with(b"\r\n\r\n"));
                 }
+            }
+        }
+
+        #[test]
+        fn any_chunking_gives_the_same_outcome(
+            edits in prop::collection::vec((0usize..400, any::<u8>()), 0..3),
+            trailing in prop::collection::vec(any::<u8>(), 0..20),
+            cuts in prop::collection::vec(1usize..40, 0..30),
+        ) {
+            let mut bytes = valid_head().into_bytes();
+            for (at, byte) in edits {
+                if let Some(slot) = bytes.get_mut(at) {
+                    *slot = byte;
+                }
+            }
+            bytes.extend_from_slice(&trailing);
+            let config = limits(256, 64);
+            let whole = feed(&bytes, &config);
+            let chunked = feed_chunked(&bytes, cuts, &config);
+            match (&whole, &chunked) {
+                // A refusal may come earlier in a chunked feed (a bad byte
+                // is seen sooner) but has the same status.
+                (Err(a), Err(b)) => prop_assert_eq!(a.status(), b.status()),
+                _ => prop_assert_eq!(whole, chunked),
             }
         }
     }
