@@ -60,7 +60,7 @@ fn blocking(base: &str, agent: &str) -> Result<(), Error> {
     use chito::blocking::connect;
     let (mut ws, _) = connect(&format!("{base}/getCaseCount"))?;
     let count = loop {
-        if let Some(count) = parse_count(ws.read()?)? {
+        if let Some(count) = parse_count(ws.recv()?)? {
             break count;
         }
     };
@@ -73,7 +73,7 @@ fn blocking(base: &str, agent: &str) -> Result<(), Error> {
     }
     let (mut ws, _) = connect(&format!("{base}/updateReports?agent={agent}"))?;
     // The server closes once the reports are written.
-    while !matches!(ws.read(), Ok(OwnedEvent::Close(_)) | Err(_)) {}
+    while !matches!(ws.recv(), Ok(OwnedEvent::Close(_)) | Err(_)) {}
     eprintln!("reports updated");
     Ok(())
 }

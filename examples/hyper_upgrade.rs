@@ -65,7 +65,8 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>,
         match upgrade.await {
             Ok(upgraded) => {
                 let conn = Connection::with_negotiated(Role::Server, config, negotiated, &[]);
-                chito::tokio::WebSocket::from_parts(TokioIo::new(upgraded), conn)
+                chito::tokio::Builder::new(TokioIo::new(upgraded))
+                    .upgraded(conn)
                     .serve(&mut Echo)
                     .await;
             }

@@ -72,7 +72,7 @@ pub async fn client(
     let (mut ws, _) = chito::tokio::Builder::new(tls).connect(&request).await?;
     let mut replies = Vec::new();
     for m in messages {
-        ws.send_text(m).await?;
+        ws.send(Message::Text(m)).await?;
         if let OwnedEvent::Text(reply) = ws.recv().await? {
             replies.push(reply);
         }

@@ -41,14 +41,17 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::adapter::{self, Next, HANDSHAKE_TIMEOUT, HEAD_CHUNK};
 use crate::close::CloseCode;
 use crate::config::Config;
-use crate::connection::{Connection, Event, Message, OwnedEvent, Role, Sender};
-use crate::error::{Error, Timeout, UsageError};
+use crate::connection::{
+    CloseStep, Connection, Event, Message, OwnedEvent, Sender, State, UsageError,
+};
+use crate::error::{Error, Timeout};
 use crate::handler::{dispatch, end_with_error, Flow, Handler};
 use crate::handshake::{
-    Accept, ClientHandshake, ClientRequest, Rejection, RequestError, ServerHandshake,
-    UpgradeRequest, UpgradeResponse, WsUrl,
+    Accept, ClientHandshake, ClientRequest, Rejection, ServerHandshake, UpgradeRequest,
+    UpgradeResponse,
 };
 
 /// How the adapter controls a stream beyond reading and writing: read and
@@ -120,6 +123,7 @@ pub struct Builder<S> {
     stream: S,
     config: Arc<Config>,
     control: Option<StreamControl<S>>,
+    handshake_timeout: Duration,
 }
 
 impl Builder<TcpStream> {
@@ -132,12 +136,14 @@ impl Builder<TcpStream> {
 }
 
 impl<S: Read + Write> Builder<S> {
-    /// A builder with the default [`Config`] and no [`StreamControl`].
+    /// A builder with the default [`Config`], a 10 s handshake timeout
+    /// and no [`StreamControl`].
     pub fn new(stream: S) -> Self {
         Builder {
             stream,
             config: Config::shared_default(),
             control: None,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
 
@@ -154,13 +160,32 @@ impl<S: Read + Write> Builder<S> {
         self
     }
 
+    /// Abandons an opening handshake that takes longer
+    /// ([`Timeout::Handshake`]); needs a [`StreamControl`] to interrupt a
+    /// blocked read. Default: 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Wraps a stream whose opening handshake was done elsewhere, with the
+    /// connection built for it ([`Connection::with_negotiated`]).
+    pub fn upgraded(self, conn: Connection) -> WebSocket<S> {
+        WebSocket {
+            stream: self.stream,
+            conn,
+            control: self.control,
+            transport_done: false,
+        }
+    }
+
     /// Server side: reads the request, accepts any valid WebSocket upgrade
     /// without a subprotocol.
     ///
     /// # Errors
     /// [`Error::Rejected`] if the request is not a valid upgrade (the HTTP
-    /// error response was sent), [`Error::Timeout`] after
-    /// [`Config::handshake_timeout`], [`Error::Io`].
+    /// error response was sent), [`Error::Timeout`] after the handshake
+    /// timeout, [`Error::Io`].
     pub fn accept(self) -> Result<WebSocket<S>, Error> {
         self.accept_with(|_| Ok(Accept::default()))
     }
@@ -177,38 +202,27 @@ impl<S: Read + Write> Builder<S> {
         F: FnOnce(&UpgradeRequest) -> Result<Accept, Rejection>,
     {
         let mut handshake = ServerHandshake::new(&self.config);
-        let mut chunk = [0u8; 1024];
         let started = Instant::now();
         let request = loop {
-            let n = self.read_head(&mut chunk, started)?;
-            if n == 0 {
-                return Err(eof_during_handshake());
-            }
-            match handshake.feed(chunk.get(..n).unwrap_or_default()) {
+            match self.read_head(started, |chunk| handshake.feed(chunk))? {
                 Ok(Some(request)) => break request,
                 Ok(None) => {}
                 Err(rejection) => return Err(self.refuse(rejection)),
             }
         };
-        let outcome = inspect(&request).and_then(|accept| request.accept(accept, &self.config));
-        let accepted = match outcome {
+        let accepted = match adapter::answer(request, inspect, &self.config) {
             Ok(accepted) => accepted,
             Err(rejection) => return Err(self.refuse(rejection)),
         };
         write_all(&mut self.stream, &accepted.response())?;
-        let conn = Connection::with_negotiated(
-            Role::Server,
-            self.config,
-            accepted.negotiated().clone(),
-            accepted.leftover(),
-        );
-        Ok(WebSocket::from_parts(self.stream, conn, self.control))
+        let conn = adapter::server_connection(self.config.clone(), &accepted);
+        Ok(self.upgraded(conn))
     }
 
     /// Client side: sends the request and verifies the response.
     ///
     /// # Errors
-    /// [`Error::Request`] if `request` is invalid (nothing was sent),
+    /// [`Error::Request`] for a request that cannot be sent,
     /// [`Error::Handshake`] if the server refused or answered wrongly,
     /// [`Error::Timeout`], [`Error::Io`].
     pub fn connect(
@@ -217,45 +231,35 @@ impl<S: Read + Write> Builder<S> {
     ) -> Result<(WebSocket<S>, UpgradeResponse), Error> {
         let (mut handshake, bytes) = ClientHandshake::new(request, &self.config)?;
         write_all(&mut self.stream, &bytes)?;
-        let mut chunk = [0u8; 1024];
         let started = Instant::now();
         let connected = loop {
-            let n = self.read_head(&mut chunk, started)?;
-            if n == 0 {
-                return Err(eof_during_handshake());
-            }
-            if let Some(connected) = handshake.feed(chunk.get(..n).unwrap_or_default())? {
+            if let Some(connected) = self.read_head(started, |chunk| handshake.feed(chunk))?? {
                 break connected;
             }
         };
-        let conn = Connection::with_negotiated(
-            Role::Client,
-            self.config,
-            connected.negotiated().clone(),
-            connected.leftover(),
-        );
-        Ok((
-            WebSocket::from_parts(self.stream, conn, self.control),
-            connected.into_response(),
-        ))
+        let conn = adapter::client_connection(self.config.clone(), &connected);
+        Ok((self.upgraded(conn), connected.into_response()))
     }
 
-    /// Reads more of an HTTP head into `chunk`, within the handshake
-    /// timeout.
-    fn read_head(&mut self, chunk: &mut [u8], started: Instant) -> Result<usize, Error> {
+    /// Reads more of an HTTP head within the handshake timeout and feeds it
+    /// to a handshake machine.
+    fn read_head<T>(
+        &mut self,
+        started: Instant,
+        feed: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, Error> {
+        let mut chunk = [0u8; HEAD_CHUNK];
         loop {
-            let remaining = self
-                .config
-                .handshake_timeout
-                .saturating_sub(started.elapsed());
+            let remaining = self.handshake_timeout.saturating_sub(started.elapsed());
             if remaining.is_zero() {
                 return Err(Error::Timeout(Timeout::Handshake));
             }
             if let Some(control) = &self.control {
                 (control.set_read_timeout)(&self.stream, Some(remaining))?;
             }
-            match self.stream.read(chunk) {
-                Ok(n) => return Ok(n),
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(adapter::eof_during_handshake()),
+                Ok(n) => return Ok(feed(chunk.get(..n).unwrap_or_default())),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => {}
                 Err(e) => return Err(e.into()),
@@ -279,8 +283,8 @@ impl<S: Read + Write> Builder<S> {
 /// [`Builder::connect`] over it.
 ///
 /// # Errors
-/// [`Error::Request`] for a bad or `wss://` URL, [`Error::Handshake`] for a
-/// refused handshake; [`Error::Io`] if the TCP connection fails.
+/// [`Error::Request`] for a bad or `wss://` URL; [`Error::Handshake`] if
+/// the server refused; [`Error::Io`] if the TCP connection fails.
 pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, UpgradeResponse), Error> {
     connect_with(url, Config::default())
 }
@@ -293,35 +297,9 @@ pub fn connect_with(
     url: &str,
     config: Config,
 ) -> Result<(WebSocket<TcpStream>, UpgradeResponse), Error> {
-    let url = WsUrl::parse(url).map_err(RequestError::InvalidUrl)?;
-    if url.secure {
-        return Err(Error::Request(RequestError::TlsRequired));
-    }
-    let stream = TcpStream::connect(url.socket_addr_string())?;
-    let request = ClientRequest::from_url(&url);
+    let (addr, request) = adapter::tcp_target(url)?;
+    let stream = TcpStream::connect(addr)?;
     Builder::tcp(stream).config(config).connect(&request)
-}
-
-/// Accepts a server-side connection on `stream` with the default config.
-///
-/// # Errors
-/// As [`Builder::accept`].
-pub fn accept<S: Read + Write>(stream: S) -> Result<WebSocket<S>, Error> {
-    Builder::new(stream).accept()
-}
-
-/// Accepts a server-side connection on `stream` and runs `handler` until
-/// it ends (see [`WebSocket::serve`]).
-///
-/// # Errors
-/// The handshake's errors, as [`Builder::accept`]; once the connection is
-/// open, errors go to [`Handler::on_error`].
-pub fn serve<S: Read + Write, H: Handler + ?Sized>(
-    stream: S,
-    handler: &mut H,
-) -> Result<(), Error> {
-    accept(stream)?.serve(handler);
-    Ok(())
 }
 
 /// An open WebSocket over a blocking stream.
@@ -334,20 +312,6 @@ pub struct WebSocket<S> {
 }
 
 impl<S: Read + Write> WebSocket<S> {
-    /// Wraps a stream whose handshake was done elsewhere, with the
-    /// connection built for it (see [`Connection::with_negotiated`]).
-    pub fn from_parts(stream: S, mut conn: Connection, control: Option<StreamControl<S>>) -> Self {
-        // Writes are vectored and `serve` flushes before it reads again: a
-        // large echo can go out from the input buffer.
-        conn.enable_output_from_input(crate::connection::OUTPUT_FROM_INPUT_MIN);
-        WebSocket {
-            stream,
-            conn,
-            control,
-            transport_done: false,
-        }
-    }
-
     /// The sans-IO connection.
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -376,40 +340,41 @@ impl<S: Read + Write> WebSocket<S> {
     /// # Errors
     /// [`Error::Protocol`] (the close frame was sent), [`Error::Timeout`],
     /// [`Error::Io`], [`Error::Usage`] after the connection ended.
-    pub fn read(&mut self) -> Result<OwnedEvent, Error> {
-        let (event, _) = self.read_event()?;
+    pub fn recv(&mut self) -> Result<OwnedEvent, Error> {
+        let (event, _) = self.recv_event()?;
         Ok(event.into_owned())
     }
 
     /// Blocks until the next event and returns it borrowed, with a
-    /// [`Sender`] to queue replies (sent by the next read or flush).
+    /// [`Sender`] to queue replies (sent by the next receive or flush).
     ///
     /// # Errors
-    /// As [`WebSocket::read`].
-    pub fn read_event(&mut self) -> Result<(Event<'_>, Sender<'_>), Error> {
+    /// As [`WebSocket::recv`].
+    pub fn recv_event(&mut self) -> Result<(Event<'_>, Sender<'_>), Error> {
         loop {
-            match self.conn.prepare_event() {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(error) => {
+            match adapter::next(&mut self.conn) {
+                Next::Deliver => break,
+                Next::Failed(error) => {
                     self.finish_transport();
-                    return Err(error);
+                    return Err(error.into());
+                }
+                Next::Ended => {
+                    self.finish_transport();
+                    return Err(UsageError::Closed.into());
+                }
+                Next::Io => {
+                    self.flush()?;
+                    self.fill()?;
                 }
             }
-            if self.conn.is_closed() {
-                self.finish_transport();
-                return Err(Error::Usage(UsageError::Closed));
-            }
-            self.flush()?;
-            self.fill()?;
         }
-        if self.conn.is_closed() {
+        if self.conn.state() == State::Closed {
             // The peer's close arrived and was answered: end the transport.
             self.finish_transport();
         }
-        match self.conn.next_event()? {
+        match self.conn.poll_event()? {
             Some(pair) => Ok(pair),
-            None => Err(Error::Usage(UsageError::Closed)),
+            None => Err(UsageError::Closed.into()),
         }
     }
 
@@ -418,24 +383,8 @@ impl<S: Read + Write> WebSocket<S> {
     /// # Errors
     /// [`Error::Usage`] after close; [`Error::Io`].
     pub fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
-        self.conn.send(message)?;
+        self.conn.sender().send(message)?;
         self.flush()
-    }
-
-    /// Sends a text message and flushes.
-    ///
-    /// # Errors
-    /// As [`WebSocket::send`].
-    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        self.send(Message::Text(text))
-    }
-
-    /// Sends a binary message and flushes.
-    ///
-    /// # Errors
-    /// As [`WebSocket::send`].
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.send(Message::Binary(data))
     }
 
     /// Sends a ping and flushes.
@@ -443,18 +392,18 @@ impl<S: Read + Write> WebSocket<S> {
     /// # Errors
     /// As [`WebSocket::send`], and over 125 bytes.
     pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
-        self.conn.send_ping(payload)?;
+        self.conn.sender().send_ping(payload)?;
         self.flush()
     }
 
     /// Starts the closing handshake and flushes. Keep calling
-    /// [`WebSocket::read`] until it returns the peer's
+    /// [`WebSocket::recv`] until it returns the peer's
     /// [`OwnedEvent::Close`].
     ///
     /// # Errors
-    /// As [`WebSocket::send`].
+    /// As [`WebSocket::send`], and for a code or reason that cannot be sent.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        self.conn.close(code, reason)?;
+        self.conn.sender().close(code, reason)?;
         self.flush()
     }
 
@@ -468,35 +417,39 @@ impl<S: Read + Write> WebSocket<S> {
         }
         while !self.conn.pending_output().is_empty() {
             if let Some(control) = &self.control {
-                // Wake for timers even while the peer is not reading.
-                // A closed connection runs no timers: its last frames get
-                // the close timeout.
+                // Wake for timers even while the peer is not reading; once
+                // closed, the transport's deadline bounds the last frames.
                 let now = Instant::now();
-                let timeout = if self.conn.is_closed() {
-                    Some(self.conn.config().close_timeout)
-                } else {
-                    self.conn.poll_timeout(now).map(|d| {
-                        d.saturating_duration_since(now)
-                            .max(Duration::from_millis(1))
-                    })
-                };
+                let closed = self.conn.state() == State::Closed;
+                let deadline = self
+                    .conn
+                    .poll_timeout(now)
+                    .or_else(|| closed.then(|| now + self.conn.config().close_timeout));
+                let timeout = deadline.map(|d| {
+                    d.saturating_duration_since(now)
+                        .max(Duration::from_millis(1))
+                });
                 (control.set_write_timeout)(&self.stream, timeout)?;
             }
             let mut slices = [io::IoSlice::new(&[]); 3];
             let n = self.conn.pending_output_vectored(&mut slices);
-            match self.stream.write_vectored(&slices[..n]) {
+            match self
+                .stream
+                .write_vectored(slices.get(..n).unwrap_or_default())
+            {
                 Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
                 Ok(n) => self.conn.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) && self.control.is_some() => {
-                    if self.conn.is_closed() {
+                    let was_closed = self.conn.state() == State::Closed;
+                    self.conn.handle_timeout(Instant::now());
+                    if was_closed {
                         return Err(e.into());
                     }
-                    self.conn.handle_timeout(Instant::now());
-                    if self.conn.is_closed() && !self.conn.should_linger() {
+                    if self.conn.state() == State::Closed && !self.conn.should_linger() {
                         // A timer gave up on the peer: report why.
                         self.conn.prepare_event()?;
-                        return Err(Error::Usage(UsageError::Closed));
+                        return Err(UsageError::Closed.into());
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -565,51 +518,55 @@ impl<S: Read + Write> WebSocket<S> {
         }
     }
 
-    /// Ends the transport after the connection closed: flush, then (server)
-    /// half-close so the peer sees our close frame before end of stream,
-    /// and read until the peer closes too — bounded by the close timeout
-    /// and 1 MiB — so unread input does not turn our close into a reset.
-    /// RFC 6455 §7.1.1: the server closes the TCP connection first; the
-    /// client waits for that, then half-closes its side.
+    /// Ends the transport once the connection is closed, step by step as
+    /// the core says (RFC 6455 §7.1.1). Without a [`StreamControl`] the
+    /// adapter can neither half-close nor bound a read, so it stops after
+    /// the flush.
     fn finish_transport(&mut self) {
         if self.transport_done {
             return;
         }
         self.transport_done = true;
-        if self.conn.should_linger() {
-            // Bounded by the close timeout (see `flush`).
-            let _ = self.flush();
+        if self.conn.state() != State::Closed {
+            // The transport failed or is given up while the connection was
+            // open: nothing more is worth sending or waiting for.
+            self.conn.abort();
         }
-        let Some(control) = self.control else {
-            return;
-        };
-        if self.conn.role() == Role::Server || !self.conn.should_linger() {
-            let _ = (control.shutdown_write)(&self.stream);
-        }
-        if !self.conn.should_linger() {
-            return;
-        }
-        let deadline = Instant::now() + self.conn.config().close_timeout;
         let mut scratch = [0u8; 4096];
-        let mut drained = 0usize;
-        while drained < 1 << 20 {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero()
-                || (control.set_read_timeout)(&self.stream, Some(remaining)).is_err()
-            {
-                break;
+        while let Some(step) = self.conn.close_step() {
+            match (step, self.control) {
+                (CloseStep::Flush, _) => {
+                    if self.flush().is_err() {
+                        self.conn.abort();
+                    }
+                }
+                (CloseStep::ShutdownWrite, Some(control)) => {
+                    let _ = (control.shutdown_write)(&self.stream);
+                }
+                (CloseStep::ShutdownWrite, None) => {}
+                (CloseStep::Drain, Some(control)) => {
+                    let now = Instant::now();
+                    let remaining = self
+                        .conn
+                        .poll_timeout(now)
+                        .map(|d| d.saturating_duration_since(now));
+                    let Some(remaining) = remaining.filter(|r| !r.is_zero()) else {
+                        self.conn.handle_timeout(now);
+                        continue;
+                    };
+                    if (control.set_read_timeout)(&self.stream, Some(remaining)).is_err() {
+                        return;
+                    }
+                    match self.stream.read(&mut scratch) {
+                        Ok(0) => self.conn.handle_eof(),
+                        Ok(n) => self.conn.feed(scratch.get(..n).unwrap_or_default()),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if is_timeout(&e) => self.conn.handle_timeout(Instant::now()),
+                        Err(_) => self.conn.abort(),
+                    }
+                }
+                (CloseStep::Drain, None) | (CloseStep::Release, _) => return,
             }
-            match self.stream.read(&mut scratch) {
-                Ok(0) => break,
-                Ok(n) => drained += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        if self.conn.role() == Role::Client {
-            // The server has closed (or timed out): let it see our FIN too,
-            // even if the caller keeps the stream around.
-            let _ = (control.shutdown_write)(&self.stream);
         }
     }
 }
@@ -619,13 +576,6 @@ fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-fn eof_during_handshake() -> Error {
-    Error::Io(io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "connection closed during the opening handshake",
-    ))
 }
 
 fn write_all<S: Write>(stream: &mut S, mut bytes: &[u8]) -> io::Result<()> {

@@ -3,19 +3,9 @@
 
 use std::time::Duration;
 
-use crate::close::CloseCode;
-
-/// What a sender handle does when a connection's outbound queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overflow {
-    /// Refuse the message (`SendError::Full`); the connection goes on.
-    Reject,
-    /// Close the slow consumer with this code (1008 or 1013 are usual);
-    /// queued messages are dropped.
-    Close(CloseCode),
-}
-
-/// Connection limits and timers.
+/// Connection limits and timers: the protocol's, shared by every adapter.
+/// (What only an adapter has — its handshake timeout, the bound of a
+/// tokio handle's queue — is set on that adapter's `Builder`.)
 ///
 /// Start from [`Config::default`] and change fields; the struct is
 /// `#[non_exhaustive]` so new limits can be added without breaking you.
@@ -29,13 +19,11 @@ pub enum Overflow {
 /// | `max_pending_pong_bytes` | 64 KiB | only the latest ping's pong is kept, sent when output drains |
 /// | `read_chunk_size` | 4 KiB | — |
 /// | `ping_interval` | off | — |
-/// | `pong_timeout` | 30 s | connection fails, [`crate::Timeout::Keepalive`] |
+/// | `pong_timeout` | 30 s | connection fails, [`crate::ConnectionError::KeepaliveTimeout`] |
 /// | `idle_timeout` | off | close 1001 |
-/// | `close_timeout` | 10 s | connection ends, [`crate::Timeout::CloseHandshake`] |
-/// | `handshake_timeout` | 10 s | adapters give up ([`crate::Timeout::Handshake`]) |
+/// | `close_timeout` | 10 s | connection ends, [`crate::ConnectionError::CloseTimeout`]; also bounds the transport's end |
 /// | `max_handshake_size` | 16 KiB | HTTP 431 |
 /// | `max_handshake_headers` | 64 | HTTP 431 |
-/// | `max_queued_bytes` | 4 MiB | per `queue_overflow`: refuse, or close 1008/1013 |
 ///
 /// Memory: an incoming frame is held in the read buffer until complete, so
 /// the read buffer grows (doubling, as bytes actually arrive, never on the
@@ -73,22 +61,14 @@ pub struct Config {
     /// Close the connection (1001) after this long without receiving anything.
     pub idle_timeout: Option<Duration>,
     /// After sending a close frame, give up waiting for the peer's reply
-    /// after this long.
+    /// after this long; once closed, give up waiting for the peer to end
+    /// the transport (RFC 6455 §7.1.1) after this long.
     pub close_timeout: Duration,
-    /// Adapters abandon an opening handshake that takes longer (slowloris).
-    pub handshake_timeout: Duration,
     /// The largest HTTP head (request line or status line plus headers)
     /// accepted during the opening handshake.
     pub max_handshake_size: usize,
     /// The most header fields accepted during the opening handshake.
     pub max_handshake_headers: usize,
-    /// Adapters: the most bytes other tasks may have queued for a
-    /// connection (through a sender handle) plus encoded bytes not yet
-    /// written. Past it, [`Config::queue_overflow`] applies; the queue
-    /// never grows beyond it.
-    pub max_queued_bytes: usize,
-    /// Adapters: what happens to a message that does not fit in the queue.
-    pub queue_overflow: Overflow,
     /// permessage-deflate (RFC 7692): `None` neither offers (client) nor
     /// accepts (server) it. The default accepts and offers it **without
     /// context takeover** in both directions, so a connection holds no
@@ -114,11 +94,8 @@ impl Default for Config {
             pong_timeout: Duration::from_secs(30),
             idle_timeout: None,
             close_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
             max_handshake_size: 16 << 10,
             max_handshake_headers: 64,
-            max_queued_bytes: 4 << 20,
-            queue_overflow: Overflow::Reject,
             #[cfg(feature = "deflate")]
             deflate: Some(
                 crate::deflate::DeflateConfig::default()
@@ -130,9 +107,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The default configuration as one shared `Arc`: connections built
-    /// from it share a single copy instead of carrying their own.
-    pub fn shared_default() -> std::sync::Arc<Config> {
+    /// The default configuration as one shared `Arc`: the adapters build
+    /// connections from it, so they share a single copy instead of each
+    /// carrying its own.
+    pub(crate) fn shared_default() -> std::sync::Arc<Config> {
         static DEFAULT: std::sync::OnceLock<std::sync::Arc<Config>> = std::sync::OnceLock::new();
         DEFAULT
             .get_or_init(|| std::sync::Arc::new(Config::default()))

@@ -18,8 +18,33 @@
 //! This module knows only the wire layout. Which headers are acceptable in
 //! a given connection state (masking by role, RSV bits by extension,
 //! fragmentation rules, size limits) is decided in [`crate::connection`].
+//! Every frame chito writes gets its header from [`FrameHeader::write_to`].
 
-use crate::error::ProtocolError;
+use std::fmt;
+
+/// A header that breaks the wire format of RFC 6455 §5.2, whatever the
+/// connection's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    /// A reserved opcode (3–7, 0xB–0xF).
+    ReservedOpcode(u8),
+    /// A 64-bit payload length with the most significant bit set.
+    LengthTopBit,
+    /// A payload length not in its minimal encoding.
+    NonMinimalLength,
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
+            HeaderError::LengthTopBit => f.write_str("64-bit length with top bit set"),
+            HeaderError::NonMinimalLength => f.write_str("length not minimally encoded"),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
 
 /// The longest possible header: 2 fixed bytes, an 8-byte length and a
 /// 4-byte masking key.
@@ -118,54 +143,55 @@ impl FrameHeader {
     /// the header's encoded length otherwise.
     ///
     /// # Errors
-    /// - [`ProtocolError::ReservedOpcode`]: opcode 3–7 or 0xB–0xF (§5.2).
-    /// - [`ProtocolError::LengthTopBit`]: a 64-bit length with its most
+    /// - [`HeaderError::ReservedOpcode`]: opcode 3–7 or 0xB–0xF (§5.2).
+    /// - [`HeaderError::LengthTopBit`]: a 64-bit length with its most
     ///   significant bit set (§5.2).
-    /// - [`ProtocolError::NonMinimalLength`]: a length encoded in more bytes
+    /// - [`HeaderError::NonMinimalLength`]: a length encoded in more bytes
     ///   than needed (§5.2: "the minimal number of bytes MUST be used").
-    pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, HeaderError> {
         let (first, second) = match buf {
             [a, b, ..] => (*a, *b),
             _ => return Ok(None),
         };
         let opcode =
-            OpCode::from_bits(first & 0x0F).ok_or(ProtocolError::ReservedOpcode(first & 0x0F))?;
+            OpCode::from_bits(first & 0x0F).ok_or(HeaderError::ReservedOpcode(first & 0x0F))?;
         let masked = second & 0x80 != 0;
         let (payload_len, mut at) = match second & 0x7F {
             126 => {
-                let Some(bytes) = buf.get(2..4) else {
+                let Some(bytes) = buf.get(2..4).and_then(|b| <[u8; 2]>::try_from(b).ok()) else {
                     return Ok(None);
                 };
-                let len = u16::from_be_bytes([bytes[0], bytes[1]]) as u64;
+                let len = u64::from(u16::from_be_bytes(bytes));
                 if len < 126 {
-                    return Err(ProtocolError::NonMinimalLength);
+                    return Err(HeaderError::NonMinimalLength);
                 }
                 (len, 4)
             }
             127 => {
-                let Some(bytes) = buf.get(2..10) else {
+                let Some(bytes) = buf.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
                     return Ok(None);
                 };
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(bytes);
-                let len = u64::from_be_bytes(raw);
+                let len = u64::from_be_bytes(bytes);
                 // RFC 6455 §5.2: "the most significant bit MUST be 0".
                 if len >> 63 != 0 {
-                    return Err(ProtocolError::LengthTopBit);
+                    return Err(HeaderError::LengthTopBit);
                 }
-                if len <= u16::MAX as u64 {
-                    return Err(ProtocolError::NonMinimalLength);
+                if len <= u64::from(u16::MAX) {
+                    return Err(HeaderError::NonMinimalLength);
                 }
                 (len, 10)
             }
-            short => (short as u64, 2),
+            short => (u64::from(short), 2),
         };
         let mask = if masked {
-            let Some(bytes) = buf.get(at..at + 4) else {
+            let Some(key) = buf
+                .get(at..at + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            else {
                 return Ok(None);
             };
             at += 4;
-            Some([bytes[0], bytes[1], bytes[2], bytes[3]])
+            Some(key)
         } else {
             None
         };
@@ -208,29 +234,36 @@ impl FrameHeader {
             }
         }
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        out[0] = first;
-        let mut at = match self.payload_len {
-            len @ 0..=125 => {
-                out[1] = mask_bit | len as u8;
-                2
-            }
-            len @ 126..=0xFFFF => {
-                out[1] = mask_bit | 126;
-                out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-                4
-            }
-            len => {
-                out[1] = mask_bit | 127;
-                let len = len.min(u64::MAX >> 1);
-                out[2..10].copy_from_slice(&len.to_be_bytes());
-                10
-            }
+        let len = self.payload_len.min(u64::MAX >> 1);
+        let wide = len.to_be_bytes();
+        // §5.2: 7 bits up to 125, else 126 + 16 bits, else 127 + 64 bits.
+        let (code, extended): (u8, &[u8]) = match len {
+            0..=125 => (len as u8, &[]),
+            126..=0xFFFF => (126, wide.split_at(6).1),
+            _ => (127, &wide),
         };
-        if let Some(key) = self.mask {
-            out[at..at + 4].copy_from_slice(&key);
-            at += 4;
+        let key = self.mask.unwrap_or_default();
+        let key: &[u8] = if self.mask.is_some() { &key } else { &[] };
+        // At most 2 + 8 + 4 = MAX_HEADER_LEN bytes: the zip never truncates.
+        let bytes = [first, mask_bit | code].into_iter();
+        let bytes = bytes
+            .chain(extended.iter().copied())
+            .chain(key.iter().copied());
+        let mut written = 0;
+        for (slot, byte) in out.iter_mut().zip(bytes) {
+            *slot = byte;
+            written += 1;
         }
-        at
+        debug_assert_eq!(written, self.encoded_len());
+        written
+    }
+
+    /// Appends the encoded header to `out`: the one place every frame
+    /// chito sends gets its header from.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let len = self.encode(&mut head);
+        out.extend_from_slice(head.split_at(len.min(MAX_HEADER_LEN)).0);
     }
 }
 
@@ -300,7 +333,7 @@ mod tests {
         for op in [3u8, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
             assert_eq!(
                 FrameHeader::parse(&[0x80 | op, 0]),
-                Err(ProtocolError::ReservedOpcode(op))
+                Err(HeaderError::ReservedOpcode(op))
             );
         }
     }
@@ -308,18 +341,18 @@ mod tests {
     #[test]
     fn top_bit_of_64_bit_length_is_rejected() {
         let bytes = [0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(FrameHeader::parse(&bytes), Err(ProtocolError::LengthTopBit));
+        assert_eq!(FrameHeader::parse(&bytes), Err(HeaderError::LengthTopBit));
     }
 
     #[test]
     fn non_minimal_lengths_are_rejected() {
         assert_eq!(
             FrameHeader::parse(&[0x82, 0x7E, 0x00, 0x7D]),
-            Err(ProtocolError::NonMinimalLength)
+            Err(HeaderError::NonMinimalLength)
         );
         assert_eq!(
             FrameHeader::parse(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF]),
-            Err(ProtocolError::NonMinimalLength)
+            Err(HeaderError::NonMinimalLength)
         );
     }
 

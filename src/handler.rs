@@ -75,7 +75,7 @@ pub enum Flow {
 /// can too.
 pub fn dispatch<H: Handler + ?Sized>(conn: &mut Connection, handler: &mut H) -> Flow {
     loop {
-        match conn.next_event() {
+        match conn.poll_event() {
             Ok(None) => return Flow::Continue,
             Ok(Some((event, mut sender))) => match event {
                 Event::Text(text) => handler.on_message(&mut sender, Message::Text(text)),
@@ -89,7 +89,7 @@ pub fn dispatch<H: Handler + ?Sized>(conn: &mut Connection, handler: &mut H) -> 
                 }
             },
             Err(error) => {
-                end_with_error(handler, &error);
+                end_with_error(handler, &error.into());
                 return Flow::Ended;
             }
         }

@@ -9,10 +9,10 @@
 //! times, and its payload is never copied per member.
 //!
 //! Sending never waits: each member has its own bounded queue
-//! ([`crate::Config::max_queued_bytes`]); a member whose queue is full is
-//! reported in the [`EmitReport`] and skipped, or closed as a slow consumer,
-//! per [`crate::Config::queue_overflow`]. One slow member never delays the
-//! others.
+//! ([`crate::tokio::Builder::max_queued_bytes`]); a member whose queue is
+//! full is reported in the [`EmitReport`] and skipped, or closed as a slow
+//! consumer, per [`crate::tokio::Builder::queue_overflow`]. One slow member
+//! never delays the others.
 //!
 //! Rooms and members live in shards (by name and by id) behind read-write
 //! locks, so joins in one room do not block sends to another.
@@ -36,8 +36,8 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::connection::Message;
-use crate::tokio::{Handle, SendError, SharedMessage};
+use crate::connection::{Message, SharedMessage};
+use crate::tokio::{Handle, QueueError};
 
 /// Identifies a member of a [`Rooms`] registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,8 +103,8 @@ impl std::fmt::Debug for Rooms {
 }
 
 struct Inner {
-    rooms: Box<[RoomShard]>,
-    members: Box<[MemberShard]>,
+    rooms: Shards<RoomShard>,
+    members: Shards<MemberShard>,
     hasher: RandomState,
     next_id: AtomicU64,
     presence: RwLock<Option<PresenceHook>>,
@@ -142,6 +142,32 @@ impl Drop for Membership {
     }
 }
 
+/// A non-empty list of shards, picked by key.
+struct Shards<T>(Box<[T]>);
+
+impl<T> Shards<T> {
+    /// `count` shards (at least one).
+    fn new(count: usize, make: impl FnMut() -> T) -> Self {
+        Shards(std::iter::repeat_with(make).take(count.max(1)).collect())
+    }
+
+    /// The shard `key` falls in.
+    fn pick(&self, key: u64) -> &T {
+        // `new` makes at least one shard, so the remainder of a division by
+        // the length is an index.
+        #[allow(clippy::indexing_slicing)]
+        &self.0[(key % self.0.len() as u64) as usize]
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     // Every update under these locks is a single map operation: a panic
     // elsewhere cannot leave them half-done, so poisoning is ignored.
@@ -167,11 +193,10 @@ impl Rooms {
     /// A registry with `shards` shards (at least 1) for rooms and for
     /// members.
     pub fn with_shards(shards: usize) -> Self {
-        let shards = shards.max(1);
         Rooms {
             inner: Arc::new(Inner {
-                rooms: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
-                members: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
+                rooms: Shards::new(shards, || RwLock::new(HashMap::new())),
+                members: Shards::new(shards, || RwLock::new(HashMap::new())),
                 hasher: RandomState::new(),
                 next_id: AtomicU64::new(1),
                 presence: RwLock::new(None),
@@ -185,13 +210,11 @@ impl Rooms {
     }
 
     fn room_shard(&self, room: &str) -> &RoomShard {
-        let shards = self.inner.rooms.len();
-        let index = (self.inner.hasher.hash_one(room) % shards as u64) as usize;
-        &self.inner.rooms[index % shards]
+        self.inner.rooms.pick(self.inner.hasher.hash_one(room))
     }
 
     fn member_shard(&self, id: MemberId) -> &MemberShard {
-        &self.inner.members[(id.0 % self.inner.members.len() as u64) as usize]
+        self.inner.members.pick(id.0)
     }
 
     fn announce(&self, event: Presence<'_>) {
@@ -478,8 +501,10 @@ impl Rooms {
 fn deliver(id: MemberId, handle: &Handle, message: &SharedMessage, report: &mut EmitReport) {
     match handle.try_send_shared(message) {
         Ok(()) => report.delivered += 1,
-        Err(SendError::Full) => report.full.push(id),
-        Err(SendError::Closed | SendError::ClosedSlowConsumer | SendError::TooLong) => {
+        Err(QueueError::Full) => report.full.push(id),
+        // A shared message is never invalid: a refusal means the member is
+        // gone or going.
+        Err(QueueError::Closed | QueueError::ClosedSlowConsumer | QueueError::Invalid(_)) => {
             report.closed.push(id)
         }
     }

@@ -41,7 +41,9 @@ impl Utf8Validator {
             slot.copy_from_slice(head);
             self.carry_len = end;
             data = rest;
-            match std::str::from_utf8(&self.carry[..end]) {
+            // `end` is in bounds: the slot above was.
+            let carried = self.carry.get(..end).unwrap_or_default();
+            match std::str::from_utf8(carried) {
                 Ok(_) => self.carry_len = 0,
                 // Still a valid prefix, and `data` is exhausted.
                 Err(e) if e.error_len().is_none() => return Ok(()),

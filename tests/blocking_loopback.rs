@@ -5,7 +5,9 @@ use std::thread;
 
 use chito::blocking::{self, Builder};
 use chito::handshake::{Accept, ClientRequest, Rejection};
-use chito::{CloseCode, CloseFrame, Error, Handler, Message, OwnedEvent, Sender};
+use chito::{
+    CloseCode, CloseFrame, Error, Handler, Message, OwnedEvent, Sender, State, UsageError,
+};
 
 struct Echo {
     closed_with: Option<u16>,
@@ -38,19 +40,19 @@ fn echo_roundtrip_and_clean_close() {
     let (addr, server) = echo_server();
     let (mut ws, response) = blocking::connect(&format!("ws://{addr}/chat?room=1")).unwrap();
     assert_eq!(response.status(), 101);
-    ws.send_text("hello").unwrap();
-    assert_eq!(ws.read().unwrap(), OwnedEvent::Text("hello".into()));
+    ws.send(Message::Text("hello")).unwrap();
+    assert_eq!(ws.recv().unwrap(), OwnedEvent::Text("hello".into()));
     let big = vec![7u8; 3 << 20];
-    ws.send_binary(&big).unwrap();
-    assert_eq!(ws.read().unwrap(), OwnedEvent::Binary(big));
+    ws.send(Message::Binary(&big)).unwrap();
+    assert_eq!(ws.recv().unwrap(), OwnedEvent::Binary(big));
     ws.send_ping(b"p").unwrap();
-    assert_eq!(ws.read().unwrap(), OwnedEvent::Pong(b"p".to_vec()));
+    assert_eq!(ws.recv().unwrap(), OwnedEvent::Pong(b"p".to_vec()));
     ws.close(CloseCode::Normal, "done").unwrap();
-    match ws.read().unwrap() {
+    match ws.recv().unwrap() {
         OwnedEvent::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Normal),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(ws.read(), Err(Error::Usage(_))));
+    assert!(matches!(ws.recv(), Err(Error::Usage(_))));
     assert_eq!(server.join().unwrap(), Some(1000));
 }
 
@@ -127,4 +129,38 @@ fn wrong_version_gets_426_over_the_wire() {
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
     assert!(response.contains("Sec-WebSocket-Version: 13"), "{response}");
     assert!(matches!(server.join().unwrap(), Some(Error::Rejected(_))));
+}
+
+/// Issue 10's bug, on this adapter: a close code that cannot be sent
+/// (RFC 6455 §7.4.1) is refused by the core before anything is queued;
+/// the connection goes on, and a sendable close still closes it.
+#[test]
+fn unsendable_close_codes_are_refused_and_the_connection_goes_on() {
+    let (addr, server) = echo_server();
+    let (mut ws, _) = blocking::connect(&format!("ws://{addr}/")).unwrap();
+    for code in [
+        CloseCode::Abnormal,
+        CloseCode::NoStatusReceived,
+        CloseCode::TlsHandshake,
+        CloseCode::Reserved(1004),
+        CloseCode::Reserved(999),
+    ] {
+        match ws.close(code, "") {
+            Err(Error::Usage(UsageError::UnsendableCloseCode(n))) => assert_eq!(n, code.as_u16()),
+            other => panic!("{code}: {other:?}"),
+        }
+        assert_eq!(ws.connection().state(), State::Open);
+    }
+    assert!(matches!(
+        ws.close(CloseCode::Normal, &"x".repeat(124)),
+        Err(Error::Usage(UsageError::CloseReasonTooLong))
+    ));
+    ws.send(Message::Text("still open")).unwrap();
+    assert_eq!(ws.recv().unwrap(), OwnedEvent::Text("still open".into()));
+    ws.close(CloseCode::PolicyViolation, "done").unwrap();
+    match ws.recv().unwrap() {
+        OwnedEvent::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::PolicyViolation),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.join().unwrap(), Some(1008));
 }

@@ -5,12 +5,18 @@
 use chito::deflate::{DeflateConfig, DeflateParams, Deflater};
 use chito::frame::{FrameHeader, OpCode};
 use chito::handshake::{
-    Accept, Accepted, ClientHandshake, ClientRequest, ServerHandshake, UpgradeRequest,
+    Accept, Accepted, ClientHandshake, ClientRequest, Negotiated, ServerHandshake, UpgradeRequest,
 };
 use chito::mask::apply_mask;
 use chito::{
-    Config, Connection, Error, Event, MessageKind, Negotiated, OwnedEvent, ProtocolError, Role,
+    Config, Connection, ConnectionError, Event, Message, MessageKind, OwnedEvent, ProtocolError,
+    Role,
 };
+
+/// The next event, without the reply handle it comes with.
+fn event(conn: &mut Connection) -> Result<Option<Event<'_>>, ConnectionError> {
+    conn.poll_event().map(|ready| ready.map(|(event, _)| event))
+}
 
 fn params(server_nct: bool, client_nct: bool, server_bits: u8, client_bits: u8) -> DeflateParams {
     DeflateParams {
@@ -55,16 +61,19 @@ fn round_trips_at_window_bits_9_and_15_with_and_without_takeover() {
             for i in 0..50 {
                 let text = json(i);
                 raw += text.len();
-                client.send_text(&text).unwrap();
+                client.sender().send(Message::Text(&text)).unwrap();
                 wire += move_bytes(&mut client, &mut server);
                 assert_eq!(
-                    server.poll_event().unwrap(),
+                    event(&mut server).unwrap(),
                     Some(Event::Text(text.as_str()))
                 );
-                server.send_binary(text.as_bytes()).unwrap();
+                server
+                    .sender()
+                    .send(Message::Binary(text.as_bytes()))
+                    .unwrap();
                 move_bytes(&mut server, &mut client);
                 assert_eq!(
-                    client.poll_event().unwrap(),
+                    event(&mut client).unwrap(),
                     Some(Event::Binary(text.as_bytes()))
                 );
             }
@@ -88,9 +97,9 @@ fn context_takeover_compresses_repeats_better() {
         .iter()
         .map(|&takeover| {
             let (mut client, mut server) = pair(params(!takeover, !takeover, 15, 15));
-            client.send_text(&json(1)).unwrap();
+            client.sender().send(Message::Text(&json(1))).unwrap();
             move_bytes(&mut client, &mut server);
-            client.send_text(&json(1)).unwrap();
+            client.sender().send(Message::Text(&json(1))).unwrap();
             move_bytes(&mut client, &mut server)
         })
         .collect();
@@ -101,12 +110,14 @@ fn context_takeover_compresses_repeats_better() {
 fn rsv1_only_on_the_first_frame_and_small_messages_go_plain() {
     let (mut client, mut server) = pair(params(true, true, 15, 15));
     client
+        .sender()
         .send_fragment(MessageKind::Text, json(1).as_bytes(), false)
         .unwrap();
     client
+        .sender()
         .send_fragment(MessageKind::Text, json(2).as_bytes(), true)
         .unwrap();
-    client.send_text("tiny").unwrap();
+    client.sender().send(Message::Text("tiny")).unwrap();
     let out = client.pending_output().to_vec();
     let (first, n1) = FrameHeader::parse(&out).unwrap().unwrap();
     let at = n1 + first.payload_len as usize;
@@ -118,10 +129,10 @@ fn rsv1_only_on_the_first_frame_and_small_messages_go_plain() {
     move_bytes(&mut client, &mut server);
     let expected = json(1) + &json(2);
     assert_eq!(
-        server.poll_event().unwrap(),
+        event(&mut server).unwrap(),
         Some(Event::Text(expected.as_str()))
     );
-    assert_eq!(server.poll_event().unwrap(), Some(Event::Text("tiny")));
+    assert_eq!(event(&mut server).unwrap(), Some(Event::Text("tiny")));
 }
 
 /// A masked client frame with the given first byte.
@@ -147,12 +158,12 @@ fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
 
 fn expect(server: &mut Connection, input: &[u8], error: ProtocolError) {
     server.feed(input);
-    let mut result = server.poll_event().map(|e| e.map(Event::into_owned));
+    let mut result = event(server).map(|e| e.map(Event::into_owned));
     while let Ok(Some(_)) = result {
-        result = server.poll_event().map(|e| e.map(Event::into_owned));
+        result = event(server).map(|e| e.map(Event::into_owned));
     }
     match result {
-        Err(Error::Protocol(e)) => assert_eq!(e, error),
+        Err(ConnectionError::Protocol(e)) => assert_eq!(e, error),
         other => panic!("expected {error:?}, got {other:?}"),
     }
     assert_eq!(error.close_code().as_u16(), sent_close(server));
@@ -240,13 +251,16 @@ fn decompression_bomb_is_closed_with_1009_and_memory_stays_bounded() {
     let mut result = Ok(None);
     for piece in frame.chunks(16 << 10) {
         server.feed(piece);
-        result = server.poll_event().map(|e| e.map(Event::into_owned));
+        result = event(&mut server).map(|e| e.map(Event::into_owned));
         if result.is_err() {
             break;
         }
     }
     assert!(
-        matches!(result, Err(Error::Protocol(ProtocolError::MessageTooBig))),
+        matches!(
+            result,
+            Err(ConnectionError::Protocol(ProtocolError::MessageTooBig))
+        ),
         "{result:?}"
     );
     assert_eq!(sent_close(&mut server), 1009);
@@ -347,10 +361,12 @@ fn compressed_fragments_fed_bytewise_match() {
         let text = json(i).repeat(i + 1);
         let half = text.len() / 2;
         client
+            .sender()
             .send_fragment(MessageKind::Text, &text.as_bytes()[..half], false)
             .unwrap();
-        client.send_ping(b"mid").unwrap();
+        client.sender().send_ping(b"mid").unwrap();
         client
+            .sender()
             .send_fragment(MessageKind::Text, &text.as_bytes()[half..], true)
             .unwrap();
         expected.push(OwnedEvent::Ping(b"mid".to_vec()));
@@ -360,7 +376,7 @@ fn compressed_fragments_fed_bytewise_match() {
     let mut got = Vec::new();
     for byte in wire {
         server.feed(&[byte]);
-        while let Some(e) = server.poll_event().unwrap() {
+        while let Some(e) = event(&mut server).unwrap() {
             got.push(e.into_owned());
         }
     }

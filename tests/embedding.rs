@@ -10,7 +10,7 @@ mod hyper_upgrade;
 #[path = "../examples/tls_echo.rs"]
 mod tls_echo;
 
-use chito::{CloseCode, OwnedEvent};
+use chito::{CloseCode, Message, OwnedEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -26,7 +26,7 @@ async fn hyper_upgrade_hands_over_to_chito() {
     assert!(ws.connection().negotiated().deflate.is_some());
     for i in 0..20 {
         let text = format!("message {i} {}", "x".repeat(i * 50));
-        ws.send_text(&text).await.unwrap();
+        ws.send(Message::Text(&text)).await.unwrap();
         assert_eq!(ws.recv().await.unwrap(), OwnedEvent::Text(text));
     }
     ws.close(CloseCode::Normal, "").await.unwrap();

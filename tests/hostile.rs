@@ -172,20 +172,46 @@ impl Handler for Recorder {
 
 // ---- the servers under attack -----------------------------------------------
 
-/// The base server configuration: defaults, with short timers so lingering
-/// connections of one test do not outlive it by much.
-fn server_config() -> Config {
-    let mut config = Config::default();
-    config.close_timeout = Duration::from_secs(1);
-    config.handshake_timeout = Duration::from_secs(5);
-    config
+/// What a server under attack runs with: the protocol's limits, and the
+/// adapter's own settings (set on its builder).
+#[derive(Debug, Clone)]
+struct ServerConfig {
+    protocol: Config,
+    handshake_timeout: Duration,
+    /// The bound of a tokio connection's queue.
+    max_queued_bytes: usize,
 }
 
-/// A well-behaved client's configuration, every wait bounded.
+impl std::ops::Deref for ServerConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.protocol
+    }
+}
+
+impl std::ops::DerefMut for ServerConfig {
+    fn deref_mut(&mut self) -> &mut Config {
+        &mut self.protocol
+    }
+}
+
+/// The base server configuration: defaults, with short timers so lingering
+/// connections of one test do not outlive it by much.
+fn server_config() -> ServerConfig {
+    let mut protocol = Config::default();
+    protocol.close_timeout = Duration::from_secs(1);
+    ServerConfig {
+        protocol,
+        handshake_timeout: Duration::from_secs(5),
+        max_queued_bytes: 4 * MIB,
+    }
+}
+
+/// A well-behaved client's configuration, every wait bounded (the
+/// handshake by the adapters' default of 10 s, within `WAIT`).
 fn client_config() -> Config {
     let mut config = Config::default();
     config.idle_timeout = Some(IO_TIMEOUT);
-    config.handshake_timeout = IO_TIMEOUT;
     config.close_timeout = Duration::from_secs(2);
     config
 }
@@ -199,7 +225,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(adapter: Adapter, config: Config) -> Server {
+    fn start(adapter: Adapter, config: ServerConfig) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
@@ -337,11 +363,11 @@ impl Server {
             Adapter::Blocking => {
                 let (mut ws, _) = chito::blocking::connect_with(&url, client_config())
                     .expect("a well-behaved client could not connect");
-                ws.send_text(text).unwrap();
-                assert_eq!(ws.read().unwrap(), OwnedEvent::Text(text.into()));
+                ws.send(Message::Text(text)).unwrap();
+                assert_eq!(ws.recv().unwrap(), OwnedEvent::Text(text.into()));
                 ws.close(CloseCode::Normal, "done").unwrap();
                 loop {
-                    match ws.read() {
+                    match ws.recv() {
                         Ok(OwnedEvent::Close(_)) => break,
                         Ok(_) => {}
                         Err(e) => panic!("closing handshake failed: {e}"),
@@ -352,7 +378,7 @@ impl Server {
                 let (mut ws, _) = chito::tokio::connect_with(&url, client_config())
                     .await
                     .expect("a well-behaved client could not connect");
-                ws.send_text(text).await.unwrap();
+                ws.send(Message::Text(text)).await.unwrap();
                 assert_eq!(ws.recv().await.unwrap(), OwnedEvent::Text(text.into()));
                 ws.close(CloseCode::Normal, "done").await.unwrap();
                 loop {
@@ -414,7 +440,7 @@ impl Server {
     }
 }
 
-fn blocking_server(listener: TcpListener, config: Config, shared: Arc<Shared>) {
+fn blocking_server(listener: TcpListener, config: ServerConfig, shared: Arc<Shared>) {
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
@@ -424,7 +450,8 @@ fn blocking_server(listener: TcpListener, config: Config, shared: Arc<Shared>) {
             thread::spawn(move || {
                 let _live = live;
                 match chito::blocking::Builder::tcp(stream)
-                    .config(config)
+                    .config(config.protocol)
+                    .handshake_timeout(config.handshake_timeout)
                     .accept()
                 {
                     Ok(ws) => ws.serve(&mut Recorder::new(&shared)),
@@ -437,7 +464,7 @@ fn blocking_server(listener: TcpListener, config: Config, shared: Arc<Shared>) {
 
 fn tokio_server(
     listener: TcpListener,
-    config: Config,
+    config: ServerConfig,
     shared: Arc<Shared>,
     shutdown: chito::tokio::Shutdown,
 ) {
@@ -462,7 +489,9 @@ fn tokio_server(
                     let _live = live;
                     let _ = stream.set_nodelay(true);
                     let accepted = chito::tokio::Builder::new(stream)
-                        .config(config)
+                        .config(config.protocol)
+                        .handshake_timeout(config.handshake_timeout)
+                        .max_queued_bytes(config.max_queued_bytes)
                         .shutdown(&shutdown)
                         .accept()
                         .await;
@@ -1232,7 +1261,7 @@ against_both_adapters! {
             for _ in 0..10_000 {
                 match handle.try_send(Message::Binary(&chunk)) {
                     Ok(()) => {}
-                    Err(chito::tokio::SendError::Full) => {
+                    Err(chito::tokio::QueueError::Full) => {
                         full = true;
                         break;
                     }
@@ -1423,7 +1452,7 @@ against_both_adapters! {
         let error = match adapter {
             Adapter::Blocking => {
                 let (mut ws, _) = chito::blocking::connect_with(&url, config).unwrap();
-                ws.read().expect_err("a masked frame was accepted")
+                ws.recv().expect_err("a masked frame was accepted")
             }
             Adapter::Tokio => run_async(async move {
                 let (mut ws, _) = chito::tokio::connect_with(&url, config).await.unwrap();

@@ -240,15 +240,15 @@ fn chito_client_against_python_server() {
         payload += bytes.len();
         if is_text {
             let text = String::from_utf8(bytes).unwrap();
-            ws.send_text(&text).unwrap();
-            assert_eq!(ws.read().unwrap(), OwnedEvent::Text(text));
+            ws.send(Message::Text(&text)).unwrap();
+            assert_eq!(ws.recv().unwrap(), OwnedEvent::Text(text));
         } else {
-            ws.send_binary(&bytes).unwrap();
-            assert_eq!(ws.read().unwrap(), OwnedEvent::Binary(bytes));
+            ws.send(Message::Binary(&bytes)).unwrap();
+            assert_eq!(ws.recv().unwrap(), OwnedEvent::Binary(bytes));
         }
     }
     ws.close(chito::CloseCode::Normal, "done").unwrap();
-    assert!(matches!(ws.read().unwrap(), OwnedEvent::Close(Some(_))));
+    assert!(matches!(ws.recv().unwrap(), OwnedEvent::Close(Some(_))));
     let _ = child.kill();
     let _ = child.wait();
     let (read, written) = (

@@ -1,13 +1,12 @@
 //! A large message sent straight back from a received one is written from
-//! the input buffer (`Connection::enable_output_from_input`): the bytes on
+//! the input buffer (a server connection does it by itself): the bytes on
 //! the wire must be exactly what a copying connection would write, in the
 //! same order, however the output is consumed and whatever arrives before
 //! it is written.
 
-use chito::connection::OUTPUT_FROM_INPUT_MIN;
 use chito::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use chito::mask::apply_mask;
-use chito::{Config, Connection, Event, Role};
+use chito::{Config, Connection, Event, Message, Role};
 use std::io::IoSlice;
 
 const KEY: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
@@ -31,23 +30,35 @@ fn payload(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Echoes every data message and answers nothing else (pongs are queued by
-/// the connection itself).
-fn echo_all(conn: &mut Connection) -> usize {
+/// the connection itself): the received message itself, or a copy of it.
+fn echo_all(conn: &mut Connection, copy: bool) -> usize {
     let mut echoed = 0;
-    while let Some((event, mut sender)) = conn.next_event().unwrap() {
-        match event {
-            Event::Binary(data) => {
-                sender.send_binary(data).unwrap();
-                echoed += 1;
+    while let Some((event, mut sender)) = conn.poll_event().unwrap() {
+        // A copy lives at another address: it is not the lent payload.
+        let copied: Vec<u8>;
+        let message = match event {
+            Event::Binary(data) if copy => {
+                copied = data.to_vec();
+                Message::Binary(&copied)
             }
-            Event::Text(text) => {
-                sender.send_text(text).unwrap();
-                echoed += 1;
+            Event::Binary(data) => Message::Binary(data),
+            Event::Text(text) if copy => {
+                copied = text.as_bytes().to_vec();
+                Message::Text(std::str::from_utf8(&copied).unwrap())
             }
-            _ => {}
-        }
+            Event::Text(text) => Message::Text(text),
+            _ => continue,
+        };
+        sender.send(message).unwrap();
+        echoed += 1;
     }
     echoed
+}
+
+/// Whether pending output points into the input buffer: the output is
+/// then in more than one piece.
+fn borrows_input(conn: &Connection) -> bool {
+    conn.pending_output().len() < conn.buffered_amount()
 }
 
 /// Takes all pending output, `step` bytes at a time, through the vectored
@@ -90,12 +101,8 @@ fn frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
     out
 }
 
-fn server(output_from_input: bool) -> Connection {
-    let mut conn = Connection::new(Role::Server, Config::default());
-    if output_from_input {
-        conn.enable_output_from_input(OUTPUT_FROM_INPUT_MIN);
-    }
-    conn
+fn server() -> Connection {
+    Connection::new(Role::Server, Config::default())
 }
 
 #[test]
@@ -107,14 +114,14 @@ fn large_echo_points_into_input_and_matches_a_copying_connection() {
 
     for step in [1 << 20, 65_536, 4_093, 1] {
         let mut wires = Vec::new();
-        for enabled in [false, true] {
-            let mut conn = server(enabled);
+        for copy in [true, false] {
+            let mut conn = server();
             conn.feed(&input);
-            assert_eq!(echo_all(&mut conn), 2);
+            assert_eq!(echo_all(&mut conn, copy), 2);
             // Only the large echo is written from the input buffer.
-            assert_eq!(conn.output_borrows_input(), enabled);
+            assert_eq!(borrows_input(&conn), !copy);
             wires.push(drain(&mut conn, step));
-            assert!(!conn.output_borrows_input());
+            assert!(!borrows_input(&conn));
         }
         assert_eq!(wires[0], wires[1], "step {step}");
         let got = frames(&wires[1]);
@@ -130,10 +137,10 @@ fn large_echo_points_into_input_and_matches_a_copying_connection() {
 fn input_arriving_before_the_write_is_copied_out_first() {
     let first = payload(200_000, 1);
     let second = payload(150_000, 2);
-    let mut conn = server(true);
+    let mut conn = server();
     conn.feed(&client_frame(OpCode::Binary, &first));
-    assert_eq!(echo_all(&mut conn), 1);
-    assert!(conn.output_borrows_input());
+    assert_eq!(echo_all(&mut conn, false), 1);
+    assert!(borrows_input(&conn));
     // Part of the output goes, then more input arrives: the rest of the
     // loaned bytes must be moved out before the buffer is reused.
     let mut wire = Vec::new();
@@ -143,8 +150,8 @@ fn input_arriving_before_the_write_is_copied_out_first() {
     wire.extend_from_slice(&head[..1000]);
     conn.consume_output(1000);
     conn.feed(&client_frame(OpCode::Binary, &second));
-    assert!(!conn.output_borrows_input());
-    assert_eq!(echo_all(&mut conn), 1);
+    assert!(!borrows_input(&conn));
+    assert_eq!(echo_all(&mut conn, false), 1);
     wire.extend(drain(&mut conn, 10_000));
     let got = frames(&wire);
     assert_eq!(got, vec![(0x2, first), (0x2, second)]);
@@ -153,40 +160,39 @@ fn input_arriving_before_the_write_is_copied_out_first() {
 #[test]
 fn small_or_copied_sends_do_not_borrow_input() {
     let data = payload(100_000, 3);
-    let mut conn = server(true);
+    let mut conn = server();
     conn.feed(&client_frame(OpCode::Binary, &data));
-    let (event, mut sender) = conn.next_event().unwrap().unwrap();
+    let (event, mut sender) = conn.poll_event().unwrap().unwrap();
     let Event::Binary(bytes) = event else {
         panic!("expected binary")
     };
     // A sub-slice, or a copy, of the received payload is not the message
     // itself: it is copied as usual.
-    sender.send_binary(&bytes[1..]).unwrap();
+    sender.send(Message::Binary(&bytes[1..])).unwrap();
     let copy = bytes.to_vec();
-    sender.send_binary(&copy).unwrap();
-    assert!(!conn.output_borrows_input());
+    sender.send(Message::Binary(&copy)).unwrap();
+    assert!(!borrows_input(&conn));
     let got = frames(&drain(&mut conn, 1 << 20));
     assert_eq!(got, vec![(0x2, data[1..].to_vec()), (0x2, data.clone())]);
 
     // Below 64 KiB the copy is cheaper than a second write piece.
     let small = payload(60_000, 4);
     conn.feed(&client_frame(OpCode::Binary, &small));
-    assert_eq!(echo_all(&mut conn), 1);
-    assert!(!conn.output_borrows_input());
+    assert_eq!(echo_all(&mut conn, false), 1);
+    assert!(!borrows_input(&conn));
     assert_eq!(frames(&drain(&mut conn, 1 << 20)), vec![(0x2, small)]);
 }
 
 #[test]
 fn idle_buffer_release_keeps_loaned_output() {
     let data = payload(120_000, 9);
-    let mut conn = server(true);
+    let mut conn = server();
     conn.feed(&client_frame(OpCode::Binary, &data));
-    assert_eq!(echo_all(&mut conn), 1);
-    let mut recycled = Vec::new();
-    conn.recycle_idle_buffers(&mut |buf| recycled.push(buf));
-    // The input buffer could only be given away after its bytes were
-    // copied into the output.
-    assert!(!conn.output_borrows_input());
+    assert_eq!(echo_all(&mut conn, false), 1);
+    conn.release_idle_buffers();
+    // The input buffer could only be freed after its bytes were copied
+    // into the output.
+    assert!(!borrows_input(&conn));
     let got = frames(&drain(&mut conn, 7_777));
     assert_eq!(got, vec![(0x2, data)]);
 }
@@ -197,13 +203,12 @@ fn client_echo_is_masked_and_copied() {
     // input.
     let data = payload(100_000, 5);
     let mut conn = Connection::new(Role::Client, Config::default());
-    conn.enable_output_from_input(OUTPUT_FROM_INPUT_MIN);
     let mut input = vec![0x82, 127];
     input.extend_from_slice(&(data.len() as u64).to_be_bytes());
     input.extend_from_slice(&data);
     conn.feed(&input);
-    assert_eq!(echo_all(&mut conn), 1);
-    assert!(!conn.output_borrows_input());
+    assert_eq!(echo_all(&mut conn, false), 1);
+    assert!(!borrows_input(&conn));
     let wire = conn.pending_output().to_vec();
     let (header, n) = FrameHeader::parse(&wire).unwrap().unwrap();
     let key = header.mask.expect("client frames are masked");

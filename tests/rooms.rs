@@ -6,9 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chito::handshake::Negotiated;
 use chito::rooms::{MemberId, Membership, Presence, Rooms};
-use chito::tokio::{SharedMessage, WebSocket};
-use chito::{Config, Connection, Handler, Message, Negotiated, OwnedEvent, Role};
+use chito::tokio::{Builder, WebSocket};
+use chito::{Config, Connection, Handler, Message, OwnedEvent, Role, SharedMessage};
 use tokio::io::DuplexStream;
 
 struct Quiet;
@@ -33,23 +34,34 @@ fn negotiated(deflate: bool) -> Negotiated {
     n
 }
 
-fn peer_with(rooms: &Rooms, config: Config, deflate: bool, pipe: usize) -> Peer {
+/// A member whose queue holds `queue` bytes, over a pipe of `pipe` bytes.
+fn peer_with(rooms: &Rooms, queue: usize, deflate: bool, pipe: usize) -> Peer {
     let (a, b) = tokio::io::duplex(pipe);
-    let server = WebSocket::from_parts(
-        a,
-        Connection::with_negotiated(Role::Server, config.clone(), negotiated(deflate), &[]),
-    );
-    let client = WebSocket::from_parts(
-        b,
-        Connection::with_negotiated(Role::Client, config, negotiated(deflate), &[]),
-    );
+    let config = Config::default();
+    let server = Builder::new(a)
+        .max_queued_bytes(queue)
+        .upgraded(Connection::with_negotiated(
+            Role::Server,
+            config.clone(),
+            negotiated(deflate),
+            &[],
+        ));
+    let client = Builder::new(b).upgraded(Connection::with_negotiated(
+        Role::Client,
+        config,
+        negotiated(deflate),
+        &[],
+    ));
     let membership = rooms.add(server.handle());
     tokio::spawn(async move { server.serve(&mut Quiet).await });
     Peer { membership, client }
 }
 
+/// The default queue bound of a tokio connection.
+const QUEUE: usize = 4 << 20;
+
 fn peer(rooms: &Rooms) -> Peer {
-    peer_with(rooms, Config::default(), false, 1 << 16)
+    peer_with(rooms, QUEUE, false, 1 << 16)
 }
 
 async fn next_text(client: &mut WebSocket<DuplexStream>) -> String {
@@ -144,7 +156,7 @@ async fn a_message_for_many_members_is_encoded_once() {
     for deflate in [false, true] {
         let rooms = Rooms::new();
         let mut peers: Vec<Peer> = (0..50)
-            .map(|_| peer_with(&rooms, Config::default(), deflate, 1 << 16))
+            .map(|_| peer_with(&rooms, QUEUE, deflate, 1 << 16))
             .collect();
         for p in &peers {
             rooms.join(p.membership.id(), "big");
@@ -163,12 +175,11 @@ async fn a_message_for_many_members_is_encoded_once() {
 #[tokio::test]
 async fn a_slow_member_is_reported_and_does_not_delay_the_others() {
     let rooms = Rooms::new();
-    let mut config = Config::default();
-    config.max_queued_bytes = 64 << 10;
+    let queue = 64 << 10;
     // The slow member's pipe is tiny and its client never reads.
-    let slow = peer_with(&rooms, config.clone(), false, 1024);
+    let slow = peer_with(&rooms, queue, false, 1024);
     let mut fast: Vec<Peer> = (0..3)
-        .map(|_| peer_with(&rooms, config.clone(), false, 1 << 20))
+        .map(|_| peer_with(&rooms, queue, false, 1 << 20))
         .collect();
     rooms.join(slow.membership.id(), "r");
     for p in &fast {
@@ -239,7 +250,7 @@ async fn presence_events() {
 async fn concurrent_join_leave_emit_from_many_tasks() {
     let rooms = Rooms::with_shards(8);
     let peers: Vec<Peer> = (0..40)
-        .map(|_| peer_with(&rooms, Config::default(), false, 1 << 20))
+        .map(|_| peer_with(&rooms, QUEUE, false, 1 << 20))
         .collect();
     let ids: Vec<MemberId> = peers.iter().map(|p| p.membership.id()).collect();
     let tasks: Vec<_> = (0..8u64)

@@ -35,7 +35,7 @@ fn transfer(
             Msg::Text(t) => (MessageKind::Text, t.as_bytes()),
             Msg::Binary(b) => (MessageKind::Binary, b.as_slice()),
             Msg::Ping(p) => {
-                tx.send_ping(p).unwrap();
+                tx.sender().send_ping(p).unwrap();
                 continue;
             }
         };
@@ -43,11 +43,11 @@ fn transfer(
         loop {
             let size = (*sizes.next().unwrap()).max(1);
             if rest.len() <= size {
-                tx.send_fragment(kind, rest, true).unwrap();
+                tx.sender().send_fragment(kind, rest, true).unwrap();
                 break;
             }
             let (now, later) = rest.split_at(size);
-            tx.send_fragment(kind, now, false).unwrap();
+            tx.sender().send_fragment(kind, now, false).unwrap();
             rest = later;
         }
     }
@@ -60,7 +60,7 @@ fn transfer(
         let n = (*sizes.next().unwrap()).max(1).min(wire.len() - at);
         rx.feed(&wire[at..at + n]);
         at += n;
-        while let Some(e) = rx.poll_event().unwrap() {
+        while let Some((e, _)) = rx.poll_event().unwrap() {
             events.push(e.into_owned());
         }
     }
@@ -107,15 +107,15 @@ proptest! {
 fn pings_are_answered_across_the_pair() {
     let mut client = Connection::new(Role::Client, Config::default());
     let mut server = Connection::new(Role::Server, Config::default());
-    client.send_ping(b"are you there").unwrap();
+    client.sender().send_ping(b"are you there").unwrap();
     server.feed(client.pending_output());
     assert_eq!(
-        server.poll_event().unwrap(),
+        server.poll_event().unwrap().map(|(event, _)| event),
         Some(Event::Ping(&b"are you there"[..]))
     );
     client.feed(server.pending_output());
     assert_eq!(
-        client.poll_event().unwrap(),
+        client.poll_event().unwrap().map(|(event, _)| event),
         Some(Event::Pong(&b"are you there"[..]))
     );
 }

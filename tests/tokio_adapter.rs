@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chito::tokio::{Builder, SendError, Shutdown};
+use chito::tokio::{Builder, Overflow, QueueError, Shutdown};
 use chito::{
-    CloseCode, CloseFrame, Config, Error, Handler, Message, Overflow, OwnedEvent, Sender, Timeout,
+    CloseCode, CloseFrame, Config, Error, Handler, Message, OwnedEvent, Sender, Timeout, UsageError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -54,10 +54,10 @@ async fn echo_roundtrip_and_clean_close() {
     let (mut ws, _) = chito::tokio::connect(&format!("ws://{addr}/"))
         .await
         .unwrap();
-    ws.send_text("hello").await.unwrap();
+    ws.send(Message::Text("hello")).await.unwrap();
     assert_eq!(ws.recv().await.unwrap(), OwnedEvent::Text("hello".into()));
     let big = vec![3u8; 5 << 20];
-    ws.send_binary(&big).await.unwrap();
+    ws.send(Message::Binary(&big)).await.unwrap();
     assert_eq!(ws.recv().await.unwrap(), OwnedEvent::Binary(big));
     ws.close(CloseCode::Normal, "bye").await.unwrap();
     assert!(matches!(
@@ -158,14 +158,20 @@ async fn silent_client(addr: &str) -> TcpStream {
 }
 
 async fn served_handle(
-    config: Config,
+    max_queued_bytes: usize,
+    overflow: Overflow,
 ) -> (chito::tokio::Handle, TcpStream, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let ws = Builder::new(stream).config(config).accept().await.unwrap();
+        let ws = Builder::new(stream)
+            .max_queued_bytes(max_queued_bytes)
+            .queue_overflow(overflow)
+            .accept()
+            .await
+            .unwrap();
         tx.send(ws.handle()).unwrap();
         ws.serve(&mut Echo(Record::default())).await;
     });
@@ -175,15 +181,13 @@ async fn served_handle(
 
 #[tokio::test]
 async fn backpressure_reject_bounds_the_queue() {
-    let mut config = Config::default();
-    config.max_queued_bytes = 256 << 10;
-    let (handle, _client, _server) = served_handle(config).await;
+    let (handle, _client, _server) = served_handle(256 << 10, Overflow::Reject).await;
     let chunk = vec![1u8; 16 << 10];
     let mut full = false;
     for _ in 0..10_000 {
         match handle.try_send(Message::Binary(&chunk)) {
             Ok(()) => {}
-            Err(SendError::Full) => {
+            Err(QueueError::Full) => {
                 full = true;
                 break;
             }
@@ -203,10 +207,8 @@ async fn backpressure_reject_bounds_the_queue() {
 
 #[tokio::test]
 async fn backpressure_close_policy_closes_the_slow_consumer() {
-    let mut config = Config::default();
-    config.max_queued_bytes = 128 << 10;
-    config.queue_overflow = Overflow::Close(CloseCode::TryAgainLater);
-    let (handle, mut client, _server) = served_handle(config).await;
+    let overflow = Overflow::Close(CloseCode::TryAgainLater);
+    let (handle, mut client, _server) = served_handle(128 << 10, overflow).await;
     let chunk = vec![1u8; 16 << 10];
     let mut result = Ok(());
     for _ in 0..10_000 {
@@ -216,7 +218,7 @@ async fn backpressure_close_policy_closes_the_slow_consumer() {
         }
         tokio::task::yield_now().await;
     }
-    assert_eq!(result, Err(SendError::ClosedSlowConsumer));
+    assert_eq!(result, Err(QueueError::ClosedSlowConsumer));
     assert!(handle.is_closed());
     // Reading now, the client finds a close 1013 after the queued data.
     let mut seen = Vec::new();
@@ -243,9 +245,7 @@ async fn backpressure_close_policy_closes_the_slow_consumer() {
 
 #[tokio::test]
 async fn backpressure_wait_policy_resumes_when_the_peer_reads() {
-    let mut config = Config::default();
-    config.max_queued_bytes = 64 << 10;
-    let (handle, mut client, _server) = served_handle(config).await;
+    let (handle, mut client, _server) = served_handle(64 << 10, Overflow::Reject).await;
     let sender = tokio::spawn(async move {
         let chunk = vec![2u8; 16 << 10];
         for _ in 0..2000 {
@@ -347,13 +347,15 @@ async fn idle_timeout_sends_going_away() {
 
 #[tokio::test]
 async fn handshake_timeout_stops_a_slowloris() {
-    let mut config = Config::default();
-    config.handshake_timeout = Duration::from_millis(200);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        Builder::new(stream).config(config).accept().await.err()
+        Builder::new(stream)
+            .handshake_timeout(Duration::from_millis(200))
+            .accept()
+            .await
+            .err()
     });
     let mut client = TcpStream::connect(addr).await.unwrap();
     let started = Instant::now();
@@ -463,7 +465,7 @@ async fn idle_connection_holds_no_buffers() {
         .await
         .unwrap();
     for _ in 0..3 {
-        ws.send_binary(&[7u8; 10_000]).await.unwrap();
+        ws.send(Message::Binary(&[7u8; 10_000])).await.unwrap();
         assert!(matches!(ws.recv().await.unwrap(), OwnedEvent::Binary(_)));
     }
     // Wait for input that never comes, then look.
@@ -473,6 +475,127 @@ async fn idle_connection_holds_no_buffers() {
     assert_eq!(ws.connection().buffer_capacity(), 0);
     assert_eq!(ws.connection().compression_memory(), 0);
     // And it still works.
-    ws.send_text("again").await.unwrap();
+    ws.send(Message::Text("again")).await.unwrap();
     assert_eq!(ws.recv().await.unwrap(), OwnedEvent::Text("again".into()));
+}
+
+/// The close codes RFC 6455 §7.4.1 forbids on the wire, and two reserved ones.
+const UNSENDABLE: [CloseCode; 5] = [
+    CloseCode::Abnormal,
+    CloseCode::NoStatusReceived,
+    CloseCode::TlsHandshake,
+    CloseCode::Reserved(1004),
+    CloseCode::Reserved(999),
+];
+
+/// Issue 10's bug: `Handle::close` took a code that cannot be sent, the
+/// driver then failed to send it and dropped the queue — no close frame
+/// ever went out and the socket stayed open. The check now happens in the
+/// core before anything is queued: the call fails and nothing changes.
+#[tokio::test]
+async fn handle_refuses_unsendable_close_and_the_connection_goes_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let ws = Builder::new(stream).accept().await.unwrap();
+        tx.send(ws.handle()).unwrap();
+        ws.serve(&mut Echo(Record::default())).await;
+    });
+    let (mut ws, _) = chito::tokio::connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let handle = rx.await.unwrap();
+    for code in UNSENDABLE {
+        assert_eq!(
+            handle.close(code, ""),
+            Err(QueueError::Invalid(UsageError::UnsendableCloseCode(
+                code.as_u16()
+            )))
+        );
+        assert!(!handle.is_closed(), "{code}");
+    }
+    assert_eq!(
+        handle.close(CloseCode::Normal, &"x".repeat(124)),
+        Err(QueueError::Invalid(UsageError::CloseReasonTooLong))
+    );
+    assert_eq!(
+        handle.ping(&[0; 126]),
+        Err(QueueError::Invalid(UsageError::ControlPayloadTooLong))
+    );
+    // Nothing changed: messages flow both ways.
+    handle.try_send(Message::Text("still open")).unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap(),
+        OwnedEvent::Text("still open".into())
+    );
+    ws.send(Message::Text("echo")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap(), OwnedEvent::Text("echo".into()));
+    // A sendable close still closes, with its code on the wire.
+    handle.close(CloseCode::PolicyViolation, "done").unwrap();
+    assert!(handle.is_closed());
+    match tokio::time::timeout(Duration::from_secs(5), ws.recv()).await {
+        Ok(Ok(OwnedEvent::Close(Some(frame)))) => {
+            assert_eq!(frame.code, CloseCode::PolicyViolation)
+        }
+        other => panic!("{other:?}"),
+    }
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// The same bug through the overflow policy: a full queue whose policy
+/// closes with an unsendable code refuses the message and changes nothing.
+#[tokio::test]
+async fn overflow_close_with_unsendable_code_refuses_and_changes_nothing() {
+    let overflow = Overflow::Close(CloseCode::Abnormal);
+    let (handle, _client, _server) = served_handle(64 << 10, overflow).await;
+    let chunk = vec![1u8; 16 << 10];
+    let mut result = Ok(());
+    for _ in 0..10_000 {
+        result = handle.try_send(Message::Binary(&chunk));
+        if result.is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        result,
+        Err(QueueError::Invalid(UsageError::UnsendableCloseCode(1006)))
+    );
+    assert!(!handle.is_closed(), "the connection was not closed");
+    let queued = handle.buffered_amount();
+    assert!(
+        queued > 0 && queued <= (64 << 10) + (16 << 10) + 14,
+        "{queued}"
+    );
+    // A valid close still works.
+    handle.close(CloseCode::TryAgainLater, "").unwrap();
+    assert!(handle.is_closed());
+}
+
+/// The socket's own `close` checks in the core too.
+#[tokio::test]
+async fn websocket_close_refuses_unsendable_codes() {
+    let (addr, _record, task) = echo_server(Config::default()).await;
+    let (mut ws, _) = chito::tokio::connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    for code in UNSENDABLE {
+        match ws.close(code, "").await {
+            Err(Error::Usage(UsageError::UnsendableCloseCode(n))) => assert_eq!(n, code.as_u16()),
+            other => panic!("{code}: {other:?}"),
+        }
+    }
+    ws.send(Message::Text("still open")).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap(),
+        OwnedEvent::Text("still open".into())
+    );
+    ws.close(CloseCode::Normal, "").await.unwrap();
+    while !matches!(ws.recv().await, Ok(OwnedEvent::Close(_)) | Err(_)) {}
+    task.await.unwrap();
 }

@@ -15,7 +15,8 @@
 use std::time::Instant;
 
 use chito::deflate::DeflateParams;
-use chito::{Config, Connection, Event, Negotiated, Role};
+use chito::handshake::Negotiated;
+use chito::{Config, Connection, Event, Message, Role};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
 fn corpus() -> Vec<String> {
@@ -71,7 +72,7 @@ fn chito_run(corpus: &[String], takeover: bool, level: u32) -> (f64, f64, f64) {
     let start = Instant::now();
     let mut wire = Vec::with_capacity(payload);
     for m in corpus {
-        client.send_text(m).unwrap();
+        client.sender().send(Message::Text(m)).unwrap();
         wire.extend_from_slice(client.pending_output());
         let n = client.pending_output().len();
         client.consume_output(n);
@@ -82,7 +83,7 @@ fn chito_run(corpus: &[String], takeover: bool, level: u32) -> (f64, f64, f64) {
     let mut received = 0;
     for chunk in wire.chunks(64 * 1024) {
         server.feed(chunk);
-        while let Some(event) = server.poll_event().unwrap() {
+        while let Some((event, _)) = server.poll_event().unwrap() {
             if let Event::Text(t) = event {
                 received += t.len();
             }

@@ -135,6 +135,9 @@ fn send_members(rooms: &Rooms, room: &str) {
     rooms.emit(room, Message::Text(&list.to_string()));
 }
 
+/// A client that has not sent its whole request head by then is dropped.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads one HTTP request head and answers it: the page, an upgrade, or
 /// an error status.
 ///
@@ -160,7 +163,7 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, chat: Chat) -> std:
             head.extend_from_slice(&chunk[..n]);
         }
     };
-    let parsed = match tokio::time::timeout(chat.config.handshake_timeout, read_head).await {
+    let parsed = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_head).await {
         Ok(result) => result?,
         Err(_) => return Ok(()), // a silent client: just hang up
     };
@@ -205,7 +208,7 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, chat: Chat) -> std:
                 accepted.negotiated().clone(),
                 leftover,
             );
-            let ws = chito::tokio::WebSocket::from_parts(stream, conn);
+            let ws = chito::tokio::Builder::new(stream).upgraded(conn);
             let membership = chat.rooms.add(ws.handle());
             let mut member = Member {
                 rooms: chat.rooms.clone(),

@@ -14,9 +14,10 @@ use std::collections::VecDeque;
 use arbitrary::Arbitrary;
 use chito::close::MAX_CLOSE_REASON;
 use chito::frame::MAX_CONTROL_PAYLOAD;
+use chito::handshake::Negotiated;
 use chito::{
-    CloseCode, CloseFrame, Config, Connection, MessageKind, Negotiated, OwnedEvent, Role, State,
-    UsageError,
+    CloseCode, CloseFrame, Config, Connection, Message, MessageKind, OwnedEvent, Role, SendError,
+    State, UsageError,
 };
 use chito_fuzz::{FuzzDeflateParams, OutputChecker};
 use libfuzzer_sys::fuzz_target;
@@ -89,7 +90,7 @@ fn transfer(from: &mut Side, to: &mut Side, chunks: &[u8]) -> bool {
         to.conn.feed(piece);
         loop {
             match to.conn.poll_event() {
-                Ok(Some(event)) => {
+                Ok(Some((event, _))) => {
                     let event = event.into_owned();
                     let want = to.expected.pop_front();
                     assert_eq!(
@@ -136,18 +137,18 @@ fn send(op: &Op, sender: &mut Side, receiver: &mut Side) {
     let conn = &mut sender.conn;
     match &op.kind {
         Kind::Text(text) => {
-            conn.send_text(text).unwrap();
+            conn.sender().send(Message::Text(text)).unwrap();
             receiver.expected.push_back(OwnedEvent::Text(text.clone()));
         }
         Kind::Binary(data) => {
-            conn.send_binary(data).unwrap();
+            conn.sender().send(Message::Binary(data)).unwrap();
             receiver
                 .expected
                 .push_back(OwnedEvent::Binary(data.clone()));
         }
         Kind::Ping(payload) => {
             let payload = control_payload(payload);
-            conn.send_ping(&payload).unwrap();
+            conn.sender().send_ping(&payload).unwrap();
             receiver
                 .expected
                 .push_back(OwnedEvent::Ping(payload.clone()));
@@ -156,7 +157,7 @@ fn send(op: &Op, sender: &mut Side, receiver: &mut Side) {
         }
         Kind::Pong(payload) => {
             let payload = control_payload(payload);
-            conn.send_pong(&payload).unwrap();
+            conn.sender().send_pong(&payload).unwrap();
             receiver.expected.push_back(OwnedEvent::Pong(payload));
         }
         Kind::Fragmented {
@@ -175,19 +176,22 @@ fn send(op: &Op, sender: &mut Side, receiver: &mut Side) {
             for (k, &(cut, ping)) in cuts.iter().enumerate().take(64) {
                 let (piece, tail) = rest.split_at((cut as usize).min(rest.len()));
                 rest = tail;
-                conn.send_fragment(kind, piece, false).unwrap();
+                conn.sender().send_fragment(kind, piece, false).unwrap();
                 // Another message cannot start inside this one.
-                assert_eq!(conn.send_text("x"), Err(UsageError::FragmentInProgress));
+                assert_eq!(
+                    conn.sender().send(Message::Text("x")),
+                    Err(SendError::Usage(UsageError::FragmentInProgress))
+                );
                 if ping {
                     let payload = vec![k as u8; k % 4];
-                    conn.send_ping(&payload).unwrap();
+                    conn.sender().send_ping(&payload).unwrap();
                     receiver
                         .expected
                         .push_back(OwnedEvent::Ping(payload.clone()));
                     pongs.push(OwnedEvent::Pong(payload));
                 }
             }
-            conn.send_fragment(kind, rest, true).unwrap();
+            conn.sender().send_fragment(kind, rest, true).unwrap();
             // Pings between fragments are delivered before the message.
             receiver.expected.push_back(if *text {
                 OwnedEvent::Text(data.clone())
@@ -238,15 +242,17 @@ fuzz_target!(|s: Scenario| {
         let mut code = CloseCode::from_u16(*code);
         if !code.is_sendable() {
             assert_eq!(
-                closer.conn.close(code, reason),
-                Err(UsageError::UnsendableCloseCode(code.as_u16()))
+                closer.conn.sender().close(code, reason),
+                Err(SendError::Usage(UsageError::UnsendableCloseCode(
+                    code.as_u16()
+                )))
             );
             assert_eq!(closer.conn.state(), State::Open);
             code = CloseCode::Normal;
         }
-        closer.conn.close(code, reason).unwrap();
+        closer.conn.sender().close(code, reason).unwrap();
         assert_eq!(closer.conn.state(), State::Closing);
-        assert!(closer.conn.send_text("late").is_err());
+        assert!(closer.conn.sender().send(Message::Text("late")).is_err());
         peer.expected.push_back(OwnedEvent::Close(Some(
             CloseFrame::new(code, reason).into_owned(),
         )));
@@ -255,10 +261,10 @@ fuzz_target!(|s: Scenario| {
         )));
         settle(&mut client, &mut server, &s);
         for side in [&mut client, &mut server] {
-            assert!(side.conn.is_closed(), "{} not closed", side.name);
+            assert_eq!(side.conn.state(), State::Closed, "{} not closed", side.name);
             assert!(side.checker.closed, "{} sent no close frame", side.name);
             assert!(matches!(side.conn.poll_event(), Ok(None)));
-            assert!(side.conn.send_ping(b"").is_err());
+            assert!(side.conn.sender().send_ping(b"").is_err());
         }
     }
 });

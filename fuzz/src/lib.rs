@@ -9,7 +9,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use chito::close::MAX_CLOSE_REASON;
 use chito::deflate::DeflateParams;
 use chito::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
-use chito::{CloseCode, Config, Negotiated, Role};
+use chito::handshake::Negotiated;
+use chito::{CloseCode, Config, Role};
 
 /// One frame found in a connection's output, payload unmasked.
 #[derive(Debug, Clone, PartialEq, Eq)]

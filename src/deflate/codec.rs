@@ -207,6 +207,23 @@ impl Deflater {
         }
     }
 
+    /// The window this compressor uses, as a base-2 logarithm.
+    pub(crate) fn window_bits(&self) -> u8 {
+        self.window_bits
+    }
+
+    /// The zlib level this compressor uses.
+    pub(crate) fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Whether each message starts with an empty window (RFC 7692 §7.1.1),
+    /// so a message compressed by another compressor with the same window
+    /// and level is interchangeable with this one's.
+    pub(crate) fn resets_context(&self) -> bool {
+        self.no_context_takeover
+    }
+
     /// Approximate heap bytes held by this compressor now: 0 when it holds
     /// no zlib state.
     pub fn memory_estimate(&self) -> usize {

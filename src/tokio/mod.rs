@@ -1,0 +1,127 @@
+//! Tokio adapter: runs a [`crate::Connection`] over any
+//! `AsyncRead + AsyncWrite + Unpin` (a `TcpStream`, a TLS stream, hyper's
+//! upgraded connection).
+//!
+//! This module only moves bytes and runs timers; the protocol lives in the
+//! core. One task owns the socket and drives the connection — either
+//! [`WebSocket::serve`] with a [`crate::Handler`], or a loop around
+//! [`WebSocket::recv`]. Any number of other tasks send through a cloneable
+//! [`Handle`] into a queue bounded in bytes; the owning task wakes,
+//! encodes what is queued and writes everything pending in one `write`.
+//!
+//! Memory: while a connection waits for input with nothing half-received
+//! it holds no read or write buffer (`pool`). Files: `builder` (the
+//! opening handshake and settings), `driver` (the socket's task),
+//! `handle`, `shutdown`, `pool`.
+//!
+//! ```no_run
+//! use chito::{Handler, Message, Sender};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, sender: &mut Sender<'_>, message: Message<'_>) {
+//!         let _ = sender.send(message);
+//!     }
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     ::tokio::spawn(async move {
+//!         if let Ok(ws) = chito::tokio::Builder::new(stream).accept().await {
+//!             ws.serve(&mut Echo).await;
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+
+mod builder;
+mod driver;
+mod handle;
+mod pool;
+mod shutdown;
+
+use ::tokio::net::TcpStream;
+
+pub use crate::outbox::{Overflow, QueueError};
+pub use builder::Builder;
+pub use driver::{ReadHalf, WebSocket};
+pub use handle::Handle;
+pub use shutdown::Shutdown;
+
+use driver::QueueLimit;
+
+use crate::adapter;
+use crate::config::Config;
+use crate::error::Error;
+use crate::handshake::UpgradeResponse;
+
+/// Connects to a `ws://` URL over TCP and performs the client handshake.
+///
+/// # Errors
+/// [`Error::Request`] for a bad URL or a `wss://` URL (open a TLS stream
+/// and use [`Builder::connect`]); [`Error::Handshake`] if the server
+/// refused; [`Error::Io`].
+pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, UpgradeResponse), Error> {
+    connect_with(url, Config::default()).await
+}
+
+/// [`connect`] with a [`Config`].
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_with(
+    url: &str,
+    config: Config,
+) -> Result<(WebSocket<TcpStream>, UpgradeResponse), Error> {
+    let (addr, request) = adapter::tcp_target(url)?;
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Builder::new(stream).config(config).connect(&request).await
+}
+
+#[cfg(test)]
+mod size_guard {
+    /// Every idle connection is a task holding these futures: a stack
+    /// array or an unboxed handshake here costs every connection.
+    #[test]
+    fn per_connection_futures_stay_small() {
+        fn size_of_future<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        struct Quiet;
+        impl crate::Handler for Quiet {}
+        let runtime = ::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (a, b) = ::tokio::io::duplex(64);
+            let ws = super::Builder::new(a).upgraded(crate::Connection::new(
+                crate::Role::Server,
+                crate::Config::shared_default(),
+            ));
+            assert!(
+                std::mem::size_of_val(&ws) <= 96,
+                "WebSocket {}",
+                std::mem::size_of_val(&ws)
+            );
+            let mut handler = Quiet;
+            let serve = ws.serve(&mut handler);
+            assert!(
+                size_of_future(&serve) <= 192,
+                "serve {}",
+                size_of_future(&serve)
+            );
+            drop(serve);
+            let accept = super::Builder::new(b).accept();
+            assert!(
+                size_of_future(&accept) <= 160,
+                "accept {}",
+                size_of_future(&accept)
+            );
+        });
+    }
+}
