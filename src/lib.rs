@@ -65,15 +65,17 @@ pub mod connection;
 pub mod deflate;
 pub mod error;
 pub mod frame;
+#[cfg(feature = "tokio")]
+mod handle;
 pub mod handler;
 pub mod handshake;
 pub mod mask;
-#[cfg(feature = "tokio")]
-mod outbox;
 mod rand;
 mod role;
 #[cfg(feature = "rooms")]
 pub mod rooms;
+#[cfg(feature = "tokio")]
+mod shutdown;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod utf8;

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::connection::{Message, SharedMessage};
-use crate::tokio::{Handle, QueueError};
+use crate::handle::{Handle, QueueError};
 
 /// Identifies a member of a [`Rooms`] registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

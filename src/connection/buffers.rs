@@ -7,7 +7,8 @@
 //! ([`Connection::release_idle_buffers`]).
 
 use super::receive::Release;
-use super::{Connection, State};
+use super::send::Tx;
+use super::{pool, Connection, State};
 
 impl Connection {
     /// Copies received bytes into the connection. Nothing is parsed until
@@ -101,6 +102,11 @@ impl Connection {
             rx.start = 0;
             rx.end = 0;
         }
+        if rx.buf.capacity() == 0 {
+            if let Some(buf) = pool::take_input() {
+                rx.buf = buf;
+            }
+        }
         if rx.buf.len() - rx.end < want && rx.start > 0 {
             // Move the unread bytes to the front.
             rx.buf.copy_within(rx.start..rx.end, 0);
@@ -127,13 +133,28 @@ impl Connection {
         self.rx.start < self.rx.end || self.rx.frame.is_some() || self.ready.is_some()
     }
 
-    /// Frees the input, assembly and output buffers if they hold nothing,
-    /// and compression state that nothing needs between messages, so an
-    /// idle connection costs only its fixed state. Call it when the
-    /// transport has nothing to read and the output is drained; buffers are
-    /// allocated again on demand.
+    /// Gives the input, assembly and output buffers back to this thread's
+    /// pool if they hold nothing, and frees compression state that nothing
+    /// needs between messages, so an idle connection costs only its fixed
+    /// state. Call it when the transport has nothing to read and the output
+    /// is drained; buffers are taken again on demand.
     pub fn release_idle_buffers(&mut self) {
-        self.recycle_idle_buffers(&mut drop);
+        self.release_delivered();
+        self.copy_loaned_output();
+        let idle = self.ready.is_none() && self.rx.frame.is_none();
+        if idle && self.rx.start == self.rx.end && self.rx.buf.capacity() > 0 {
+            pool::give(std::mem::take(&mut self.rx.buf), true);
+            self.rx.start = 0;
+            self.rx.end = 0;
+        }
+        if self.tx.buffered() == 0 && self.tx.out.capacity() > 0 {
+            pool::give(std::mem::take(&mut self.tx.out), false);
+            self.tx.out_pos = 0;
+        }
+        let delivered = matches!(self.rx.release, Release::Nothing);
+        if idle && delivered && self.rx.message.is_none() && self.rx.assembled.capacity() > 0 {
+            pool::give(std::mem::take(&mut self.rx.assembled), false);
+        }
         #[cfg(feature = "deflate")]
         {
             if let Some(deflater) = self.tx.deflater.as_mut() {
@@ -143,83 +164,6 @@ impl Connection {
                 inflater.release_idle();
             }
         }
-    }
-
-    /// Like [`Connection::release_idle_buffers`] for the three buffers,
-    /// but hands each freed buffer (cleared, capacity kept) to `recycle`,
-    /// e.g. a per-thread pool, instead of dropping it.
-    pub(crate) fn recycle_idle_buffers(&mut self, recycle: &mut dyn FnMut(Vec<u8>)) {
-        self.release_delivered();
-        self.copy_loaned_output();
-        if self.ready.is_none()
-            && self.rx.start == self.rx.end
-            && self.rx.frame.is_none()
-            && self.rx.buf.capacity() > 0
-        {
-            // Handed back filled to capacity (initialised bytes), so the
-            // next user need not zero it again.
-            let mut buf = std::mem::take(&mut self.rx.buf);
-            let capacity = buf.capacity();
-            buf.resize(capacity, 0);
-            recycle(buf);
-            self.rx.start = 0;
-            self.rx.end = 0;
-        }
-        if self.tx.buffered() == 0 && self.tx.out.capacity() > 0 {
-            let mut out = std::mem::take(&mut self.tx.out);
-            out.clear();
-            self.tx.out_pos = 0;
-            recycle(out);
-        }
-        if self.rx.message.is_none()
-            && self.ready.is_none()
-            && matches!(self.rx.release, Release::Nothing)
-            && self.rx.assembled.capacity() > 0
-        {
-            let mut assembled = std::mem::take(&mut self.rx.assembled);
-            assembled.clear();
-            recycle(assembled);
-        }
-    }
-
-    /// Gives the connection a buffer (from a pool, say) to use for input if
-    /// it has none allocated; otherwise hands it back.
-    // A hook of the tokio adapter's loop and buffer pool.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn provide_input_buffer(&mut self, mut buf: Vec<u8>) -> Option<Vec<u8>> {
-        if self.rx.buf.capacity() > 0 || self.rx.start != self.rx.end {
-            return Some(buf);
-        }
-        // Only bytes never initialised are zeroed (a buffer from a pool of
-        // input buffers is already full length).
-        let capacity = buf.capacity();
-        buf.resize(capacity, 0);
-        self.rx.buf = buf;
-        self.rx.start = 0;
-        self.rx.end = 0;
-        None
-    }
-
-    /// Gives the connection a buffer to encode output into if it has none
-    /// allocated; otherwise hands it back.
-    // A hook of the tokio adapter's loop and buffer pool.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn provide_output_buffer(&mut self, mut buf: Vec<u8>) -> Option<Vec<u8>> {
-        if self.tx.out.capacity() > 0 || self.tx.buffered() > 0 {
-            return Some(buf);
-        }
-        buf.clear();
-        self.tx.out = buf;
-        self.tx.out_pos = 0;
-        None
-    }
-
-    /// Whether the connection has an input buffer / an output buffer
-    /// allocated.
-    // A hook of the tokio adapter's loop and buffer pool.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn has_buffers(&self) -> (bool, bool) {
-        (self.rx.buf.capacity() > 0, self.tx.out.capacity() > 0)
     }
 
     /// Bytes currently allocated for buffers (input, assembly, output).
@@ -241,5 +185,28 @@ impl Connection {
         {
             0
         }
+    }
+}
+
+impl Drop for Connection {
+    /// The buffers go to this thread's pool for the next connection.
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.rx.buf), true);
+        pool::give(std::mem::take(&mut self.tx.out), false);
+        pool::give(std::mem::take(&mut self.rx.assembled), false);
+    }
+}
+
+impl Tx {
+    /// The output buffer, taken from this thread's pool if none is
+    /// allocated.
+    pub(super) fn out(&mut self) -> &mut Vec<u8> {
+        if self.out.capacity() == 0 {
+            if let Some(buf) = pool::take_output() {
+                self.out = buf;
+                self.out_pos = 0;
+            }
+        }
+        &mut self.out
     }
 }

@@ -27,7 +27,8 @@
 //!
 //! The files of this module follow those seams: `receive` (frames in,
 //! events out), `send` ([`Sender`], frames out), `output` (what waits to be
-//! written), `buffers` (input space and idle memory), `timers`, `closing`
+//! written), `buffers` and `pool` (input space, idle memory, per-thread
+//! buffer pools), `timers`, `closing`
 //! (the transport's end), `shared` (encode once, send many), `event` and
 //! `error` (the types).
 
@@ -36,6 +37,7 @@ mod closing;
 mod error;
 mod event;
 mod output;
+mod pool;
 mod receive;
 mod send;
 mod shared;

@@ -102,11 +102,12 @@ impl Tx {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.fin = fin;
         header.mask = self.mask_key();
-        self.out.reserve(MAX_HEADER_LEN + payload.len());
-        header.write_to(&mut self.out);
-        let at = self.out.len();
-        self.out.extend_from_slice(payload);
-        if let (Some(key), Some(bytes)) = (header.mask, self.out.get_mut(at..)) {
+        let out = self.out();
+        out.reserve(MAX_HEADER_LEN + payload.len());
+        header.write_to(out);
+        let at = out.len();
+        out.extend_from_slice(payload);
+        if let (Some(key), Some(bytes)) = (header.mask, out.get_mut(at..)) {
             apply_mask(bytes, key, 0);
         }
     }
@@ -118,7 +119,7 @@ impl Tx {
         if self.sending.is_some() {
             return Err(UsageError::FragmentInProgress);
         }
-        self.out.extend_from_slice(frame);
+        self.out().extend_from_slice(frame);
         Ok(())
     }
 
@@ -173,7 +174,7 @@ impl Tx {
     fn write_header_for_input(&mut self, opcode: OpCode, fin: bool, range: Range<usize>) {
         let mut header = FrameHeader::new(opcode, range.len() as u64);
         header.fin = fin;
-        header.write_to(&mut self.out);
+        header.write_to(self.out());
         self.loan_mark = self.out.len();
         self.loan = range;
     }
@@ -183,10 +184,10 @@ impl Tx {
     /// known. Returns false (output unchanged) if the compressor failed.
     #[cfg(feature = "deflate")]
     fn write_compressed(&mut self, opcode: OpCode, fin: bool, rsv1: bool, data: &[u8]) -> bool {
+        let at = self.out().len();
         let Some(deflater) = self.deflater.as_mut() else {
             return false;
         };
-        let at = self.out.len();
         self.out.resize(at + MAX_HEADER_LEN, 0);
         if deflater.compress(data, fin, &mut self.out).is_err() {
             self.out.truncate(at);

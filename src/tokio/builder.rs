@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{QueueLimit, Shutdown, WebSocket};
+use super::{Shutdown, WebSocket};
 use crate::adapter::{self, HANDSHAKE_TIMEOUT, HEAD_CHUNK};
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::error::{Error, Timeout};
+use crate::handle::{Overflow, QueueLimit};
 use crate::handshake::{
     Accept, ClientHandshake, ClientRequest, Rejection, ServerHandshake, UpgradeRequest,
     UpgradeResponse,
 };
-use crate::outbox::Overflow;
 
 /// Opening handshake over an async stream, for either role, and the
 /// settings of the [`WebSocket`] it yields.
@@ -57,7 +57,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     }
 
     /// The most bytes other tasks may have queued for the connection
-    /// (through its [`super::Handle`]s) plus encoded bytes not yet written.
+    /// (through its [`crate::tokio::Handle`]s) plus encoded bytes not yet written.
     /// Past it, the [`Overflow`] policy applies; the queue never grows
     /// beyond it. Default: 4 MiB.
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {

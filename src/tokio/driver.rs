@@ -17,38 +17,21 @@ use std::time::Instant;
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use ::tokio::time::Sleep;
 
-use super::handle::{Handle, Outbox};
-use super::pool::{give, poll_read_into, provide_buffers};
-use super::shutdown::Registration;
+use super::read::poll_read_into;
 use crate::adapter::{self, Next};
 use crate::close::CloseCode;
 use crate::connection::{
     CloseStep, Connection, Event, Message, OwnedEvent, Sender, State, UsageError,
 };
 use crate::error::Error;
+use crate::handle::{Handle, Outbox, QueueLimit};
 use crate::handler::{dispatch, end_with_error, Flow, Handler};
-use crate::outbox::Overflow;
+use crate::shutdown::Registration;
 
 /// Handle messages are encoded into the connection only while less than
 /// this much output waits, so the queue, not the output buffer, absorbs
 /// bursts and backpressure stays visible to senders.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
-
-/// The bound and policy of a connection's queue.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct QueueLimit {
-    pub(super) max_bytes: usize,
-    pub(super) overflow: Overflow,
-}
-
-impl Default for QueueLimit {
-    fn default() -> Self {
-        QueueLimit {
-            max_bytes: 4 << 20,
-            overflow: Overflow::Reject,
-        }
-    }
-}
 
 /// What woke the driving task.
 enum Wake {
@@ -91,7 +74,6 @@ impl<S> Drop for WebSocket<S> {
         if let Some(outbox) = self.outbox.get() {
             outbox.close();
         }
-        self.conn.recycle_idle_buffers(&mut give);
     }
 }
 
@@ -112,12 +94,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// connection.
     pub fn handle(&self) -> Handle {
         let queue = self.queue;
-        let outbox = self
-            .outbox
-            .get_or_init(|| Arc::new(Outbox::new(queue.max_bytes, queue.overflow)));
-        Handle {
-            outbox: outbox.clone(),
-        }
+        Handle::new(
+            self.outbox
+                .get_or_init(|| Arc::new(Outbox::new(queue)))
+                .clone(),
+        )
     }
 
     /// Splits into a reading half, which drives the connection (reads,
@@ -175,7 +156,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // The peer's close arrived and was answered: end the transport.
             self.finish_transport().await;
         }
-        provide_buffers(&mut self.conn);
         match self.conn.poll_event()? {
             Some(pair) => Ok(pair),
             None => Err(UsageError::Closed.into()),
@@ -187,7 +167,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Errors
     /// [`Error::Usage`] after close, [`Error::Io`].
     pub async fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
-        provide_buffers(&mut self.conn);
         self.conn.sender().send(message)?;
         self.flush().await
     }
@@ -247,7 +226,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         S: 'h,
     {
         async move {
-            provide_buffers(&mut self.conn);
             handler.on_open(&mut self.conn.sender());
             loop {
                 let flow = dispatch(&mut self.conn, handler);
@@ -272,23 +250,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let Some(outbox) = self.outbox.get() else {
             return;
         };
-        let mut queue = outbox.lock();
-        if queue.has_items() {
-            // An idle connection gave its buffers back; encode into a
-            // pooled one, not a fresh allocation per message.
-            provide_buffers(&mut self.conn);
-        }
-        queue.drain_into(&mut self.conn, OUTPUT_HIGH_WATER);
+        outbox.lock().drain_into(&mut self.conn, OUTPUT_HIGH_WATER);
     }
 
     /// Updates the byte count senders see and wakes those waiting for room.
     fn account_written(&mut self) {
-        let Some(outbox) = self.outbox.get() else {
-            return;
-        };
-        let freed = outbox.lock().account(self.conn.buffered_amount());
-        if freed {
-            outbox.space.notify_waiters();
+        if let Some(outbox) = self.outbox.get() {
+            outbox.written(&self.conn);
         }
     }
 
@@ -349,7 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let room = conn.buffered_amount() < OUTPUT_HIGH_WATER && !conn.output_borrows_input();
         if let Some(outbox) = outbox.get() {
             let mut queue = outbox.lock();
-            if queue.aborted {
+            if queue.aborted() {
                 return Poll::Ready(Wake::Aborted);
             }
             if mode == Drive::Serve && room && queue.has_items() {

@@ -10,9 +10,10 @@
 //! encodes what is queued and writes everything pending in one `write`.
 //!
 //! Memory: while a connection waits for input with nothing half-received
-//! it holds no read or write buffer (`pool`). Files: `builder` (the
-//! opening handshake and settings), `driver` (the socket's task),
-//! `handle`, `shutdown`, `pool`.
+//! it holds no read or write buffer (`read`). Files: `builder` (the
+//! opening handshake and settings), `driver` (the socket's task), `read`;
+//! the [`Handle`] with its queue and the [`Shutdown`] coordinator are
+//! runtime-independent and shared with any other driver.
 //!
 //! ```no_run
 //! use chito::{Handler, Message, Sender};
@@ -39,19 +40,14 @@
 
 mod builder;
 mod driver;
-mod handle;
-mod pool;
-mod shutdown;
+mod read;
 
 use ::tokio::net::TcpStream;
 
-pub use crate::outbox::{Overflow, QueueError};
+pub use crate::handle::{Handle, Overflow, QueueError};
+pub use crate::shutdown::Shutdown;
 pub use builder::Builder;
 pub use driver::{ReadHalf, WebSocket};
-pub use handle::Handle;
-pub use shutdown::Shutdown;
-
-use driver::QueueLimit;
 
 use crate::adapter;
 use crate::config::Config;

@@ -1,0 +1,428 @@
+//! [`Handle`]: how other tasks send to a connection that one task drives.
+//!
+//! Each connection with a handle has a queue, bounded in bytes, with a
+//! policy for a full queue; every message is checked against the protocol
+//! before it is queued. The task that owns the socket moves queued messages
+//! into the core between writes. Nothing here depends on a runtime (waiting
+//! is plain `Waker`s), so any driver can offer handles, and `rooms` needs
+//! only this module.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+
+use crate::close::CloseCode;
+use crate::connection::UsageError;
+use crate::connection::{check_close, check_control, Connection, Message, SharedMessage};
+
+/// The bound and policy of a connection's queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimit {
+    /// Queued plus encoded-but-unwritten bytes the queue may hold.
+    pub(crate) max_bytes: usize,
+    pub(crate) overflow: Overflow,
+}
+
+impl Default for QueueLimit {
+    fn default() -> Self {
+        QueueLimit {
+            max_bytes: 4 << 20,
+            overflow: Overflow::Reject,
+        }
+    }
+}
+
+/// What a full queue does with one more message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Refuse the message ([`QueueError::Full`]); the connection goes on.
+    Reject,
+    /// Close the slow consumer with this code (1008 or 1013 are usual);
+    /// queued messages are dropped. A code that cannot be sent (RFC 6455
+    /// §7.4.1) makes the overflowing call fail with
+    /// [`QueueError::Invalid`] instead, and nothing changes.
+    Close(CloseCode),
+}
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue is full ([`Overflow::Reject`]); nothing was queued.
+    Full,
+    /// The queue was full and the connection is being closed as a slow
+    /// consumer ([`Overflow::Close`]).
+    ClosedSlowConsumer,
+    /// The connection is closing or closed.
+    Closed,
+    /// The message breaks a rule of the protocol (a ping over 125 bytes, a
+    /// close code that cannot be sent, a close reason over 123 bytes);
+    /// nothing was queued.
+    Invalid(UsageError),
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueError::Full => f.write_str("outbound queue full"),
+            QueueError::ClosedSlowConsumer => {
+                f.write_str("outbound queue full: closing the slow consumer")
+            }
+            QueueError::Closed => f.write_str("connection closed"),
+            QueueError::Invalid(e) => write!(f, "not sendable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for QueueError {}
+
+/// A message waiting in the queue, already checked against the protocol.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Text(String),
+    Binary(Vec<u8>),
+    Shared(SharedMessage),
+    Ping(Vec<u8>),
+    Close(CloseCode, String),
+}
+
+impl Outgoing {
+    /// Copies a message for the queue; text stays a `String`, so it is not
+    /// validated again when sent.
+    pub(crate) fn message(message: Message<'_>) -> Outgoing {
+        match message {
+            Message::Text(text) => Outgoing::Text(text.to_owned()),
+            Message::Binary(data) => Outgoing::Binary(data.to_vec()),
+        }
+    }
+
+    /// A ping, if its payload may be sent (RFC 6455 §5.5).
+    pub(crate) fn ping(payload: &[u8]) -> Result<Outgoing, QueueError> {
+        check_control(payload).map_err(QueueError::Invalid)?;
+        Ok(Outgoing::Ping(payload.to_vec()))
+    }
+
+    /// A close, if its code and reason may be sent (RFC 6455 §7.4, §5.5).
+    pub(crate) fn close(code: CloseCode, reason: &str) -> Result<Outgoing, QueueError> {
+        check_close(code, reason).map_err(QueueError::Invalid)?;
+        Ok(Outgoing::Close(code, reason.to_owned()))
+    }
+
+    /// What the item counts against the queue's bound: its payload and a
+    /// frame header.
+    fn cost(&self) -> usize {
+        match self {
+            Outgoing::Text(text) => text.len() + 14,
+            Outgoing::Binary(data) | Outgoing::Ping(data) => data.len() + 14,
+            Outgoing::Shared(shared) => shared.len() + 14,
+            Outgoing::Close(_, reason) => reason.len() + 8,
+        }
+    }
+}
+
+/// The queue's state, behind the outbox's lock.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    items: VecDeque<Outgoing>,
+    /// Bytes queued plus bytes encoded but not yet written.
+    buffered: usize,
+    /// Wakes the task that owns the socket.
+    driver: Option<Waker>,
+    /// Senders waiting for room.
+    senders: Vec<Waker>,
+    /// No more messages are accepted.
+    closed: bool,
+    /// The connection must end now (a shutdown deadline passed).
+    aborted: bool,
+}
+
+/// What [`Queue::push`] did.
+#[derive(Debug)]
+enum Pushed {
+    Queued,
+    /// The queue is full ([`Overflow::Reject`]); the item comes back.
+    Full(Outgoing),
+    /// The queue overflowed and now closes the slow consumer.
+    SlowConsumerClosed,
+    Refused(QueueError),
+}
+
+impl Queue {
+    /// Queues `item` within `max_bytes`, applying `overflow` when full.
+    fn push(&mut self, item: Outgoing, limit: QueueLimit) -> Pushed {
+        if self.closed {
+            return Pushed::Refused(QueueError::Closed);
+        }
+        let cost = item.cost();
+        if self.buffered + cost > limit.max_bytes && self.buffered > 0 {
+            return match limit.overflow {
+                Overflow::Reject => Pushed::Full(item),
+                Overflow::Close(code) => match Outgoing::close(code, "slow consumer") {
+                    Ok(close) => {
+                        self.items.clear();
+                        self.finish_with(close);
+                        Pushed::SlowConsumerClosed
+                    }
+                    Err(invalid) => Pushed::Refused(invalid),
+                },
+            };
+        }
+        self.buffered += cost;
+        self.items.push_back(item);
+        self.wake_driver();
+        Pushed::Queued
+    }
+
+    /// Queues `close` as the last item: nothing is accepted after it.
+    fn finish_with(&mut self, close: Outgoing) {
+        self.buffered += close.cost();
+        self.items.push_back(close);
+        self.closed = true;
+        self.wake_driver();
+    }
+
+    pub(crate) fn has_items(&self) -> bool {
+        !self.items.is_empty()
+    }
+
+    /// The connection must end now (a shutdown deadline passed).
+    pub(crate) fn aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// Remembers the task to wake when something is queued.
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        if !self.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.driver = Some(waker.clone());
+        }
+    }
+
+    fn wake_driver(&mut self) {
+        if let Some(waker) = self.driver.take() {
+            waker.wake();
+        }
+    }
+
+    /// Remembers a sender to wake when room is freed.
+    fn wait_for_room(&mut self, waker: &Waker) {
+        if !self.senders.iter().any(|w| w.will_wake(waker)) {
+            self.senders.push(waker.clone());
+        }
+    }
+
+    /// Moves queued items into `conn`, in order, while its output is below
+    /// `high_water` bytes (so bursts wait here, where senders see them).
+    pub(crate) fn drain_into(&mut self, conn: &mut Connection, high_water: usize) {
+        while conn.buffered_amount() < high_water {
+            let Some(item) = self.items.pop_front() else {
+                break;
+            };
+            let mut sender = conn.sender();
+            // Every item was checked when queued: a send fails only once
+            // the connection is closing (or its compressor failed).
+            let sent = match &item {
+                Outgoing::Text(text) => sender.send(Message::Text(text)),
+                Outgoing::Binary(data) => sender.send(Message::Binary(data)),
+                Outgoing::Shared(shared) => sender.send_shared(shared),
+                Outgoing::Ping(payload) => sender.send_ping(payload),
+                Outgoing::Close(code, reason) => sender.close(*code, reason),
+            };
+            if sent.is_err() {
+                // Nothing more can be sent on this connection.
+                self.closed = true;
+                self.items.clear();
+            }
+        }
+        self.account(conn.buffered_amount());
+    }
+
+    /// Recounts the bytes senders see; true if room was freed.
+    fn account(&mut self, unwritten: usize) -> bool {
+        let before = self.buffered;
+        self.buffered = self.items.iter().map(Outgoing::cost).sum::<usize>() + unwritten;
+        self.buffered < before
+    }
+}
+
+/// A connection's queue, shared by its driver and its handles.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    queue: Mutex<Queue>,
+    limit: QueueLimit,
+}
+
+impl Outbox {
+    pub(crate) fn new(limit: QueueLimit) -> Outbox {
+        Outbox {
+            queue: Mutex::new(Queue::default()),
+            limit,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding this lock cannot leave the queue
+        // inconsistent (every update is a single assignment or push).
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wakes the senders waiting for room (outside the lock).
+    fn wake_senders(&self) {
+        let senders = std::mem::take(&mut self.lock().senders);
+        senders.into_iter().for_each(Waker::wake);
+    }
+
+    /// Accepts no more messages; tells waiting senders.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.wake_senders();
+    }
+
+    /// After a write: recounts what `conn` has not written yet and wakes
+    /// senders if room was freed.
+    pub(crate) fn written(&self, conn: &Connection) {
+        if self.lock().account(conn.buffered_amount()) {
+            self.wake_senders();
+        }
+    }
+}
+
+/// A cheap, cloneable sender for one connection, usable from any task or
+/// thread.
+///
+/// Messages are checked against the protocol, then copied into the
+/// connection's queue, which is bounded in bytes (queued plus encoded but
+/// unwritten; the adapter's builder sets it, e.g.
+/// `chito::tokio::Builder::max_queued_bytes`). When it is full,
+/// [`Handle::try_send`] applies the [`Overflow`] policy and [`Handle::send`]
+/// waits for room. The task driving the connection encodes and writes
+/// queued messages in order.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    outbox: Arc<Outbox>,
+}
+
+impl Handle {
+    pub(crate) fn new(outbox: Arc<Outbox>) -> Handle {
+        Handle { outbox }
+    }
+
+    /// Queues a message without waiting.
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] or [`QueueError::ClosedSlowConsumer`] when the
+    /// queue is full (per the [`Overflow`] policy); [`QueueError::Closed`].
+    pub fn try_send(&self, message: Message<'_>) -> Result<(), QueueError> {
+        self.push(Outgoing::message(message))
+    }
+
+    /// Queues a message, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// [`QueueError::Closed`] if the connection ends first.
+    pub async fn send(&self, message: Message<'_>) -> Result<(), QueueError> {
+        let mut item = Some(Outgoing::message(message));
+        poll_fn(|cx| {
+            let Some(next) = item.take() else {
+                return Poll::Ready(Err(QueueError::Closed));
+            };
+            let mut queue = self.outbox.lock();
+            match queue.push(next, self.outbox.limit) {
+                Pushed::Queued => Poll::Ready(Ok(())),
+                Pushed::Full(back) => {
+                    // Registered under the lock that saw the queue full:
+                    // the room freed next wakes this task.
+                    queue.wait_for_room(cx.waker());
+                    item = Some(back);
+                    Poll::Pending
+                }
+                pushed => {
+                    drop(queue);
+                    Poll::Ready(self.settle(pushed))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Queues a [`SharedMessage`] without waiting: a reference count, no
+    /// copy; the frame is encoded at most once per wire form across all
+    /// the connections it is sent to.
+    ///
+    /// # Errors
+    /// As [`Handle::try_send`].
+    pub fn try_send_shared(&self, message: &SharedMessage) -> Result<(), QueueError> {
+        self.push(Outgoing::Shared(message.clone()))
+    }
+
+    /// Queues a ping.
+    ///
+    /// # Errors
+    /// As [`Handle::try_send`], and [`QueueError::Invalid`] over 125 bytes.
+    pub fn ping(&self, payload: &[u8]) -> Result<(), QueueError> {
+        self.push(Outgoing::ping(payload)?)
+    }
+
+    /// Asks the connection to start the closing handshake. Messages queued
+    /// before it are sent first; nothing can be queued after it.
+    ///
+    /// # Errors
+    /// [`QueueError::Invalid`] for a code that cannot be sent (1005, 1006,
+    /// 1015, reserved ranges; RFC 6455 §7.4) or a reason over 123 bytes —
+    /// nothing changes; [`QueueError::Closed`] if already closing.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), QueueError> {
+        let close = Outgoing::close(code, reason)?;
+        let mut queue = self.outbox.lock();
+        if queue.closed {
+            return Err(QueueError::Closed);
+        }
+        queue.finish_with(close);
+        Ok(())
+    }
+
+    /// Bytes queued or encoded but not yet written to the transport.
+    pub fn buffered_amount(&self) -> usize {
+        self.outbox.lock().buffered
+    }
+
+    /// True once the connection no longer accepts messages.
+    pub fn is_closed(&self) -> bool {
+        self.outbox.lock().closed
+    }
+
+    /// Whether two handles reach the same connection.
+    pub fn same_connection(&self, other: &Handle) -> bool {
+        Arc::ptr_eq(&self.outbox, &other.outbox)
+    }
+
+    /// Ends the connection now, without a closing handshake (a shutdown
+    /// deadline).
+    pub(crate) fn abort(&self) {
+        let mut queue = self.outbox.lock();
+        queue.aborted = true;
+        queue.closed = true;
+        queue.wake_driver();
+        drop(queue);
+        self.outbox.wake_senders();
+    }
+
+    fn push(&self, item: Outgoing) -> Result<(), QueueError> {
+        let pushed = self.outbox.lock().push(item, self.outbox.limit);
+        self.settle(pushed)
+    }
+
+    /// What a push means to the caller (outside the lock).
+    fn settle(&self, pushed: Pushed) -> Result<(), QueueError> {
+        match pushed {
+            Pushed::Queued => Ok(()),
+            Pushed::Full(_) => Err(QueueError::Full),
+            Pushed::SlowConsumerClosed => {
+                self.outbox.wake_senders();
+                Err(QueueError::ClosedSlowConsumer)
+            }
+            Pushed::Refused(error) => Err(error),
+        }
+    }
+}
