@@ -7,7 +7,33 @@
 //! cargo bench -p chito-bench --bench echo -- --quick    # smoke: 0.3 s + 0.7 s, 1 run (or ECHO_BENCH_QUICK=1)
 //! ECHO_BENCH_SERVERS=chito,fastwebsockets cargo bench -p chito-bench --bench echo
 //! ECHO_BENCH_SCENARIOS=64x16x16B,idle-10000 cargo bench -p chito-bench --bench echo
+//! ECHO_BENCH_RUNS=5 cargo bench -p chito-bench --bench echo     # 5 runs (default 3; 1 with --quick)
+//!
+//! # Two builds of bench_server, old against new, in the same run:
+//! ECHO_BENCH_EXTERNAL=chito-old=/abs/old/bench_server,chito-new=/abs/new/bench_server \
+//!   ECHO_BENCH_SERVERS=chito-old,chito-new ECHO_BENCH_BASELINE=chito-old \
+//!   cargo bench -p chito-bench --bench echo
 //! ```
+//!
+//! The environment:
+//! - `ECHO_BENCH_SERVERS`: the servers to measure, comma-separated, by name
+//!   (the built-in `chito`, `tungstenite`, `fastwebsockets`,
+//!   `tokio-websockets`, and the names `ECHO_BENCH_EXTERNAL` gives). Default:
+//!   all of them.
+//! - `ECHO_BENCH_SCENARIOS`: the scenarios, by name (`idle` for the idle one).
+//! - `ECHO_BENCH_EXTERNAL`: extra servers as prebuilt binaries,
+//!   `name=path,name=path`. Each is started as `<path> 127.0.0.1:0`, pinned
+//!   like the others, and must print the port, or the address
+//!   `127.0.0.1:PORT` as `examples/bench_server.rs` does, on its first stdout
+//!   line, then echo until killed. Give absolute paths: cargo runs benches
+//!   from `bench/`. External servers are measured in every run round with
+//!   the others; they are not peers in the "chito vs best" column.
+//! - `ECHO_BENCH_BASELINE`: a selected server's name; adds a row per
+//!   scenario with every server's median divided by this one's (msg/s: > 1
+//!   is faster; KiB/conn: > 1 is more memory).
+//! - `ECHO_BENCH_RUNS`: runs per server and scenario (default 3, or 1 with
+//!   `--quick`); the median is reported, every run's value is in the JSON.
+//! - `ECHO_BENCH_QUICK=1`: the same as `--quick`.
 //!
 //! How it is set up:
 //! - Every server runs alone on a tokio current-thread runtime in a child
@@ -15,7 +41,11 @@
 //!   pinned to CPU 0 with `taskset`. The child binds 127.0.0.1:0, prints the
 //!   port and serves until killed. Each peer's server is written the way its
 //!   own echo example shows; chito's is `examples/bench_server.rs`, compiled
-//!   in as a module, so the example and the bench are one code path.
+//!   in as a module, so the example and the bench are one code path. An
+//!   external server (`ECHO_BENCH_EXTERNAL`) is its binary, run the same way.
+//! - Scenario by scenario, each run is one round over every server, the
+//!   order rotated each round, so every server sees the same stretch of the
+//!   host's noise.
 //! - The load generator is this process, pinned to CPU 1, on its own
 //!   current-thread runtime. It speaks RFC 6455 itself: an HTTP/1.1 upgrade
 //!   offering no extensions, masked client frames built once per scenario,
@@ -37,6 +67,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,8 +82,23 @@ use tokio::task::JoinSet;
 #[path = "../../examples/bench_server.rs"]
 mod chito_server;
 
-/// Every server the bench knows, in table order. chito first.
+/// Every server compiled into the bench, in table order. chito first.
 const SERVERS: [&str; 4] = ["chito", "tungstenite", "fastwebsockets", "tokio-websockets"];
+
+/// A server to measure: one compiled in, or an external binary.
+struct Server {
+    name: String,
+    /// `None`: this bench re-executed as the built-in server `name`.
+    binary: Option<PathBuf>,
+}
+
+impl Server {
+    /// A built-in peer (not chito, not an external binary): the servers
+    /// "chito vs best" compares with.
+    fn is_peer(&self) -> bool {
+        self.binary.is_none() && self.name != "chito"
+    }
+}
 
 /// The env var that turns this binary into a server.
 const SERVER_ENV: &str = "CHITO_ECHO_SERVER";
@@ -204,8 +250,12 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(name: &str, pinned: bool) -> Result<Self, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    fn start(server: &Server, pinned: bool) -> Result<Self, String> {
+        let name = &server.name;
+        let exe = match &server.binary {
+            Some(binary) => binary.clone(),
+            None => std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
+        };
         let mut command = if pinned {
             let mut c = Command::new("taskset");
             c.args(["-c", "0"]).arg(&exe);
@@ -213,8 +263,12 @@ impl ServerProcess {
         } else {
             Command::new(&exe)
         };
+        if server.binary.is_some() {
+            command.arg("127.0.0.1:0");
+        } else {
+            command.env(SERVER_ENV, name);
+        }
         command
-            .env(SERVER_ENV, name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -224,18 +278,23 @@ impl ServerProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         let read = BufReader::new(stdout).read_line(&mut line);
-        let port: u16 = match read.ok().and_then(|_| line.trim().parse().ok()) {
-            Some(port) => port,
-            None => {
+        // The built-in child prints its port; examples/bench_server.rs its
+        // address.
+        let line = line.trim();
+        let addr = line
+            .parse::<u16>()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .or_else(|_| line.parse::<SocketAddr>());
+        match (read, addr) {
+            (Ok(_), Ok(addr)) => Ok(ServerProcess { child, addr }),
+            _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{name} server did not report a port"));
+                Err(format!(
+                    "{name} server did not report a port or address (first line {line:?})"
+                ))
             }
-        };
-        Ok(ServerProcess {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        })
+        }
     }
 
     /// The server's resident set, in KiB (`VmRSS` of /proc/<pid>/status).
@@ -295,6 +354,8 @@ struct Settings {
     measure: Duration,
     runs: usize,
     idle_settle: Duration,
+    /// Servers on CPU 0 and the load generator on CPU 1 (see `pin_self`).
+    pinned: bool,
 }
 
 fn scenarios(idle_conns: usize) -> Vec<Scenario> {
@@ -847,17 +908,17 @@ fn peer_versions() -> BTreeMap<&'static str, String> {
     versions
 }
 
-/// The results of one scenario: per server, every run's value (None if that
-/// server failed).
+/// The results of one scenario: per server (in the order of the server
+/// list), every run's value (None if that server failed).
 struct Outcome {
     scenario: &'static str,
     idle: bool,
     size: usize,
-    runs: BTreeMap<&'static str, Option<Vec<f64>>>,
+    runs: Vec<Option<Vec<f64>>>,
 }
 
 impl Outcome {
-    fn median(&self, server: &str) -> Option<f64> {
+    fn median(&self, server: usize) -> Option<f64> {
         self.runs
             .get(server)?
             .as_ref()
@@ -865,16 +926,14 @@ impl Outcome {
             .map(|v| median(v))
     }
 
-    /// chito against the best peer, oriented so that > 1 means chito is
-    /// better: chito / best peer for throughput, best peer / chito for
-    /// memory.
-    fn ratio(&self) -> Option<f64> {
-        let chito = self.median("chito")?;
-        let peers = self
-            .runs
-            .keys()
-            .filter(|s| **s != "chito")
-            .filter_map(|s| self.median(s));
+    /// chito against the best built-in peer, oriented so that > 1 means
+    /// chito is better: chito / best peer for throughput, best peer / chito
+    /// for memory.
+    fn ratio(&self, servers: &[Server]) -> Option<f64> {
+        let chito = self.median(servers.iter().position(|s| s.name == "chito")?)?;
+        let peers = (0..servers.len())
+            .filter(|&i| servers[i].is_peer())
+            .filter_map(|i| self.median(i));
         if self.idle {
             let best = peers.fold(f64::INFINITY, f64::min);
             (best.is_finite() && chito > 0.0).then(|| best / chito)
@@ -883,37 +942,106 @@ impl Outcome {
             (best > 0.0).then(|| chito / best)
         }
     }
+
+    /// `server`'s median divided by the baseline's, in the unit's own
+    /// direction (msg/s: > 1 is faster; KiB/conn: > 1 is more memory).
+    fn vs_baseline(&self, server: usize, baseline: usize) -> Option<f64> {
+        let base = self.median(baseline)?;
+        let value = self.median(server)?;
+        (base != 0.0).then(|| value / base)
+    }
 }
 
-fn parse_servers() -> Result<Vec<&'static str>, String> {
-    let Ok(list) = std::env::var("ECHO_BENCH_SERVERS") else {
-        return Ok(SERVERS.to_vec());
+/// `ECHO_BENCH_EXTERNAL`: `name=path,name=path`.
+fn parse_external() -> Result<Vec<Server>, String> {
+    let Ok(list) = std::env::var("ECHO_BENCH_EXTERNAL") else {
+        return Ok(Vec::new());
     };
-    let mut chosen = Vec::new();
+    let mut external: Vec<Server> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, path) = entry
+            .split_once('=')
+            .map(|(n, p)| (n.trim(), p.trim()))
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+            .ok_or_else(|| format!("ECHO_BENCH_EXTERNAL: {entry:?} is not name=path"))?;
+        if SERVERS.contains(&name) || name == "tokio-tungstenite" {
+            return Err(format!(
+                "ECHO_BENCH_EXTERNAL: {name:?} is a built-in server's name"
+            ));
+        }
+        if external.iter().any(|s| s.name == name) {
+            return Err(format!("ECHO_BENCH_EXTERNAL: {name:?} given twice"));
+        }
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            return Err(format!(
+                "ECHO_BENCH_EXTERNAL: {name}: no file {} (relative paths are taken from {}; \
+                 give an absolute one)",
+                path.display(),
+                std::env::current_dir().map_or("?".into(), |d| d.display().to_string())
+            ));
+        }
+        external.push(Server {
+            name: name.to_string(),
+            binary: Some(path),
+        });
+    }
+    Ok(external)
+}
+
+/// The servers to measure, in table order: the built-in ones, then the
+/// external ones as `ECHO_BENCH_EXTERNAL` lists them; all of them unless
+/// `ECHO_BENCH_SERVERS` chooses.
+fn parse_servers() -> Result<Vec<Server>, String> {
+    let builtin = SERVERS.iter().map(|name| Server {
+        name: (*name).to_string(),
+        binary: None,
+    });
+    let mut all: Vec<Server> = builtin.chain(parse_external()?).collect();
+    let Ok(list) = std::env::var("ECHO_BENCH_SERVERS") else {
+        return Ok(all);
+    };
+    let mut wanted = Vec::new();
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let name = if name == "tokio-tungstenite" {
             "tungstenite"
         } else {
             name
         };
-        let known = SERVERS
-            .iter()
-            .find(|s| **s == name)
-            .ok_or_else(|| format!("unknown server {name:?} (known: {})", SERVERS.join(", ")))?;
-        if !chosen.contains(known) {
-            chosen.push(*known);
+        if !all.iter().any(|s| s.name == name) {
+            let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!(
+                "unknown server {name:?} (known: {})",
+                known.join(", ")
+            ));
         }
+        wanted.push(name.to_string());
     }
-    // Keep table order.
-    chosen.sort_by_key(|s| SERVERS.iter().position(|k| k == s));
-    Ok(chosen)
+    all.retain(|s| wanted.contains(&s.name));
+    Ok(all)
+}
+
+/// `ECHO_BENCH_BASELINE`: the index of that server, if set.
+fn parse_baseline(servers: &[Server]) -> Result<Option<usize>, String> {
+    let Ok(name) = std::env::var("ECHO_BENCH_BASELINE") else {
+        return Ok(None);
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    servers
+        .iter()
+        .position(|s| s.name == name)
+        .map(Some)
+        .ok_or_else(|| format!("ECHO_BENCH_BASELINE: {name:?} is not among the servers measured"))
 }
 
 fn orchestrate() -> Result<bool, String> {
     raise_nofile();
     let quick = std::env::args().any(|a| a == "--quick")
         || std::env::var("ECHO_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-    let settings = if quick {
+    let mut settings = if quick {
         Settings {
             quick,
             warmup: Duration::from_millis(300),
@@ -921,6 +1049,7 @@ fn orchestrate() -> Result<bool, String> {
             runs: 1,
             idle_settle: Duration::from_millis(500),
             idle_conns: 1_000,
+            pinned: false,
         }
     } else {
         Settings {
@@ -930,9 +1059,22 @@ fn orchestrate() -> Result<bool, String> {
             runs: 3,
             idle_settle: Duration::from_secs(2),
             idle_conns: 10_000,
+            pinned: false,
         }
     };
+    if let Ok(runs) = std::env::var("ECHO_BENCH_RUNS") {
+        settings.runs = runs
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("ECHO_BENCH_RUNS: {runs:?} is not a positive number"))?;
+    }
     let servers = parse_servers()?;
+    if servers.is_empty() {
+        return Err("no server selected".into());
+    }
+    let baseline = parse_baseline(&servers)?;
     let mut selected = scenarios(settings.idle_conns);
     if let Ok(list) = std::env::var("ECHO_BENCH_SCENARIOS") {
         let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
@@ -940,7 +1082,7 @@ fn orchestrate() -> Result<bool, String> {
             wanted.contains(&s.name) || (s.name.starts_with("idle") && wanted.contains(&"idle"))
         });
     }
-    let pinned = pin_self();
+    settings.pinned = pin_self();
     let versions = peer_versions();
     let load_start = load_average();
     println!(
@@ -953,7 +1095,7 @@ fn orchestrate() -> Result<bool, String> {
         settings.idle_conns,
         settings.idle_settle
     );
-    if pinned {
+    if settings.pinned {
         println!("servers pinned to CPU 0, load generator to CPU 1");
     } else {
         println!(
@@ -962,6 +1104,11 @@ fn orchestrate() -> Result<bool, String> {
     }
     let versions_line: Vec<String> = versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("versions: {}", versions_line.join(", "));
+    for server in &servers {
+        if let Some(binary) = &server.binary {
+            println!("external: {} = {}", server.name, binary.display());
+        }
+    }
     println!("load average at start: {load_start}");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -981,17 +1128,18 @@ fn orchestrate() -> Result<bool, String> {
             scenario: scenario.name,
             idle,
             size,
-            runs: servers.iter().map(|s| (*s, Some(Vec::new()))).collect(),
+            runs: vec![Some(Vec::new()); servers.len()],
         };
         for run in 0..settings.runs {
             // Rotate the order each run so no server always goes first.
             for k in 0..servers.len() {
-                let server_name = servers[(k + run) % servers.len()];
-                if outcome.runs[server_name].is_none() {
+                let index = (k + run) % servers.len();
+                let server_name = &servers[index].name;
+                if outcome.runs[index].is_none() {
                     continue;
                 }
                 let result = (|| -> Result<f64, String> {
-                    let mut server = ServerProcess::start(server_name, pinned)?;
+                    let mut server = ServerProcess::start(&servers[index], settings.pinned)?;
                     let value = runtime.block_on(async {
                         match scenario.kind {
                             Kind::Echo { conns, .. } => {
@@ -1017,14 +1165,14 @@ fn orchestrate() -> Result<bool, String> {
                                 format!("{value:.0} msg/s")
                             }
                         );
-                        if let Some(Some(values)) = outcome.runs.get_mut(server_name) {
+                        if let Some(values) = &mut outcome.runs[index] {
                             values.push(value);
                         }
                     }
                     Err(e) => {
                         eprintln!("  {} {server_name} FAILED: {e}", scenario.name);
                         failures.push(format!("{} / {server_name}: {e}", scenario.name));
-                        outcome.runs.insert(server_name, None);
+                        outcome.runs[index] = None;
                     }
                 }
             }
@@ -1034,14 +1182,14 @@ fn orchestrate() -> Result<bool, String> {
     let load_end = load_average();
 
     println!();
-    print_table(&servers, &outcomes);
+    print_table(&servers, &outcomes, baseline);
     println!("load average at end: {load_end}");
 
     let json = to_json(
         &settings,
-        pinned,
         &versions,
         &servers,
+        baseline,
         &outcomes,
         &failures,
         [&load_start, &load_end],
@@ -1072,42 +1220,59 @@ fn human(rate: f64) -> String {
     }
 }
 
-fn print_table(servers: &[&str], outcomes: &[Outcome]) {
-    let mut header = format!("{:<22}", "scenario");
-    for s in servers {
-        let _ = write!(header, " {s:>16}");
-    }
+fn print_table(servers: &[Server], outcomes: &[Outcome], baseline: Option<usize>) {
+    // A column is as wide as its server's name, and at least 16.
+    let widths: Vec<usize> = servers.iter().map(|s| s.name.len().max(16)).collect();
+    let row = |label: &str, cells: &mut dyn Iterator<Item = String>| {
+        let mut line = format!("{label:<22}");
+        for (cell, width) in cells.zip(&widths) {
+            let _ = write!(line, " {cell:>width$}");
+        }
+        line
+    };
+    let mut header = row("scenario", &mut servers.iter().map(|s| s.name.clone()));
     let _ = write!(header, " {:>16}", "chito vs best");
     println!("{header}");
     for o in outcomes {
         let unit = if o.idle { " (KiB/conn)" } else { " (msg/s)" };
-        let mut line = format!("{:<22}", format!("{}{unit}", o.scenario));
-        for s in servers {
-            let cell = match o.median(s) {
+        let mut line = row(
+            &format!("{}{unit}", o.scenario),
+            &mut (0..servers.len()).map(|i| match o.median(i) {
                 Some(v) if o.idle => format!("{v:.2}"),
                 Some(v) => human(v),
                 None => "FAILED".into(),
-            };
-            let _ = write!(line, " {cell:>16}");
-        }
-        let ratio = o.ratio().map_or("-".into(), |r| format!("{r:.2}"));
+            }),
+        );
+        let ratio = o.ratio(servers).map_or("-".into(), |r| format!("{r:.2}"));
         let _ = write!(line, " {ratio:>16}");
         println!("{line}");
         if !o.idle && o.size >= 1 << 20 {
-            let mut line = format!("{:<22}", "  (GiB/s)");
-            for s in servers {
-                let cell = o.median(s).map_or("-".into(), |v| {
+            let gib = |i| {
+                o.median(i).map_or("-".into(), |v| {
                     format!("{:.2}", v * o.size as f64 / (1u64 << 30) as f64)
-                });
-                let _ = write!(line, " {cell:>16}");
-            }
-            println!("{line}");
+                })
+            };
+            println!("{}", row("  (GiB/s)", &mut (0..servers.len()).map(gib)));
+        }
+        if let Some(base) = baseline {
+            let label = format!("  vs {}", servers[base].name);
+            let cells = &mut (0..servers.len()).map(|i| {
+                o.vs_baseline(i, base)
+                    .map_or("-".into(), |r| format!("{r:.3}"))
+            });
+            println!("{}", row(&label, cells));
         }
     }
     println!(
-        "chito vs best: chito / best peer for msg/s, best peer / chito for KiB/conn; \
+        "chito vs best: chito / best built-in peer for msg/s, best peer / chito for KiB/conn; \
          > 1 means chito is better in both"
     );
+    if let Some(base) = baseline {
+        println!(
+            "vs {0}: median / {0}'s median (msg/s: > 1 is faster; KiB/conn: > 1 is more memory)",
+            servers[base].name
+        );
+    }
 }
 
 fn json_str(s: &str) -> String {
@@ -1136,9 +1301,9 @@ fn json_num(v: f64) -> String {
 
 fn to_json(
     settings: &Settings,
-    pinned: bool,
     versions: &BTreeMap<&str, String>,
-    servers: &[&str],
+    servers: &[Server],
+    baseline: Option<usize>,
     outcomes: &[Outcome],
     failures: &[String],
     load: [&str; 2],
@@ -1161,7 +1326,7 @@ fn to_json(
     );
     let _ = writeln!(j, "  \"runs\": {},", settings.runs);
     let _ = writeln!(j, "  \"idle_connections\": {},", settings.idle_conns);
-    let _ = writeln!(j, "  \"pinned\": {pinned},");
+    let _ = writeln!(j, "  \"pinned\": {},", settings.pinned);
     let _ = writeln!(
         j,
         "  \"load_average\": {{\"start\": {}, \"end\": {}}},",
@@ -1173,8 +1338,21 @@ fn to_json(
         .map(|(k, v)| format!("{}: {}", json_str(k), json_str(v)))
         .collect();
     let _ = writeln!(j, "  \"versions\": {{{}}},", versions.join(", "));
-    let names: Vec<String> = servers.iter().map(|s| json_str(s)).collect();
+    let names: Vec<String> = servers.iter().map(|s| json_str(&s.name)).collect();
     let _ = writeln!(j, "  \"servers\": [{}],", names.join(", "));
+    let external: Vec<String> = servers
+        .iter()
+        .filter_map(|s| {
+            let binary = s.binary.as_ref()?.display().to_string();
+            Some(format!("{}: {}", json_str(&s.name), json_str(&binary)))
+        })
+        .collect();
+    let _ = writeln!(j, "  \"external\": {{{}}},", external.join(", "));
+    let _ = writeln!(
+        j,
+        "  \"baseline\": {},",
+        baseline.map_or("null".into(), |b| json_str(&servers[b].name))
+    );
     j.push_str("  \"scenarios\": [\n");
     for (i, o) in outcomes.iter().enumerate() {
         j.push_str("    {");
@@ -1187,10 +1365,12 @@ fn to_json(
         let mut medians = Vec::new();
         let mut runs = Vec::new();
         let mut gib = Vec::new();
-        for s in servers {
-            let m = o.median(s).map_or("null".into(), json_num);
+        let mut vs_baseline = Vec::new();
+        for (i, server) in servers.iter().enumerate() {
+            let s = &server.name;
+            let m = o.median(i).map_or("null".into(), json_num);
             medians.push(format!("{}: {m}", json_str(s)));
-            let r = match o.runs.get(s) {
+            let r = match o.runs.get(i) {
                 Some(Some(v)) => format!(
                     "[{}]",
                     v.iter()
@@ -1202,10 +1382,14 @@ fn to_json(
             };
             runs.push(format!("{}: {r}", json_str(s)));
             if !o.idle && o.size >= 1 << 20 {
-                let g = o.median(s).map_or("null".into(), |v| {
+                let g = o.median(i).map_or("null".into(), |v| {
                     json_num(v * o.size as f64 / (1u64 << 30) as f64)
                 });
                 gib.push(format!("{}: {g}", json_str(s)));
+            }
+            if let Some(base) = baseline {
+                let r = o.vs_baseline(i, base).map_or("null".into(), json_num);
+                vs_baseline.push(format!("{}: {r}", json_str(s)));
             }
         }
         let _ = write!(j, "\"median\": {{{}}}, ", medians.join(", "));
@@ -1213,12 +1397,15 @@ fn to_json(
         if !gib.is_empty() {
             let _ = write!(j, "\"gib_per_s\": {{{}}}, ", gib.join(", "));
         }
+        if baseline.is_some() {
+            let _ = write!(j, "\"vs_baseline\": {{{}}}, ", vs_baseline.join(", "));
+        }
         let ratio_name = if o.idle {
             "best_peer_over_chito"
         } else {
             "chito_over_best_peer"
         };
-        let ratio = o.ratio().map_or("null".into(), json_num);
+        let ratio = o.ratio(servers).map_or("null".into(), json_num);
         let _ = write!(j, "{}: {ratio}", json_str(ratio_name));
         j.push('}');
         if i + 1 < outcomes.len() {
