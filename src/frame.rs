@@ -124,6 +124,7 @@ pub struct FrameHeader {
 
 impl FrameHeader {
     /// A header with FIN set, no RSV bits and no mask.
+    #[inline]
     pub fn new(opcode: OpCode, payload_len: u64) -> FrameHeader {
         FrameHeader {
             fin: true,
@@ -208,6 +209,7 @@ impl FrameHeader {
     }
 
     /// The number of bytes [`FrameHeader::encode`] writes.
+    #[inline]
     pub fn encoded_len(&self) -> usize {
         let len_bytes = match self.payload_len {
             0..=125 => 0,
@@ -221,6 +223,7 @@ impl FrameHeader {
     ///
     /// Lengths of 2^63 or more cannot be represented; they are clamped to
     /// 2^63 - 1 (no payload that large can exist in memory).
+    #[inline]
     pub fn encode(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
         let mut first = self.opcode.bits();
         for (set, bit) in [
@@ -235,31 +238,45 @@ impl FrameHeader {
         }
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
         let len = self.payload_len.min(u64::MAX >> 1);
-        let wide = len.to_be_bytes();
+        out[0] = first;
         // §5.2: 7 bits up to 125, else 126 + 16 bits, else 127 + 64 bits.
-        let (code, extended): (u8, &[u8]) = match len {
-            0..=125 => (len as u8, &[]),
-            126..=0xFFFF => (126, wide.split_at(6).1),
-            _ => (127, &wide),
+        // Every index below is a constant within the 14-byte array.
+        let at = match len {
+            0..=125 => {
+                out[1] = mask_bit | len as u8;
+                2
+            }
+            126..=0xFFFF => {
+                out[1] = mask_bit | 126;
+                out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                4
+            }
+            _ => {
+                out[1] = mask_bit | 127;
+                out[2..10].copy_from_slice(&len.to_be_bytes());
+                10
+            }
         };
-        let key = self.mask.unwrap_or_default();
-        let key: &[u8] = if self.mask.is_some() { &key } else { &[] };
-        // At most 2 + 8 + 4 = MAX_HEADER_LEN bytes: the zip never truncates.
-        let bytes = [first, mask_bit | code].into_iter();
-        let bytes = bytes
-            .chain(extended.iter().copied())
-            .chain(key.iter().copied());
-        let mut written = 0;
-        for (slot, byte) in out.iter_mut().zip(bytes) {
-            *slot = byte;
-            written += 1;
+        match (self.mask, at) {
+            (None, _) => at,
+            (Some(key), 2) => {
+                out[2..6].copy_from_slice(&key);
+                6
+            }
+            (Some(key), 4) => {
+                out[4..8].copy_from_slice(&key);
+                8
+            }
+            (Some(key), _) => {
+                out[10..14].copy_from_slice(&key);
+                14
+            }
         }
-        debug_assert_eq!(written, self.encoded_len());
-        written
     }
 
     /// Appends the encoded header to `out`: the one place every frame
     /// chito sends gets its header from.
+    #[inline]
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let mut head = [0u8; MAX_HEADER_LEN];
         let len = self.encode(&mut head);

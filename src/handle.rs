@@ -18,7 +18,7 @@ use crate::connection::UsageError;
 use crate::connection::{check_close, check_control, Connection, Message, SharedMessage};
 
 /// The bound and policy of a connection's queue.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct QueueLimit {
     /// Queued plus encoded-but-unwritten bytes the queue may hold.
     pub(crate) max_bytes: usize,

@@ -200,6 +200,7 @@ impl Drop for Connection {
 impl Tx {
     /// The output buffer, taken from this thread's pool if none is
     /// allocated.
+    #[inline]
     pub(super) fn out(&mut self) -> &mut Vec<u8> {
         if self.out.capacity() == 0 {
             if let Some(buf) = pool::take_output() {

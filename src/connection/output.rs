@@ -15,6 +15,7 @@ use crate::frame::OpCode;
 
 impl Tx {
     /// Bytes waiting to be written, loaned ones included.
+    #[inline]
     pub(super) fn buffered(&self) -> usize {
         self.out.len() - self.out_pos + self.loan.len()
     }

@@ -144,6 +144,7 @@ impl Rx {
     }
 
     /// `buf[range]`, for a range of received input.
+    #[inline]
     pub(super) fn bytes(&self, range: Range<usize>) -> &[u8] {
         received(&self.buf, self.end, range)
     }
@@ -159,6 +160,7 @@ impl Rx {
 /// `buf[range]` for a range of received input. The receive path forms
 /// ranges only from `start`, `end` and frame offsets that lie within them,
 /// so every range is in bounds; the assertion makes that invariant visible.
+#[inline]
 fn received(buf: &[u8], end: usize, range: Range<usize>) -> &[u8] {
     debug_assert!(
         range.start <= range.end && range.end <= end,
@@ -168,6 +170,7 @@ fn received(buf: &[u8], end: usize, range: Range<usize>) -> &[u8] {
 }
 
 /// [`received`], mutably (for unmasking in place).
+#[inline]
 fn received_mut(buf: &mut [u8], end: usize, range: Range<usize>) -> &mut [u8] {
     debug_assert!(
         range.start <= range.end && range.end <= end,
@@ -281,6 +284,7 @@ impl Connection {
 
     /// Drops what the previous event borrowed. An event that was prepared
     /// but not yet handed out keeps its bytes.
+    #[inline]
     pub(super) fn release_delivered(&mut self) {
         if self.ready.is_some() {
             return;
@@ -313,7 +317,9 @@ impl Connection {
                     frame
                 }
             };
-            let have = self.rx.end.saturating_sub(frame.payload_at).min(frame.len);
+            // A frame's payload starts within the received input.
+            debug_assert!(frame.payload_at <= self.rx.end);
+            let have = (self.rx.end - frame.payload_at).min(frame.len);
 
             if frame.opcode.is_control() {
                 // Control payloads are at most 125 bytes: wait for all of it.
@@ -485,7 +491,10 @@ impl Connection {
                     // validated once, on delivery; otherwise it is checked
                     // piece by piece as bytes arrive, so invalid UTF-8 fails
                     // the connection at once (§8.1).
-                    let complete_now = header.fin && self.rx.end.saturating_sub(payload_at) >= len;
+                    // The header was parsed from input, so the payload
+                    // starts at or before its end.
+                    debug_assert!(payload_at <= self.rx.end);
+                    let complete_now = header.fin && self.rx.end - payload_at >= len;
                     validate = opcode == OpCode::Text && !complete_now && !compressed;
                 }
             }

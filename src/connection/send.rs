@@ -83,6 +83,7 @@ impl Tx {
         }
     }
 
+    #[inline]
     pub(super) fn check_open(&self) -> Result<(), UsageError> {
         match self.state {
             State::Open => Ok(()),
@@ -92,6 +93,7 @@ impl Tx {
     }
 
     /// A fresh masking key if this end masks (a client, RFC 6455 §5.3).
+    #[inline]
     fn mask_key(&mut self) -> Option<[u8; 4]> {
         self.rng.as_mut().map(|rng| rng.mask_key())
     }
@@ -292,6 +294,7 @@ pub struct Sender<'a> {
 impl<'a> Sender<'a> {
     /// A sender that may send `lent` (at `rx.buf[lent_at..]`) back from
     /// the input buffer.
+    #[inline]
     pub(super) fn lending(tx: &'a mut Tx, lent: &'a [u8], lent_at: usize) -> Self {
         Sender { tx, lent, lent_at }
     }

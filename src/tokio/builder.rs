@@ -85,7 +85,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     pub fn upgraded(self, conn: Connection) -> WebSocket<S> {
         let mut ws = WebSocket::new(self.stream, conn, self.queue);
         if let Some(shutdown) = &self.shutdown {
-            ws.registration = Some(shutdown.register(ws.handle()));
+            ws.register(shutdown);
         }
         ws
     }
@@ -95,8 +95,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     /// # Errors
     /// [`Error::Rejected`] (the HTTP refusal was sent), [`Error::Timeout`]
     /// after the handshake timeout, [`Error::Io`].
-    pub async fn accept(self) -> Result<WebSocket<S>, Error> {
-        self.accept_with(|_| Ok(Accept::default())).await
+    pub fn accept(self) -> impl Future<Output = Result<WebSocket<S>, Error>> {
+        self.accept_with(|_| Ok(Accept::default()))
     }
 
     /// Server side with a hook that inspects the request (path, origin,
@@ -105,13 +105,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     ///
     /// # Errors
     /// As [`Builder::accept`].
-    pub async fn accept_with<F>(self, inspect: F) -> Result<WebSocket<S>, Error>
+    pub fn accept_with<F>(self, inspect: F) -> impl Future<Output = Result<WebSocket<S>, Error>>
     where
         F: FnOnce(&UpgradeRequest) -> Result<Accept, Rejection>,
     {
-        // Boxed: the handshake's state is large and short-lived; it must not
-        // size every connection's task for its whole life.
-        Box::pin(self.accept_inner(inspect)).await
+        // Boxed, and returned rather than awaited: the handshake's state is
+        // large and short-lived, so every connection's task holds only a
+        // pointer to it (an `async fn` here would also keep the builder).
+        Box::pin(self.accept_inner(inspect))
     }
 
     async fn accept_inner<F>(mut self, inspect: F) -> Result<WebSocket<S>, Error>
@@ -145,11 +146,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Builder<S> {
     /// [`Error::Request`] for a request that cannot be sent,
     /// [`Error::Handshake`] if the server refused or answered wrongly,
     /// [`Error::Timeout`], [`Error::Io`].
-    pub async fn connect(
+    pub fn connect<'r>(
         self,
-        request: &ClientRequest,
-    ) -> Result<(WebSocket<S>, UpgradeResponse), Error> {
-        Box::pin(self.connect_inner(request)).await
+        request: &'r ClientRequest,
+    ) -> impl Future<Output = Result<(WebSocket<S>, UpgradeResponse), Error>> + 'r
+    where
+        S: 'r,
+    {
+        Box::pin(self.connect_inner(request))
     }
 
     async fn connect_inner(

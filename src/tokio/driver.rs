@@ -62,11 +62,19 @@ pub struct WebSocket<S> {
     /// Created by the first [`WebSocket::handle`]: a connection nobody
     /// else sends to carries no queue.
     outbox: OnceLock<Arc<Outbox>>,
-    queue: QueueLimit,
+    /// What only some connections have, boxed so the others (and every
+    /// idle task) do not carry it.
+    extras: Option<Box<Extras>>,
     /// Allocated the first time a timer is needed, then reset in place.
     timer: Option<Pin<Box<Sleep>>>,
-    pub(super) registration: Option<Registration>,
     transport_done: bool,
+}
+
+/// A queue limit other than the default, a shutdown registration.
+#[derive(Debug)]
+struct Extras {
+    queue: QueueLimit,
+    registration: Option<Registration>,
 }
 
 impl<S> Drop for WebSocket<S> {
@@ -79,21 +87,46 @@ impl<S> Drop for WebSocket<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(super) fn new(stream: S, conn: Connection, queue: QueueLimit) -> Self {
+        let custom = queue != QueueLimit::default();
         WebSocket {
             stream,
             conn: Box::new(conn),
             outbox: OnceLock::new(),
-            queue,
+            extras: custom.then(|| {
+                Box::new(Extras {
+                    queue,
+                    registration: None,
+                })
+            }),
             timer: None,
-            registration: None,
             transport_done: false,
         }
+    }
+
+    /// Counts the connection as live in a shutdown coordinator.
+    pub(super) fn register(&mut self, shutdown: &crate::shutdown::Shutdown) {
+        let registration = shutdown.register(self.handle());
+        let queue = self
+            .extras
+            .as_ref()
+            .map_or_else(QueueLimit::default, |e| e.queue);
+        self.extras
+            .get_or_insert_with(|| {
+                Box::new(Extras {
+                    queue,
+                    registration: None,
+                })
+            })
+            .registration = Some(registration);
     }
 
     /// A cloneable sender other tasks can use while this task drives the
     /// connection.
     pub fn handle(&self) -> Handle {
-        let queue = self.queue;
+        let queue = self
+            .extras
+            .as_ref()
+            .map_or_else(QueueLimit::default, |e| e.queue);
         Handle::new(
             self.outbox
                 .get_or_init(|| Arc::new(Outbox::new(queue)))
