@@ -32,9 +32,10 @@ pub async fn serve(listener: TcpListener) {
             }
         };
         tokio::spawn(async move {
-            if let Ok(ws) = chito::tokio::Builder::new(stream).accept().await {
-                ws.serve(&mut Echo).await;
-            }
+            let Ok(ws) = chito::tokio::Builder::new(stream).accept().await else {
+                return;
+            };
+            ws.serve(&mut Echo).await;
         });
     }
 }

@@ -175,7 +175,6 @@ impl<S: Read + Write> Builder<S> {
             stream: self.stream,
             conn,
             control: self.control,
-            transport_done: false,
         }
     }
 
@@ -308,7 +307,6 @@ pub struct WebSocket<S> {
     stream: S,
     conn: Connection,
     control: Option<StreamControl<S>>,
-    transport_done: bool,
 }
 
 impl<S: Read + Write> WebSocket<S> {
@@ -523,10 +521,8 @@ impl<S: Read + Write> WebSocket<S> {
     /// adapter can neither half-close nor bound a read, so it stops after
     /// the flush.
     fn finish_transport(&mut self) {
-        if self.transport_done {
-            return;
-        }
-        self.transport_done = true;
+        // Idempotent: once the transport's end is done, `close_step`
+        // answers `Release` at once.
         if self.conn.state() != State::Closed {
             // The transport failed or is given up while the connection was
             // open: nothing more is worth sending or waiting for.

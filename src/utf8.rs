@@ -15,7 +15,8 @@
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Utf8Validator {
     carry: [u8; 4],
-    carry_len: usize,
+    /// At most 4 (a code point's bytes), so a byte holds it.
+    carry_len: u8,
 }
 
 /// The bytes seen so far cannot be the start of valid UTF-8.
@@ -31,15 +32,17 @@ impl Utf8Validator {
     /// Validates the next chunk of the message.
     pub(crate) fn feed(&mut self, mut data: &[u8]) -> Result<(), InvalidUtf8> {
         if self.carry_len > 0 {
+            let carried = usize::from(self.carry_len);
             let width = sequence_width(self.carry[0]);
-            let take = width.saturating_sub(self.carry_len).min(data.len());
+            let take = width.saturating_sub(carried).min(data.len());
             let (head, rest) = data.split_at(take);
-            let end = self.carry_len + take;
-            let Some(slot) = self.carry.get_mut(self.carry_len..end) else {
+            let end = carried + take;
+            let Some(slot) = self.carry.get_mut(carried..end) else {
                 return Err(InvalidUtf8);
             };
             slot.copy_from_slice(head);
-            self.carry_len = end;
+            // `end` is at most the width of a sequence, 4.
+            self.carry_len = end as u8;
             data = rest;
             // `end` is in bounds: the slot above was.
             let carried = self.carry.get(..end).unwrap_or_default();
@@ -60,7 +63,8 @@ impl Utf8Validator {
                     return Err(InvalidUtf8);
                 };
                 slot.copy_from_slice(tail);
-                self.carry_len = tail.len();
+                // At most 3 bytes (the slot above was in bounds).
+                self.carry_len = tail.len() as u8;
                 Ok(())
             }
             Err(_) => Err(InvalidUtf8),

@@ -214,10 +214,12 @@ fn compression_for(
 mod size_guard {
     /// An idle connection's fixed cost is this struct (buffers are released
     /// when idle): keep it small. Compression state and the client's RNG
-    /// are boxed so connections without them do not pay for them.
+    /// are boxed so connections without them do not pay for them. At 376
+    /// bytes its allocation, with malloc's 8-byte header, fills a 384-byte
+    /// chunk; a few bytes more cost 32 per connection.
     #[test]
     fn connection_state_stays_small() {
         let size = std::mem::size_of::<super::Connection>();
-        assert!(size <= 400, "Connection grew to {size} bytes");
+        assert!(size <= 376, "Connection grew to {size} bytes");
     }
 }

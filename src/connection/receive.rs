@@ -64,7 +64,8 @@ pub(super) struct InFrame {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct InMessage {
     kind: MessageKind,
-    fragments: usize,
+    /// Frames so far (saturating; the limit is far below 2^32).
+    fragments: u32,
     compressed: bool,
 }
 
@@ -464,8 +465,8 @@ impl Connection {
                 // message cannot start inside one.
                 (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
                 (OpCode::Continuation, Some(message)) => {
-                    message.fragments += 1;
-                    if message.fragments > self.config.max_fragments {
+                    message.fragments = message.fragments.saturating_add(1);
+                    if message.fragments as usize > self.config.max_fragments {
                         return Err(ProtocolError::TooManyFragments);
                     }
                     compressed = message.compressed;

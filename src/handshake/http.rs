@@ -187,8 +187,14 @@ impl HeadBuffer {
             &'h mut [httparse::Header<'b>],
         ) -> httparse::Result<(T, usize)>,
     ) -> Result<Option<(T, Vec<u8>)>, HeadError> {
-        self.buf.extend_from_slice(bytes);
-        let window = self.buf.get(..self.max_size).unwrap_or(&self.buf);
+        // A head that arrives in one piece (the usual case) is parsed where
+        // it lies: nothing is buffered, and nothing allocated for it.
+        let direct = self.buf.is_empty();
+        if !direct {
+            self.buf.extend_from_slice(bytes);
+        }
+        let input: &[u8] = if direct { bytes } else { &self.buf };
+        let window = input.get(..self.max_size).unwrap_or(input);
         let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
         let mut heap = Vec::new();
         let slots: &mut [httparse::Header<'_>] = match stack.get_mut(..self.max_headers) {
@@ -198,21 +204,26 @@ impl HeadBuffer {
                 &mut heap
             }
         };
-        match parse(window, slots) {
+        let outcome = match parse(window, slots) {
             Ok(httparse::Status::Complete((value, consumed))) => {
-                // `consumed` is within the window, so within the buffer; the
+                // `consumed` is within the window, so within the input; the
                 // clamp only keeps a parser bug from panicking here.
-                let rest = self.buf.split_off(consumed.min(self.buf.len()));
-                self.buf = Vec::new();
+                let rest = input.split_at(consumed.min(input.len())).1.to_vec();
                 Ok(Some((value, rest)))
             }
-            Ok(httparse::Status::Partial) if self.buf.len() > self.max_size => {
+            Ok(httparse::Status::Partial) if input.len() > self.max_size => {
                 Err(HeadError::TooLarge)
             }
             Ok(httparse::Status::Partial) => Ok(None),
             Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
             Err(error) => Err(HeadError::Malformed(error.to_string())),
+        };
+        match &outcome {
+            Ok(None) if direct => self.buf.extend_from_slice(bytes),
+            Ok(None) => {}
+            _ => self.buf = Vec::new(),
         }
+        outcome
     }
 }
 

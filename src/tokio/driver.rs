@@ -67,7 +67,6 @@ pub struct WebSocket<S> {
     extras: Option<Box<Extras>>,
     /// Allocated the first time a timer is needed, then reset in place.
     timer: Option<Pin<Box<Sleep>>>,
-    transport_done: bool,
 }
 
 /// A queue limit other than the default, a shutdown registration.
@@ -99,7 +98,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 })
             }),
             timer: None,
-            transport_done: false,
         }
     }
 
@@ -398,10 +396,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Ends the transport once the connection is closed, step by step as
     /// the core says (RFC 6455 §7.1.1), each step bounded by its deadline.
     async fn finish_transport(&mut self) {
-        if self.transport_done {
-            return;
-        }
-        self.transport_done = true;
+        // Idempotent: once the transport's end is done, `close_step`
+        // answers `Release` at once.
         if self.conn.state() != State::Closed {
             // The transport failed or is given up while the connection was
             // open: nothing more is worth sending or waiting for.
