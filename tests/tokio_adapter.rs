@@ -157,6 +157,16 @@ async fn silent_client(addr: &str) -> TcpStream {
     stream
 }
 
+/// Queues `chunk` again and again (letting the driver run between) until
+/// the handle refuses it; the refusal.
+async fn send_until_refused(handle: &chito::tokio::Handle, chunk: &[u8]) -> Result<(), QueueError> {
+    for _ in 0..10_000 {
+        handle.try_send(Message::Binary(chunk))?;
+        tokio::task::yield_now().await;
+    }
+    Ok(())
+}
+
 async fn served_handle(
     max_queued_bytes: usize,
     overflow: Overflow,
@@ -210,14 +220,7 @@ async fn backpressure_close_policy_closes_the_slow_consumer() {
     let overflow = Overflow::Close(CloseCode::TryAgainLater);
     let (handle, mut client, _server) = served_handle(128 << 10, overflow).await;
     let chunk = vec![1u8; 16 << 10];
-    let mut result = Ok(());
-    for _ in 0..10_000 {
-        result = handle.try_send(Message::Binary(&chunk));
-        if result.is_err() {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    let result = send_until_refused(&handle, &chunk).await;
     assert_eq!(result, Err(QueueError::ClosedSlowConsumer));
     assert!(handle.is_closed());
     // Reading now, the client finds a close 1013 after the queued data.
@@ -554,14 +557,7 @@ async fn overflow_close_with_unsendable_code_refuses_and_changes_nothing() {
     let overflow = Overflow::Close(CloseCode::Abnormal);
     let (handle, _client, _server) = served_handle(64 << 10, overflow).await;
     let chunk = vec![1u8; 16 << 10];
-    let mut result = Ok(());
-    for _ in 0..10_000 {
-        result = handle.try_send(Message::Binary(&chunk));
-        if result.is_err() {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    let result = send_until_refused(&handle, &chunk).await;
     assert_eq!(
         result,
         Err(QueueError::Invalid(UsageError::UnsendableCloseCode(1006)))

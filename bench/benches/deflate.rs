@@ -3,7 +3,7 @@
 //! `cargo bench -p chito-bench --bench deflate`
 //!
 //! For each setting it measures, in the same run:
-//! - chito: `Connection::send_text` (compress + frame + mask, client role)
+//! - chito: `Sender::send` of a text message (compress + frame + mask, client role)
 //!   and `Connection::poll_event` on the server (unmask + inflate + UTF-8);
 //! - raw flate2 with the same window and level: compress with a sync flush
 //!   and inflate, no framing — the floor chito's framing sits on.
