@@ -501,11 +501,10 @@ impl Rooms {
 fn deliver(id: MemberId, handle: &Handle, message: &SharedMessage, report: &mut EmitReport) {
     match handle.try_send_shared(message) {
         Ok(()) => report.delivered += 1,
-        Err(QueueError::Full) => report.full.push(id),
-        // A shared message is never invalid: a refusal means the member is
-        // gone or going.
-        Err(QueueError::Closed | QueueError::ClosedSlowConsumer | QueueError::Invalid(_)) => {
-            report.closed.push(id)
-        }
+        // A shared message is never invalid itself: `Invalid` comes from a
+        // full queue whose overflow policy names a close code that cannot
+        // be sent, and the member stays, like under `Overflow::Reject`.
+        Err(QueueError::Full | QueueError::Invalid(_)) => report.full.push(id),
+        Err(QueueError::Closed | QueueError::ClosedSlowConsumer) => report.closed.push(id),
     }
 }

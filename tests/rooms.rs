@@ -311,3 +311,34 @@ async fn concurrent_join_leave_emit_from_many_tasks() {
     assert_eq!(rooms.room_names(), Vec::<String>::new());
     assert_eq!(rooms.member_count(), 0);
 }
+
+/// A member whose overflow policy names a close code that cannot be sent
+/// (RFC 6455 §7.4.1) is skipped like a full queue under `Reject`, and stays
+/// in the room: the policy's error changes nothing, for a `Handle` or for
+/// a room.
+#[tokio::test]
+async fn an_unsendable_overflow_code_skips_the_member_and_keeps_it() {
+    let rooms = Rooms::new();
+    let (a, _b) = tokio::io::duplex(1024);
+    let server = Builder::new(a)
+        .max_queued_bytes(16 << 10)
+        .queue_overflow(chito::tokio::Overflow::Close(chito::CloseCode::Abnormal))
+        .upgraded(Connection::new(Role::Server, Config::default()));
+    let membership = rooms.add(server.handle());
+    tokio::spawn(async move { server.serve(&mut Quiet).await });
+    rooms.join(membership.id(), "r");
+    let chunk = "x".repeat(4096);
+    let mut skipped = false;
+    for _ in 0..64 {
+        let report = rooms.emit("r", Message::Text(&chunk));
+        assert!(report.closed.is_empty(), "{report:?}");
+        if report.full.contains(&membership.id()) {
+            skipped = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(skipped, "the queue never filled");
+    assert_eq!(rooms.count("r"), 1);
+    assert!(!rooms.handle(membership.id()).unwrap().is_closed());
+}
