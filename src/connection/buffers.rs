@@ -9,6 +9,7 @@
 use super::receive::Release;
 use super::send::Tx;
 use super::{pool, Connection, State};
+use crate::frame::{MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 
 impl Connection {
     /// Copies received bytes into the connection. Nothing is parsed until
@@ -102,8 +103,13 @@ impl Connection {
             rx.start = 0;
             rx.end = 0;
         }
-        if rx.buf.capacity() == 0 {
-            if let Some(buf) = pool::take_input() {
+        if rx.buf.capacity() == 0 && self.tx.pooled {
+            // No bigger than this connection could grow its own to (an
+            // unfinished frame and a read), so its limits still bound it.
+            let chunk = self.config.read_chunk_size.max(64);
+            let frame = self.config.max_frame_size.max(MAX_CONTROL_PAYLOAD);
+            let fits = 2 * (MAX_HEADER_LEN + frame + chunk);
+            if let Some(buf) = pool::take_input(fits) {
                 rx.buf = buf;
             }
         }
@@ -133,27 +139,29 @@ impl Connection {
         self.rx.start < self.rx.end || self.rx.frame.is_some() || self.ready.is_some()
     }
 
-    /// Gives the input, assembly and output buffers back to this thread's
-    /// pool if they hold nothing, and frees compression state that nothing
-    /// needs between messages, so an idle connection costs only its fixed
-    /// state. Call it when the transport has nothing to read and the output
-    /// is drained; buffers are taken again on demand.
+    /// Frees the input, assembly and output buffers if they hold nothing
+    /// (the tokio adapter's connections give them to a per-thread pool
+    /// instead), and compression state that nothing needs between
+    /// messages, so an idle connection costs only its fixed state. Call it
+    /// when the transport has nothing to read and the output is drained;
+    /// buffers are allocated again on demand.
     pub fn release_idle_buffers(&mut self) {
+        let pooled = self.tx.pooled;
         self.release_delivered();
         self.copy_loaned_output();
         let idle = self.ready.is_none() && self.rx.frame.is_none();
         if idle && self.rx.start == self.rx.end && self.rx.buf.capacity() > 0 {
-            pool::give(std::mem::take(&mut self.rx.buf), true);
+            release(std::mem::take(&mut self.rx.buf), true, pooled);
             self.rx.start = 0;
             self.rx.end = 0;
         }
         if self.tx.buffered() == 0 && self.tx.out.capacity() > 0 {
-            pool::give(std::mem::take(&mut self.tx.out), false);
+            release(std::mem::take(&mut self.tx.out), false, pooled);
             self.tx.out_pos = 0;
         }
         let delivered = matches!(self.rx.release, Release::Nothing);
         if idle && delivered && self.rx.message.is_none() && self.rx.assembled.capacity() > 0 {
-            pool::give(std::mem::take(&mut self.rx.assembled), false);
+            release(std::mem::take(&mut self.rx.assembled), false, pooled);
         }
         #[cfg(feature = "deflate")]
         {
@@ -188,21 +196,41 @@ impl Connection {
     }
 }
 
+/// Gives `buf` to this thread's pool, or frees it.
+fn release(buf: Vec<u8>, input: bool, pooled: bool) {
+    if pooled {
+        pool::give(buf, input);
+    }
+}
+
+impl Connection {
+    /// Lets this connection take its buffers from the thread's pool and
+    /// give them back when idle or dropped: for drivers that run many
+    /// connections on one thread (the tokio adapter).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn use_buffer_pool(&mut self) {
+        self.tx.pooled = true;
+    }
+}
+
 impl Drop for Connection {
-    /// The buffers go to this thread's pool for the next connection.
+    /// A pooled connection's buffers go to its thread's pool for the next
+    /// connection.
     fn drop(&mut self) {
-        pool::give(std::mem::take(&mut self.rx.buf), true);
-        pool::give(std::mem::take(&mut self.tx.out), false);
-        pool::give(std::mem::take(&mut self.rx.assembled), false);
+        if self.tx.pooled {
+            pool::give(std::mem::take(&mut self.rx.buf), true);
+            pool::give(std::mem::take(&mut self.tx.out), false);
+            pool::give(std::mem::take(&mut self.rx.assembled), false);
+        }
     }
 }
 
 impl Tx {
-    /// The output buffer, taken from this thread's pool if none is
-    /// allocated.
+    /// The output buffer, taken from this thread's pool (if this
+    /// connection uses it) when none is allocated.
     #[inline]
     pub(super) fn out(&mut self) -> &mut Vec<u8> {
-        if self.out.capacity() == 0 {
+        if self.out.capacity() == 0 && self.pooled {
             if let Some(buf) = pool::take_output() {
                 self.out = buf;
                 self.out_pos = 0;

@@ -1,8 +1,10 @@
-//! Per-thread pools of buffers. A connection takes its input and output
-//! buffers from here when it needs them and gives them back when it has
-//! nothing to hold ([`super::Connection::release_idle_buffers`], or when
-//! dropped): steady traffic allocates no buffer per message, idle
-//! connections hold none, and a thread's pools stay bounded.
+//! Per-thread pools of buffers. A connection whose driver asks for it
+//! (the tokio adapter does) takes its input and output buffers from here
+//! when it needs them and gives them back when it has nothing to hold
+//! ([`super::Connection::release_idle_buffers`], or when dropped): steady
+//! traffic allocates no buffer per message, idle connections hold none, and
+//! a thread's pools stay bounded. Without it a connection allocates its own
+//! buffers, sized only by its own limits and traffic.
 
 use std::cell::RefCell;
 
@@ -35,8 +37,12 @@ fn with<R>(input: bool, f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
     pool.try_with(run).ok().flatten()
 }
 
-fn take(input: bool) -> Option<Vec<u8>> {
+/// The most recently pooled buffer, if its capacity is at most `max`.
+fn take(input: bool, max: usize) -> Option<Vec<u8>> {
     with(input, |pool| {
+        if pool.buffers.last()?.capacity() > max {
+            return None;
+        }
         let buf = pool.buffers.pop()?;
         pool.bytes -= buf.capacity();
         Some(buf)
@@ -44,14 +50,15 @@ fn take(input: bool) -> Option<Vec<u8>> {
     .flatten()
 }
 
-/// An input buffer, filled to its capacity with initialised bytes.
-pub(super) fn take_input() -> Option<Vec<u8>> {
-    take(true)
+/// An input buffer of at most `max` bytes, filled to its capacity with
+/// initialised bytes.
+pub(super) fn take_input(max: usize) -> Option<Vec<u8>> {
+    take(true, max)
 }
 
 /// An empty output buffer.
 pub(super) fn take_output() -> Option<Vec<u8>> {
-    take(false)
+    take(false, usize::MAX)
 }
 
 /// Keeps `buf` for reuse (or frees it if the pool is full): an input

@@ -56,6 +56,8 @@ pub(super) struct Tx {
     /// reused until they are written.
     pub(super) loan: Range<usize>,
     pub(super) loan_mark: usize,
+    /// Buffers come from, and go back to, the thread's pool.
+    pub(super) pooled: bool,
 }
 
 impl Tx {
@@ -80,6 +82,7 @@ impl Tx {
             sending_compressed: false,
             loan: 0..0,
             loan_mark: 0,
+            pooled: false,
         }
     }
 

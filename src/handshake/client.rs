@@ -243,6 +243,12 @@ impl ClientHandshake {
     /// Buffers `bytes`, parses the head once it is complete and checks it.
     fn read(&mut self, bytes: &[u8]) -> Result<Option<Connected>, HandshakeError> {
         let parsed = self.head.feed(bytes, |window, slots| {
+            // httparse skips empty lines before a start line; RFC 9112 §2.2
+            // allows that to a server reading a request, not to a client:
+            // a response starts with its status line.
+            if matches!(window.first(), Some(b'\r' | b'\n')) {
+                return Err(httparse::Error::Version);
+            }
             let mut response = httparse::Response::new(slots);
             Ok(match response.parse(window)? {
                 httparse::Status::Complete(consumed) => httparse::Status::Complete((
@@ -572,6 +578,19 @@ mod tests {
             let negotiated = connected.negotiated().clone();
             (connected.into_response(), negotiated, leftover)
         }))
+    }
+
+    #[test]
+    fn empty_lines_before_the_status_line_are_refused() {
+        // RFC 9112 §2.2: only a server may skip them (before a request).
+        for prefix in ["\n", "\r\n", "\r\n\r\n"] {
+            let head = format!("{prefix}{}", response(""));
+            assert!(
+                matches!(check(&head), Err(HandshakeError::MalformedResponse(_))),
+                "{prefix:?}"
+            );
+        }
+        check(&response("")).unwrap();
     }
 
     #[test]

@@ -85,7 +85,10 @@ impl<S> Drop for WebSocket<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
-    pub(super) fn new(stream: S, conn: Connection, queue: QueueLimit) -> Self {
+    pub(super) fn new(stream: S, mut conn: Connection, queue: QueueLimit) -> Self {
+        // Many connections share this thread: their buffers circulate
+        // through its pool.
+        conn.use_buffer_pool();
         let custom = queue != QueueLimit::default();
         WebSocket {
             stream,
