@@ -1,4 +1,5 @@
-//! The WebSocket opening handshake (RFC 6455 §4), without I/O.
+//! The WebSocket opening handshake (RFC 6455 §4; RFC 8441 over HTTP/2),
+//! without I/O.
 //!
 //! Both sides are *sans-IO* state machines: feed them the bytes read so far,
 //! in chunks of any size, and they answer "need more", a result, or an
@@ -14,7 +15,10 @@
 //!   from, and the bytes that followed the request head. A server whose HTTP
 //!   stack already parsed the request (hyper, axum) builds the same type
 //!   with [`UpgradeRequest::from_parts`] and writes
-//!   [`Accepted::headers`] itself.
+//!   [`Accepted::headers`] itself; an HTTP/2 or HTTP/3 server that received
+//!   an extended `CONNECT` (RFC 8441, RFC 9220) builds it with
+//!   [`UpgradeRequest::from_extended_connect`] and answers `200`
+//!   ([`Accepted::status`]).
 //! * Client: [`ClientHandshake::new`] returns the request bytes to write;
 //!   [`ClientHandshake::feed`] checks the server's answer and yields a
 //!   [`Connected`] (the [`UpgradeResponse`], [`Negotiated`], leftover
@@ -32,6 +36,7 @@
 
 mod client;
 mod error;
+mod extended_connect;
 pub(crate) mod extensions;
 mod http;
 mod negotiate;
@@ -46,7 +51,7 @@ pub use extensions::{
 };
 pub use negotiate::Negotiated;
 pub use rejection::Rejection;
-pub use server::{Accept, Accepted, ServerHandshake, UpgradeRequest};
+pub use server::{Accept, Accepted, ServerHandshake, UpgradeForm, UpgradeRequest};
 pub use url::{UrlError, WsUrl};
 
 use base64::Engine as _;

@@ -122,6 +122,29 @@ impl ServerHandshake {
     }
 }
 
+/// How a client asked for a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeForm {
+    /// An HTTP/1.1 `GET` with `Upgrade: websocket` (RFC 6455 §4.1),
+    /// answered with `101 Switching Protocols`.
+    Upgrade,
+    /// An extended `CONNECT` with `:protocol` `websocket` on an HTTP/2
+    /// stream (RFC 8441) or HTTP/3 stream (RFC 9220), answered with `200`;
+    /// the stream then carries the WebSocket frames.
+    ExtendedConnect,
+}
+
+/// Header pairs from another HTTP stack, owned, values OWS-trimmed.
+pub(super) fn own_fields<'a, I>(headers: I) -> Fields
+where
+    I: IntoIterator<Item = (&'a str, &'a [u8])>,
+{
+    headers
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), trim_ows(value).to_vec()))
+        .collect()
+}
+
 /// A parsed request head, not validated yet.
 struct RequestHead {
     method: String,
@@ -131,9 +154,11 @@ struct RequestHead {
 }
 
 /// A client's opening handshake request, validated: an HTTP/1.1 `GET` that
-/// asks for a WebSocket upgrade (RFC 6455 §4.2.1).
+/// asks for a WebSocket upgrade (RFC 6455 §4.2.1), or an HTTP/2 or HTTP/3
+/// extended `CONNECT` (RFC 8441, see
+/// [`from_extended_connect`](Self::from_extended_connect)).
 ///
-/// There are two ways to get one, and both run the same checks:
+/// There are two ways to get an HTTP/1.1 one, and both run the same checks:
 /// [`ServerHandshake::feed`] from raw bytes, or [`from_parts`](Self::from_parts)
 /// when another HTTP stack parsed the request. Whatever holds an
 /// `UpgradeRequest` can accept it: refusals, in the order checked, are
@@ -158,12 +183,12 @@ struct RequestHead {
 pub struct UpgradeRequest {
     method: String,
     target: String,
-    http_minor_version: u8,
     /// In arrival order, OWS trimmed from values, repeated names kept.
     headers: Fields,
     /// The `Sec-WebSocket-Key` value, checked to be the base64 of 16 bytes
-    /// (so 24 ASCII characters).
-    key: String,
+    /// (so 24 ASCII characters); `None` for an extended `CONNECT`, which has
+    /// no key (RFC 8441 §5).
+    key: Option<String>,
     /// Every `Sec-WebSocket-Extensions` offer, parsed once, in order.
     extensions: Vec<ExtensionOffer>,
     /// Bytes fed after the head: the start of the WebSocket stream.
@@ -176,10 +201,10 @@ impl UpgradeRequest {
     /// no leftover bytes: the HTTP stack keeps whatever followed the head.
     ///
     /// This checks the HTTP/1.1 handshake of RFC 6455 §4.2.1 only. An
-    /// HTTP/2 extended `CONNECT` (RFC 8441) or HTTP/3 (RFC 9220) WebSocket
-    /// stream has method `CONNECT`, a `:protocol` pseudo-header and no
-    /// `Sec-WebSocket-Key`, so it is refused here; such servers negotiate
-    /// with [`parse_extensions`] and answer `200` themselves.
+    /// HTTP/2 (RFC 8441) or HTTP/3 (RFC 9220) WebSocket stream has method
+    /// `CONNECT`, a `:protocol` pseudo-header and no `Sec-WebSocket-Key`,
+    /// so it is refused here: build it with
+    /// [`from_extended_connect`](Self::from_extended_connect).
     ///
     /// # Errors
     /// The [`Rejection`] to answer with; see [`UpgradeRequest`].
@@ -196,10 +221,7 @@ impl UpgradeRequest {
             method: method.to_owned(),
             target: target.to_owned(),
             http_minor_version,
-            headers: headers
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), trim_ows(value).to_vec()))
-                .collect(),
+            headers: own_fields(headers),
         };
         UpgradeRequest::validate(head, Vec::new())
     }
@@ -290,6 +312,19 @@ impl UpgradeRequest {
                 ))
             }
         };
+        UpgradeRequest::validated(method, target, headers, Some(key), leftover)
+    }
+
+    /// The checks both handshake forms share, once the form's own passed:
+    /// the offered subprotocols and extensions (RFC 6455 §4.1, §9.1; RFC
+    /// 8441 §5 keeps both headers as they are).
+    pub(super) fn validated(
+        method: String,
+        target: String,
+        headers: Fields,
+        key: Option<String>,
+        leftover: Vec<u8>,
+    ) -> Result<UpgradeRequest, Rejection> {
         // RFC 6455 §4.1: subprotocol names are tokens.
         if !list_elements(&headers, "Sec-WebSocket-Protocol").all(is_token) {
             return Err(Rejection::new(400, "invalid Sec-WebSocket-Protocol"));
@@ -301,7 +336,6 @@ impl UpgradeRequest {
         Ok(UpgradeRequest {
             method,
             target,
-            http_minor_version,
             headers,
             key,
             extensions,
@@ -309,7 +343,17 @@ impl UpgradeRequest {
         })
     }
 
-    /// The request method: always `GET` once validated.
+    /// How the client asked: an HTTP/1.1 upgrade or an extended `CONNECT`.
+    pub fn form(&self) -> UpgradeForm {
+        if self.key.is_some() {
+            UpgradeForm::Upgrade
+        } else {
+            UpgradeForm::ExtendedConnect
+        }
+    }
+
+    /// The request method: `GET` for an HTTP/1.1 upgrade, `CONNECT` for an
+    /// extended `CONNECT`.
     pub fn method(&self) -> &str {
         &self.method
     }
@@ -319,11 +363,6 @@ impl UpgradeRequest {
     /// allows both).
     pub fn target(&self) -> &str {
         &self.target
-    }
-
-    /// The minor HTTP version: `1` for HTTP/1.1.
-    pub fn http_minor_version(&self) -> u8 {
-        self.http_minor_version
     }
 
     /// The path part of the target, without the query; `/` if empty. For an
@@ -419,13 +458,22 @@ impl UpgradeRequest {
             headers: extra,
         } = accept;
         let mut headers = Vec::with_capacity(5 + extra.len());
-        headers.push(("Upgrade".to_owned(), "websocket".to_owned()));
-        headers.push(("Connection".to_owned(), "Upgrade".to_owned()));
-        // RFC 6455 §4.2.2 item 5.4.
-        headers.push((
-            "Sec-WebSocket-Accept".to_owned(),
-            accept_key(self.key.as_bytes()),
-        ));
+        let status = match &self.key {
+            Some(key) => {
+                headers.push(("Upgrade".to_owned(), "websocket".to_owned()));
+                headers.push(("Connection".to_owned(), "Upgrade".to_owned()));
+                // RFC 6455 §4.2.2 item 5.4.
+                headers.push((
+                    "Sec-WebSocket-Accept".to_owned(),
+                    accept_key(key.as_bytes()),
+                ));
+                101
+            }
+            // RFC 8441 §5: a 2xx answers an extended CONNECT; there is no
+            // key to answer, and Upgrade/Connection are connection-specific
+            // fields HTTP/2 forbids (RFC 9113 §8.2.2).
+            None => 200,
+        };
 
         if let Some(protocol) = &protocol {
             // RFC 6455 §4.2.2 /subprotocol/: one of the values the client
@@ -469,6 +517,7 @@ impl UpgradeRequest {
             headers.push((name, value));
         }
         Ok(Accepted {
+            status,
             headers,
             negotiated,
             leftover: self.leftover,
@@ -559,22 +608,37 @@ impl Accept {
     }
 }
 
-/// An accepted opening handshake: the `101` to send, what it settled for
-/// the connection, and the bytes that followed the request head.
+/// An accepted opening handshake: the `101` (or, for an extended
+/// `CONNECT`, the `200`) to send, what it settled for the connection, and
+/// the bytes that followed the request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
+    status: u16,
     headers: Vec<(String, String)>,
     negotiated: Negotiated,
     leftover: Vec<u8>,
 }
 
 impl Accepted {
+    /// The status to answer with: `101` for an HTTP/1.1 upgrade (RFC 6455
+    /// §4.2.2), `200` for an extended `CONNECT` (RFC 8441 §5).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     /// The complete `HTTP/1.1 101 Switching Protocols` response
     /// (RFC 6455 §4.2.2) with the fields of [`headers`](Self::headers).
-    /// WebSocket frames may follow it right away.
+    /// WebSocket frames may follow it right away. (An extended `CONNECT`
+    /// is answered by the HTTP/2 or HTTP/3 stack from
+    /// [`status`](Self::status) and [`headers`](Self::headers); this writes
+    /// its HTTP/1.1 form, which no client of it reads.)
     pub fn response(&self) -> Vec<u8> {
         let mut response = Vec::with_capacity(256);
-        response.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+        let status_line: &[u8] = match self.status {
+            101 => b"HTTP/1.1 101 Switching Protocols\r\n",
+            _ => b"HTTP/1.1 200 OK\r\n",
+        };
+        response.extend_from_slice(status_line);
         for (name, value) in &self.headers {
             push_header(&mut response, name, value);
         }
@@ -582,7 +646,7 @@ impl Accepted {
         response
     }
 
-    /// The `101` response's header fields, in order, for an HTTP stack that
+    /// The response's header fields, in order, for an HTTP stack that
     /// writes its own response (hyper, axum). All are checked to be
     /// token names with CR/LF-free values.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -702,7 +766,7 @@ mod tests {
         assert_eq!(request.target(), "/chat?room=1");
         assert_eq!(request.path(), "/chat");
         assert_eq!(request.query(), Some("room=1"));
-        assert_eq!(request.http_minor_version(), 1);
+        assert_eq!(request.form(), UpgradeForm::Upgrade);
         assert_eq!(request.header("host"), Some(&b"server.example.com"[..]));
         assert_eq!(request.header_str("SEC-WEBSOCKET-KEY"), Some(KEY));
         assert_eq!(request.headers().count(), 6);
@@ -1218,13 +1282,8 @@ mod tests {
     #[test]
     fn from_parts_and_feed_build_the_same_request() {
         let fed = parse(&valid_head());
-        let built = UpgradeRequest::from_parts(
-            fed.method(),
-            fed.target(),
-            fed.http_minor_version(),
-            fed.headers(),
-        )
-        .unwrap();
+        let built =
+            UpgradeRequest::from_parts(fed.method(), fed.target(), 1, fed.headers()).unwrap();
         assert_eq!(built, fed);
     }
 
