@@ -53,6 +53,7 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>,
             .headers()
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        &config,
     )
     .and_then(|ws_request| ws_request.accept(Accept::default(), &config));
     let accepted = match accepted {

@@ -192,6 +192,7 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, chat: Chat) -> std:
                     .headers
                     .iter()
                     .map(|(name, value)| (name.as_str(), value.as_slice())),
+                &chat.config,
             );
             let accepted =
                 match upgrade.and_then(|upgrade| upgrade.accept(Accept::default(), &chat.config)) {

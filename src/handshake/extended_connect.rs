@@ -11,6 +11,7 @@
 use super::http::{find_header, single_header, Fields};
 use super::server::{own_fields, UpgradeRequest};
 use super::Rejection;
+use crate::config::Config;
 
 /// Header fields that are specific to one HTTP/1.1 connection and so are
 /// malformed in an HTTP/2 or HTTP/3 request (RFC 9113 §8.2.2, RFC 9114
@@ -27,7 +28,8 @@ impl UpgradeRequest {
     /// Validates an extended `CONNECT` (RFC 8441 §4–5, RFC 9220 §3) that an
     /// HTTP/2 or HTTP/3 stack parsed: `method`, the `:protocol`,
     /// `:authority` and `:path` pseudo-header fields (`None`/empty if
-    /// absent), and the regular header fields. Accept it with
+    /// absent), and the regular header fields, within the head limits of
+    /// `config` (`431`, as [`from_parts`](Self::from_parts)). Accept it with
     /// [`UpgradeRequest::accept`] and answer with [`Accepted::status`]
     /// (`200`) and [`Accepted::headers`]; the stream's data is then the
     /// WebSocket connection. The server must have sent
@@ -70,6 +72,7 @@ impl UpgradeRequest {
     ///     "example.com",
     ///     "/chat",
     ///     headers,
+    ///     &Config::default(),
     /// )
     /// .unwrap();
     /// assert_eq!(request.form(), UpgradeForm::ExtendedConnect);
@@ -83,6 +86,7 @@ impl UpgradeRequest {
         authority: &str,
         path: &str,
         headers: I,
+        config: &Config,
     ) -> Result<UpgradeRequest, Rejection>
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
@@ -111,7 +115,9 @@ impl UpgradeRequest {
         if !origin_form {
             return Err(Rejection::new(400, "invalid :path"));
         }
-        let headers: Fields = own_fields(headers);
+        // The pseudo-header fields count as fields, as HPACK sizes them.
+        let pseudo = method.len() + authority.len() + path.len() + 40;
+        let headers: Fields = own_fields(pseudo, headers, config)?;
         if CONNECTION_SPECIFIC
             .iter()
             .any(|name| find_header(&headers, name).is_some())
@@ -143,7 +149,6 @@ impl UpgradeRequest {
 mod tests {
     use super::*;
     use crate::handshake::{Accept, UpgradeForm};
-    use crate::Config;
 
     const VERSION: (&str, &[u8]) = ("sec-websocket-version", b"13");
 
@@ -154,7 +159,14 @@ mod tests {
         path: &str,
         headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> Result<UpgradeRequest, Rejection> {
-        UpgradeRequest::from_extended_connect(method, protocol, authority, path, headers)
+        UpgradeRequest::from_extended_connect(
+            method,
+            protocol,
+            authority,
+            path,
+            headers,
+            &Config::default(),
+        )
     }
 
     fn status(outcome: Result<UpgradeRequest, Rejection>) -> u16 {
@@ -272,6 +284,35 @@ mod tests {
                 bad_extension
             )),
             400
+        );
+    }
+
+    #[test]
+    fn the_head_limits_apply() {
+        let config = Config {
+            max_handshake_headers: 3,
+            ..Config::default()
+        };
+        let headers: [(&str, &[u8]); 4] = [VERSION, ("a", b"1"), ("b", b"2"), ("c", b"3")];
+        let refused = UpgradeRequest::from_extended_connect(
+            "CONNECT",
+            Some("websocket"),
+            "h",
+            "/",
+            headers,
+            &config,
+        );
+        assert_eq!(status(refused), 431);
+        let big = vec![b'x'; Config::default().max_handshake_size];
+        assert_eq!(
+            status(connect(
+                "CONNECT",
+                Some("websocket"),
+                "h",
+                "/",
+                [VERSION, ("cookie", &big)]
+            )),
+            431
         );
     }
 

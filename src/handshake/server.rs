@@ -134,15 +134,34 @@ pub enum UpgradeForm {
     ExtendedConnect,
 }
 
-/// Header pairs from another HTTP stack, owned, values OWS-trimmed.
-pub(super) fn own_fields<'a, I>(headers: I) -> Fields
+/// Header pairs from another HTTP stack, owned, values OWS-trimmed, within
+/// the same limits a head read by [`ServerHandshake`] has: at most
+/// [`Config::max_handshake_headers`] fields and
+/// [`Config::max_handshake_size`] bytes, counting `start_line` bytes and
+/// each field as `name: value` with its CRLF (RFC 6585 §5: `431`), so an
+/// embedded server answers as a standalone one does and a request held
+/// here stays bounded.
+pub(super) fn own_fields<'a, I>(
+    start_line: usize,
+    headers: I,
+    config: &Config,
+) -> Result<Fields, Rejection>
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
 {
-    headers
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), trim_ows(value).to_vec()))
-        .collect()
+    let mut size = start_line;
+    let mut fields = Fields::new();
+    for (name, value) in headers {
+        size = size.saturating_add(name.len() + value.len() + 4);
+        if fields.len() == config.max_handshake_headers {
+            return Err(Rejection::new(431, "too many header fields"));
+        }
+        if size > config.max_handshake_size {
+            return Err(Rejection::new(431, "request head too large"));
+        }
+        fields.push((name.to_owned(), trim_ows(value).to_vec()));
+    }
+    Ok(fields)
 }
 
 /// A parsed request head, not validated yet.
@@ -206,6 +225,9 @@ impl UpgradeRequest {
     /// so it is refused here: build it with
     /// [`from_extended_connect`](Self::from_extended_connect).
     ///
+    /// The head limits of `config` apply as to a request read by
+    /// [`ServerHandshake`]: a `431` for more fields or bytes.
+    ///
     /// # Errors
     /// The [`Rejection`] to answer with; see [`UpgradeRequest`].
     pub fn from_parts<'a, I>(
@@ -213,15 +235,18 @@ impl UpgradeRequest {
         target: &str,
         http_minor_version: u8,
         headers: I,
+        config: &Config,
     ) -> Result<UpgradeRequest, Rejection>
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
+        // "METHOD target HTTP/1.x\r\n"
+        let start_line = method.len() + target.len() + 12;
         let head = RequestHead {
             method: method.to_owned(),
             target: target.to_owned(),
             http_minor_version,
-            headers: own_fields(headers),
+            headers: own_fields(start_line, headers, config)?,
         };
         UpgradeRequest::validate(head, Vec::new())
     }
@@ -1264,7 +1289,8 @@ mod tests {
             ("sec-websocket-version", b" 13 "),
             ("sec-websocket-key", key),
         ];
-        let request = UpgradeRequest::from_parts("GET", "/ws", 1, headers).unwrap();
+        let request =
+            UpgradeRequest::from_parts("GET", "/ws", 1, headers, &Config::default()).unwrap();
         let accepted = request
             .accept(Accept::default(), &Config::default())
             .unwrap();
@@ -1274,16 +1300,59 @@ mod tests {
         );
         assert!(accepted.leftover().is_empty());
         // RFC 8441 extended CONNECT is not an HTTP/1.1 handshake.
-        let connect =
-            UpgradeRequest::from_parts("CONNECT", "/ws", 0, [("host", &b"example.com"[..])]);
+        let connect = UpgradeRequest::from_parts(
+            "CONNECT",
+            "/ws",
+            0,
+            [("host", &b"example.com"[..])],
+            &Config::default(),
+        );
         assert_eq!(connect.unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn from_parts_has_the_head_limits_of_feed() {
+        let config = limits(300, 8);
+        let key = KEY.as_bytes();
+        let base: Vec<(&str, &[u8])> = vec![
+            ("host", b"example.com"),
+            ("upgrade", b"websocket"),
+            ("connection", b"upgrade"),
+            ("sec-websocket-version", b"13"),
+            ("sec-websocket-key", key),
+        ];
+        let build = |headers: &[(&str, &[u8])]| {
+            UpgradeRequest::from_parts("GET", "/", 1, headers.iter().copied(), &config)
+        };
+        assert!(build(&base).is_ok());
+        let mut many = base.clone();
+        many.extend([("x-a", &b"1"[..]), ("x-b", b"2"), ("x-c", b"3")]);
+        assert_eq!(build(&many).map(drop), Ok(()));
+        many.push(("x-d", b"4"));
+        assert_eq!(build(&many).unwrap_err().status(), 431);
+        let big = vec![b'a'; 200];
+        let mut large = base.clone();
+        large.push(("cookie", &big));
+        assert_eq!(build(&large).unwrap_err().status(), 431);
+        // The same request fed as bytes hits the same limits.
+        let head = "GET / HTTP/1.1\r\nhost: example.com\r\nupgrade: websocket\r\n\
+                    connection: upgrade\r\nsec-websocket-version: 13\r\n\
+                    sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nx-a: 1\r\nx-b: 2\r\n\
+                    x-c: 3\r\nx-d: 4\r\n\r\n";
+        assert_eq!(feed(head.as_bytes(), &config).unwrap_err().status(), 431);
     }
 
     #[test]
     fn from_parts_and_feed_build_the_same_request() {
         let fed = parse(&valid_head());
-        let built =
-            UpgradeRequest::from_parts(fed.method(), fed.target(), 1, fed.headers()).unwrap();
+        let built = UpgradeRequest::from_parts(
+            fed.method(),
+            fed.target(),
+            1,
+            fed.headers(),
+            &Config::default(),
+        )
+        .unwrap();
         assert_eq!(built, fed);
     }
 
