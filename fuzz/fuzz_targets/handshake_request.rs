@@ -13,11 +13,15 @@
 //! `Sec-WebSocket-Accept` is `accept_key` of the request's key, with
 //! `Sec-WebSocket-Extensions` present exactly when permessage-deflate was
 //! negotiated (and then naming it, with parameters the default config can
-//! honour); the bytes after the head come back as the leftover.
+//! honour); the bytes after the head come back as the leftover. In odd mode
+//! the same fields also go through `UpgradeRequest::from_extended_connect`
+//! (RFC 8441): a 400/431, or a `200` without the HTTP/1.1 upgrade fields.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use chito::handshake::{accept_key, Accept, Rejection, ServerHandshake, UpgradeRequest};
+use chito::handshake::{
+    accept_key, Accept, Rejection, ServerHandshake, UpgradeForm, UpgradeRequest,
+};
 use chito::Config;
 use libfuzzer_sys::fuzz_target;
 
@@ -99,8 +103,8 @@ impl Name {
     }
 }
 
-fn format_head(head: &Head) -> Vec<u8> {
-    let mut out = Vec::new();
+/// The request line's method and target, and the header fields, as text.
+fn head_parts(head: &Head) -> (&str, &str, Vec<(&str, String)>) {
     let method = match &head.method {
         Method::Get => "GET",
         Method::Post => "POST",
@@ -108,46 +112,59 @@ fn format_head(head: &Head) -> Vec<u8> {
         Method::Other(m) => m,
     };
     let target = head.target.as_deref().unwrap_or("/chat");
+    let engine = &base64_engine::STANDARD;
+    let fields = head
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Value::Valid => name.valid_value().to_owned(),
+                Value::Key(bytes) => engine.encode(bytes),
+                Value::Deflate {
+                    server_nct,
+                    client_nct,
+                    server_bits,
+                    client_bits,
+                    junk,
+                } => {
+                    let mut v = String::from("permessage-deflate");
+                    if *server_nct {
+                        v.push_str("; server_no_context_takeover");
+                    }
+                    if *client_nct {
+                        v.push_str(";client_no_context_takeover");
+                    }
+                    if let Some(bits) = server_bits {
+                        v.push_str(&format!("; server_max_window_bits={}", bits % 18));
+                    }
+                    match client_bits {
+                        Some(Some(bits)) => {
+                            v.push_str(&format!("; client_max_window_bits=\"{}\"", bits % 18))
+                        }
+                        Some(None) => v.push_str("; client_max_window_bits"),
+                        None => {}
+                    }
+                    if let Some(junk) = junk {
+                        v.push_str(junk);
+                    }
+                    v
+                }
+                Value::Raw(s) => s.clone(),
+            };
+            (name.as_str(), value)
+        })
+        .collect();
+    (method, target, fields)
+}
+
+fn format_head(head: &Head) -> Vec<u8> {
+    let (method, target, fields) = head_parts(head);
+    let mut out = Vec::new();
     out.extend_from_slice(
         format!("{method} {target} HTTP/1.{}\r\n", head.minor_version % 3).as_bytes(),
     );
-    let engine = &base64_engine::STANDARD;
-    for (name, value) in &head.headers {
-        let value = match value {
-            Value::Valid => name.valid_value().to_owned(),
-            Value::Key(bytes) => engine.encode(bytes),
-            Value::Deflate {
-                server_nct,
-                client_nct,
-                server_bits,
-                client_bits,
-                junk,
-            } => {
-                let mut v = String::from("permessage-deflate");
-                if *server_nct {
-                    v.push_str("; server_no_context_takeover");
-                }
-                if *client_nct {
-                    v.push_str(";client_no_context_takeover");
-                }
-                if let Some(bits) = server_bits {
-                    v.push_str(&format!("; server_max_window_bits={}", bits % 18));
-                }
-                match client_bits {
-                    Some(Some(bits)) => {
-                        v.push_str(&format!("; client_max_window_bits=\"{}\"", bits % 18))
-                    }
-                    Some(None) => v.push_str("; client_max_window_bits"),
-                    None => {}
-                }
-                if let Some(junk) = junk {
-                    v.push_str(junk);
-                }
-                v
-            }
-            Value::Raw(s) => s.clone(),
-        };
-        out.extend_from_slice(name.as_str().as_bytes());
+    for (name, value) in &fields {
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -155,6 +172,46 @@ fn format_head(head: &Head) -> Vec<u8> {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&head.trailing);
     out
+}
+
+/// The same fields as an HTTP/2 extended CONNECT (RFC 8441): never a
+/// panic; a refusal is a 400 or 431; an accepted request is answered with
+/// `200` and none of the HTTP/1.1 upgrade's fields.
+fn check_extended_connect(head: &Head, config: &Config) {
+    let (method, target, fields) = head_parts(head);
+    let protocol = match head.minor_version % 3 {
+        0 => None,
+        1 => Some("websocket"),
+        _ => Some(target),
+    };
+    let outcome = UpgradeRequest::from_extended_connect(
+        method,
+        protocol,
+        "example.com",
+        target,
+        fields.iter().map(|(n, v)| (*n, v.as_bytes())),
+        config,
+    );
+    match outcome {
+        Err(rejection) => assert!(
+            matches!(rejection.status(), 400 | 431),
+            "extended CONNECT refused with {}",
+            rejection.status()
+        ),
+        Ok(request) => {
+            assert_eq!(request.form(), UpgradeForm::ExtendedConnect);
+            let accepted = request
+                .accept(Accept::default(), config)
+                .expect("a valid extended CONNECT must be accepted");
+            assert_eq!(accepted.status(), 200);
+            for (name, _) in accepted.headers() {
+                assert!(
+                    !["Upgrade", "Connection", "Sec-WebSocket-Accept"].contains(&name),
+                    "{name} in an HTTP/2 answer"
+                );
+            }
+        }
+    }
 }
 
 /// Minimal base64 (standard alphabet, padded), so the fuzz crate needs no
@@ -234,6 +291,7 @@ fuzz_target!(|data: &[u8]| {
         let Ok(head) = Head::arbitrary_take_rest(Unstructured::new(rest)) else {
             return;
         };
+        check_extended_connect(&head, &Config::default());
         format_head(&head)
     };
     let config = Config::default();
@@ -381,7 +439,7 @@ fn fields(request: &UpgradeRequest) -> impl PartialEq + std::fmt::Debug + '_ {
     (
         request.method(),
         request.target(),
-        request.http_minor_version(),
+        request.form(),
         request.headers().collect::<Vec<_>>(),
         request.extensions(),
     )
