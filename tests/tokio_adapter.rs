@@ -74,7 +74,7 @@ async fn split_halves_work_from_different_tasks() {
     let (ws, _) = chito::tokio::connect(&format!("ws://{addr}/"))
         .await
         .unwrap();
-    let (mut reader, writer) = ws.split();
+    let (writer, mut reader) = ws.split();
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let writer = writer.clone();

@@ -135,12 +135,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         )
     }
 
-    /// Splits into a reading half, which drives the connection (reads,
-    /// timers, and writing what the handle queues), and a [`Handle`]
-    /// usable from any task. Keep a task calling [`ReadHalf::recv`].
-    pub fn split(self) -> (ReadHalf<S>, Handle) {
+    /// Splits into a [`Handle`] usable from any task and a reading half,
+    /// which drives the connection (reads, timers, and writing what the
+    /// handle queues) — sender first, receiver second, as
+    /// `futures::StreamExt::split` orders them. Keep a task calling
+    /// [`ReadHalf::recv`].
+    pub fn split(self) -> (Handle, ReadHalf<S>) {
         let handle = self.handle();
-        (ReadHalf { ws: self }, handle)
+        (handle, ReadHalf { ws: self })
     }
 
     /// The sans-IO connection.
