@@ -129,10 +129,13 @@ pub(crate) struct Queue {
     buffered: usize,
     /// Wakes the task that owns the socket.
     driver: Option<Waker>,
-    /// Senders waiting for room.
+    /// Senders waiting for room, and flushes waiting for the bytes to be
+    /// written.
     senders: Vec<Waker>,
     /// No more messages are accepted.
     closed: bool,
+    /// The driver is done: nothing queued or unwritten will be written.
+    ended: bool,
     /// The connection must end now (a shutdown deadline passed).
     aborted: bool,
 }
@@ -141,23 +144,53 @@ pub(crate) struct Queue {
 #[derive(Debug)]
 enum Pushed {
     Queued,
-    /// The queue is full ([`Overflow::Reject`]); the item comes back.
-    Full(Outgoing),
+    /// The queue is full ([`Overflow::Reject`]); nothing was queued.
+    Full,
     /// The queue overflowed and now closes the slow consumer.
     SlowConsumerClosed,
     Refused(QueueError),
 }
 
 impl Queue {
-    /// Queues `item` within `max_bytes`, applying `overflow` when full.
-    fn push(&mut self, item: Outgoing, limit: QueueLimit) -> Pushed {
+    /// Whether `need` more bytes fit the bound. An empty queue takes
+    /// anything, so a message larger than the bound can still be sent.
+    fn fits(&self, need: usize, limit: QueueLimit) -> bool {
+        self.buffered == 0 || self.buffered + need <= limit.max_bytes
+    }
+
+    /// Whether a push of `need` bytes may go ahead now: refused once
+    /// closed; waits (registering `waker`) only while the queue is full
+    /// and its policy is [`Overflow::Reject`] — under [`Overflow::Close`]
+    /// the push itself applies the policy.
+    fn poll_room(
+        &mut self,
+        need: usize,
+        limit: QueueLimit,
+        waker: &Waker,
+    ) -> Poll<Result<(), QueueError>> {
+        if self.closed {
+            return Poll::Ready(Err(QueueError::Closed));
+        }
+        if limit.overflow == Overflow::Reject && !self.fits(need, limit) {
+            // Registered under the lock that saw the queue full: the room
+            // freed next wakes this task.
+            self.wait_for_room(waker);
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues `item` if `need` bytes fit within `max_bytes` (its own cost,
+    /// or less for the `Sink` whose `poll_ready` already waited for
+    /// room), applying `overflow` when full.
+    fn push(&mut self, item: Outgoing, need: usize, limit: QueueLimit) -> Pushed {
         if self.closed {
             return Pushed::Refused(QueueError::Closed);
         }
         let cost = item.cost();
-        if self.buffered + cost > limit.max_bytes && self.buffered > 0 {
+        if !self.fits(need, limit) {
             return match limit.overflow {
-                Overflow::Reject => Pushed::Full(item),
+                Overflow::Reject => Pushed::Full,
                 Overflow::Close(code) => match Outgoing::close(code, "slow consumer") {
                     Ok(close) => {
                         self.items.clear();
@@ -280,6 +313,17 @@ impl Outbox {
         self.wake_senders();
     }
 
+    /// The driver is done with the connection: what is still queued or
+    /// unwritten never will be. Tells waiting senders and flushes.
+    pub(crate) fn end(&self) {
+        let mut queue = self.lock();
+        queue.closed = true;
+        queue.ended = true;
+        queue.items.clear();
+        drop(queue);
+        self.wake_senders();
+    }
+
     /// After a write: recounts what `conn` has not written yet and wakes
     /// senders if room was freed.
     pub(crate) fn written(&self, conn: &Connection) {
@@ -315,7 +359,9 @@ impl Handle {
     /// [`QueueError::Full`] or [`QueueError::ClosedSlowConsumer`] when the
     /// queue is full (per the [`Overflow`] policy); [`QueueError::Closed`].
     pub fn try_send(&self, message: Message<'_>) -> Result<(), QueueError> {
-        self.push(Outgoing::message(message))
+        let item = Outgoing::message(message);
+        let cost = item.cost();
+        self.push(item, cost)
     }
 
     /// Queues a message, waiting while the queue is full.
@@ -323,26 +369,21 @@ impl Handle {
     /// # Errors
     /// [`QueueError::Closed`] if the connection ends first.
     pub async fn send(&self, message: Message<'_>) -> Result<(), QueueError> {
-        let mut item = Some(Outgoing::message(message));
+        let item = Outgoing::message(message);
+        let cost = item.cost();
+        let mut item = Some(item);
         poll_fn(|cx| {
-            let Some(next) = item.take() else {
+            let limit = self.outbox.limit;
+            let mut queue = self.outbox.lock();
+            std::task::ready!(queue.poll_room(cost, limit, cx.waker()))?;
+            let Some(item) = item.take() else {
                 return Poll::Ready(Err(QueueError::Closed));
             };
-            let mut queue = self.outbox.lock();
-            match queue.push(next, self.outbox.limit) {
-                Pushed::Queued => Poll::Ready(Ok(())),
-                Pushed::Full(back) => {
-                    // Registered under the lock that saw the queue full:
-                    // the room freed next wakes this task.
-                    queue.wait_for_room(cx.waker());
-                    item = Some(back);
-                    Poll::Pending
-                }
-                pushed => {
-                    drop(queue);
-                    Poll::Ready(self.settle(pushed))
-                }
-            }
+            // Under the lock that found room: the push cannot find the
+            // queue full.
+            let pushed = queue.push(item, cost, limit);
+            drop(queue);
+            Poll::Ready(self.settle(pushed))
         })
         .await
     }
@@ -354,7 +395,9 @@ impl Handle {
     /// # Errors
     /// As [`Handle::try_send`].
     pub fn try_send_shared(&self, message: &SharedMessage) -> Result<(), QueueError> {
-        self.push(Outgoing::Shared(message.clone()))
+        let item = Outgoing::Shared(message.clone());
+        let cost = item.cost();
+        self.push(item, cost)
     }
 
     /// Queues a ping.
@@ -362,7 +405,9 @@ impl Handle {
     /// # Errors
     /// As [`Handle::try_send`], and [`QueueError::Invalid`] over 125 bytes.
     pub fn ping(&self, payload: &[u8]) -> Result<(), QueueError> {
-        self.push(Outgoing::ping(payload)?)
+        let item = Outgoing::ping(payload)?;
+        let cost = item.cost();
+        self.push(item, cost)
     }
 
     /// Asks the connection to start the closing handshake. Messages queued
@@ -408,21 +453,93 @@ impl Handle {
         self.outbox.wake_senders();
     }
 
-    fn push(&self, item: Outgoing) -> Result<(), QueueError> {
-        let pushed = self.outbox.lock().push(item, self.outbox.limit);
+    /// Queues `item` if `need` bytes fit (see [`Queue::push`]).
+    fn push(&self, item: Outgoing, need: usize) -> Result<(), QueueError> {
+        let pushed = self.outbox.lock().push(item, need, self.outbox.limit);
         self.settle(pushed)
+    }
+
+    /// Whether everything queued on this connection has been written:
+    /// `Ok` once nothing waits, [`QueueError::Closed`] if the connection
+    /// ended with bytes unwritten. Woken by the driver's writes.
+    // Only the `Sink`'s flush waits for this.
+    #[cfg(feature = "futures")]
+    fn poll_written(&self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), QueueError>> {
+        let mut queue = self.outbox.lock();
+        if queue.buffered == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if queue.ended {
+            return Poll::Ready(Err(QueueError::Closed));
+        }
+        // The driver wakes these whenever its writes free room, and it
+        // frees all of it last.
+        queue.wait_for_room(cx.waker());
+        Poll::Pending
     }
 
     /// What a push means to the caller (outside the lock).
     fn settle(&self, pushed: Pushed) -> Result<(), QueueError> {
         match pushed {
             Pushed::Queued => Ok(()),
-            Pushed::Full(_) => Err(QueueError::Full),
+            Pushed::Full => Err(QueueError::Full),
             Pushed::SlowConsumerClosed => {
                 self.outbox.wake_senders();
                 Err(QueueError::ClosedSlowConsumer)
             }
             Pushed::Refused(error) => Err(error),
         }
+    }
+}
+
+/// A [`Handle`] is a `futures::Sink` of messages, so code written for
+/// tokio-tungstenite or axum (`sender.send(message).await` through
+/// `SinkExt`, `forward`) runs on it. Flushing waits for the driving task
+/// to write what was queued.
+#[cfg(feature = "futures")]
+impl<'a> futures_sink::Sink<Message<'a>> for Handle {
+    type Error = QueueError;
+
+    /// Waits while the queue is full under [`Overflow::Reject`], as
+    /// [`Handle::send`] does; [`QueueError::Closed`] once closed.
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<(), QueueError>> {
+        self.outbox
+            .lock()
+            .poll_room(1, self.outbox.limit, cx.waker())
+    }
+
+    /// Copies the message into the queue, as [`Handle::try_send`].
+    fn start_send(self: std::pin::Pin<&mut Self>, item: Message<'a>) -> Result<(), QueueError> {
+        // `poll_ready` found room: the message goes in whole even if it is
+        // larger than what is left (as one larger than the whole bound
+        // goes into an empty queue), so the promise holds.
+        self.push(Outgoing::message(item), 1)
+    }
+
+    /// Waits until everything queued on the connection has been written
+    /// to the transport; [`QueueError::Closed`] if it ended first.
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<(), QueueError>> {
+        self.poll_written(cx)
+    }
+
+    /// Queues a close (1000) and waits until it has been written. Reading
+    /// goes on until the peer's close arrives.
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<(), QueueError>> {
+        match self.close(CloseCode::Normal, "") {
+            // Closing already (an earlier poll of this close, another
+            // handle, the reading side): only the writing is left.
+            Ok(()) | Err(QueueError::Closed) => {}
+            Err(error) => return Poll::Ready(Err(error)),
+        }
+        self.poll_written(cx)
     }
 }

@@ -14,6 +14,8 @@
 //!
 //! [`Config::close_timeout`]: crate::Config::close_timeout
 
+use std::time::Instant;
+
 use super::error::ConnectionError;
 use super::{Connection, State};
 use crate::role::Role;
@@ -44,14 +46,30 @@ pub enum CloseStep {
 /// Progress of the transport's end.
 #[derive(Debug, Default)]
 pub(super) struct Teardown {
-    /// `CloseStep::ShutdownWrite` was handed out.
+    /// `CloseStep::ShutdownWrite` was handed out (and not handed back as
+    /// pending).
     write_shut: bool,
+    /// The driver reported the half-close pending
+    /// (`Connection::shutdown_write_pending`): it is handed out again until
+    /// it completes or `close_deadline` passes, and that deadline runs even
+    /// when nothing else is waited for.
+    pub(super) shut_waiting: bool,
     /// The close deadline (`Timers::close_deadline`) was set once closed,
     /// so it bounds the transport's end, not the closing handshake.
     pub(super) deadline_closed: bool,
     /// Bytes read and dropped since the connection closed (at most
     /// `DRAIN_LIMIT` plus one read, so 32 bits hold it).
     pub(super) drained: u32,
+}
+
+impl Teardown {
+    /// The deadline passed: a pending half-close is not handed out again.
+    pub(super) fn give_up_shutdown(&mut self) {
+        if self.shut_waiting {
+            self.shut_waiting = false;
+            self.write_shut = true;
+        }
+    }
 }
 
 impl Connection {
@@ -62,10 +80,15 @@ impl Connection {
             return None;
         }
         let linger = self.should_linger();
+        let t = &mut self.teardown;
+        if t.shut_waiting && t.write_shut {
+            // The half-close handed out again last time was not reported
+            // pending: it completed, and nothing waits on it any more.
+            t.shut_waiting = false;
+        }
         if linger && self.tx.buffered() > 0 {
             return Some(CloseStep::Flush);
         }
-        let t = &mut self.teardown;
         // §7.1.1: the server closes the TCP connection first, a client
         // waits for it. An end that gave up on its peer closes at once.
         if !t.write_shut && (self.tx.role == Role::Server || !linger) {
@@ -82,6 +105,46 @@ impl Connection {
             return Some(CloseStep::ShutdownWrite);
         }
         Some(CloseStep::Release)
+    }
+
+    /// The driver's half-close (`CloseStep::ShutdownWrite`) could not
+    /// complete yet (a TLS `close_notify` waiting for the socket): hand it
+    /// out again on the next [`Connection::close_step`]. A poll-based driver
+    /// cannot wait inside one step as an async one does, so the core bounds
+    /// the retries: from the first pending report, [`Connection::poll_timeout`]
+    /// returns a deadline even when the connection no longer lingers
+    /// (`close_timeout` from now then; the transport's end's deadline while
+    /// it lingers), and [`Connection::handle_timeout`] past it gives the
+    /// half-close up.
+    // A hook of the tokio adapter's poll-based transport end.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn shutdown_write_pending(&mut self, now: Instant) {
+        let linger = self.should_linger();
+        let t = &mut self.teardown;
+        t.write_shut = false;
+        if t.shut_waiting {
+            return;
+        }
+        t.shut_waiting = true;
+        // An async driver bounded this step by the transport's end's
+        // deadline while lingering, else by `close_timeout` from its start.
+        if !linger || !t.deadline_closed {
+            self.timers.close_deadline = Some(now + self.config.close_timeout);
+            t.deadline_closed = true;
+        }
+    }
+
+    /// Whether nothing more will come out of this connection: it is closed,
+    /// no event or error waits to be handed out, and the transport's end
+    /// is done ([`Connection::close_step`] says `Release`).
+    // A hook of the tokio adapter's `FusedStream`.
+    #[cfg_attr(not(feature = "futures"), allow(dead_code))]
+    pub(crate) fn is_finished(&self) -> bool {
+        self.tx.state == State::Closed
+            && self.ready.is_none()
+            && self.pending_error.is_none()
+            && !self.should_linger()
+            && self.teardown.write_shut
     }
 
     /// Whether, once closed, it is worth waiting for the peer to end the
@@ -147,6 +210,14 @@ mod tests {
         seen
     }
 
+    /// A server that received the client's close and answered it.
+    fn closed_by_client() -> Connection {
+        let mut conn = Connection::new(Role::Server, Config::default());
+        conn.feed(&client_close());
+        while conn.poll_event().unwrap().is_some() {}
+        conn
+    }
+
     /// Writes all output; reads end of stream.
     fn cooperative(conn: &mut Connection, step: CloseStep) {
         match step {
@@ -170,9 +241,7 @@ mod tests {
     #[test]
     fn server_flushes_then_half_closes_first_then_drains() {
         // RFC 6455 §7.1.1: the server closes the TCP connection first.
-        let mut conn = Connection::new(Role::Server, Config::default());
-        conn.feed(&client_close());
-        while conn.poll_event().unwrap().is_some() {}
+        let mut conn = closed_by_client();
         assert_eq!(
             steps(&mut conn, cooperative),
             [
@@ -204,9 +273,7 @@ mod tests {
 
     #[test]
     fn a_deadline_ends_the_wait_for_the_peer() {
-        let mut conn = Connection::new(Role::Server, Config::default());
-        conn.feed(&client_close());
-        while conn.poll_event().unwrap().is_some() {}
+        let mut conn = closed_by_client();
         let t0 = Instant::now();
         let deadline = conn
             .poll_timeout(t0)
@@ -224,9 +291,7 @@ mod tests {
 
     #[test]
     fn draining_stops_at_the_limit() {
-        let mut conn = Connection::new(Role::Server, Config::default());
-        conn.feed(&client_close());
-        while conn.poll_event().unwrap().is_some() {}
+        let mut conn = closed_by_client();
         let n = conn.pending_output().len();
         conn.consume_output(n);
         assert_eq!(conn.close_step(), Some(CloseStep::ShutdownWrite));
@@ -257,6 +322,103 @@ mod tests {
             steps(&mut conn, cooperative),
             [CloseStep::ShutdownWrite, CloseStep::Release]
         );
+    }
+
+    /// A poll-based driver whose half-close stays pending (a TLS
+    /// `close_notify` waiting for the socket) gets the step again, within
+    /// a deadline that runs although nothing else is waited for.
+    #[test]
+    fn a_pending_half_close_is_handed_out_again_until_it_completes() {
+        let close_timeout = Config::default().close_timeout;
+        let mut conn = Connection::new(Role::Server, Config::default());
+        conn.abort();
+        let t0 = Instant::now();
+        assert_eq!(conn.poll_timeout(t0), None, "nothing lingers");
+        assert_eq!(conn.close_step(), Some(CloseStep::ShutdownWrite));
+        conn.shutdown_write_pending(t0);
+        assert!(conn.timers_active());
+        assert_eq!(conn.poll_timeout(t0), Some(t0 + close_timeout));
+        assert!(!conn.is_finished());
+        // Still pending a second later: the deadline runs from the first
+        // report, it does not restart.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(conn.close_step(), Some(CloseStep::ShutdownWrite));
+        conn.shutdown_write_pending(t1);
+        assert_eq!(conn.poll_timeout(t1), Some(t0 + close_timeout));
+        // Handed out once more, and this time it completes.
+        assert_eq!(conn.close_step(), Some(CloseStep::ShutdownWrite));
+        assert_eq!(conn.close_step(), Some(CloseStep::Release));
+        assert_eq!(conn.poll_timeout(t1), None);
+        assert!(!conn.timers_active());
+        assert!(conn.is_finished());
+    }
+
+    #[test]
+    fn a_pending_half_close_is_given_up_at_its_deadline() {
+        let mut conn = Connection::new(Role::Client, Config::default());
+        conn.handle_eof();
+        assert!(conn.poll_event().is_err());
+        let t0 = Instant::now();
+        assert_eq!(conn.close_step(), Some(CloseStep::ShutdownWrite));
+        conn.shutdown_write_pending(t0);
+        let deadline = conn.poll_timeout(t0).expect("bounded");
+        conn.handle_timeout(deadline - Duration::from_millis(1));
+        assert_eq!(conn.close_step(), Some(CloseStep::ShutdownWrite), "not yet");
+        conn.shutdown_write_pending(deadline - Duration::from_millis(1));
+        conn.handle_timeout(deadline);
+        assert_eq!(conn.close_step(), Some(CloseStep::Release));
+        assert_eq!(conn.poll_timeout(deadline), None);
+        assert!(conn.is_finished());
+    }
+
+    /// While the server lingers, its pending half-close keeps the
+    /// transport's end's deadline (as an async driver's step did), and the
+    /// drain follows once it completes.
+    #[test]
+    fn a_lingering_servers_pending_half_close_keeps_the_closed_deadline() {
+        let mut conn = closed_by_client();
+        let t0 = Instant::now();
+        let deadline = conn
+            .poll_timeout(t0)
+            .expect("the transport's end is bounded");
+        assert_eq!(conn.close_step(), Some(CloseStep::Flush));
+        let n = conn.pending_output().len();
+        conn.consume_output(n);
+        assert_eq!(conn.close_step(), Some(CloseStep::ShutdownWrite));
+        conn.shutdown_write_pending(t0 + Duration::from_secs(1));
+        assert_eq!(
+            conn.poll_timeout(t0 + Duration::from_secs(1)),
+            Some(deadline)
+        );
+        assert_eq!(conn.close_step(), Some(CloseStep::ShutdownWrite));
+        assert_eq!(conn.close_step(), Some(CloseStep::Drain));
+        assert!(!conn.is_finished());
+        // The deadline passes while draining: released, nothing waits.
+        conn.handle_timeout(deadline);
+        assert_eq!(conn.close_step(), Some(CloseStep::Release));
+        assert!(conn.is_finished());
+
+        // Pending when the deadline passes: given up, released.
+        let mut conn = closed_by_client();
+        let deadline = conn.poll_timeout(t0).expect("bounded");
+        let n = conn.pending_output().len();
+        conn.consume_output(n);
+        assert_eq!(conn.close_step(), Some(CloseStep::ShutdownWrite));
+        conn.shutdown_write_pending(t0);
+        conn.handle_timeout(deadline);
+        assert_eq!(conn.close_step(), Some(CloseStep::Release));
+    }
+
+    #[test]
+    fn a_closed_connection_is_finished_only_once_its_close_is_handed_out() {
+        let mut conn = Connection::new(Role::Server, Config::default());
+        conn.feed(&client_close());
+        assert!(conn.prepare_event().unwrap());
+        assert!(!conn.is_finished(), "the close event waits");
+        steps(&mut conn, cooperative);
+        assert!(!conn.is_finished(), "the close event still waits");
+        assert!(conn.poll_event().unwrap().is_some());
+        assert!(conn.is_finished());
     }
 
     #[test]

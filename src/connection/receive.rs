@@ -283,6 +283,15 @@ impl Connection {
         }
     }
 
+    /// Puts back an error [`Connection::prepare_event`] returned, to be
+    /// returned again next time: a poll-based driver that must end the
+    /// transport before reporting it may have to wait first.
+    // A hook of the tokio adapter's poll-based receive.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn defer_error(&mut self, error: ConnectionError) {
+        self.pending_error = Some(error);
+    }
+
     /// Drops what the previous event borrowed. An event that was prepared
     /// but not yet handed out keeps its bytes.
     #[inline]

@@ -19,7 +19,7 @@ pub(super) struct Timers {
     /// While closing: when to stop waiting for the peer's close frame.
     /// Once closed: when to stop waiting for the peer to end the transport
     /// (then `Teardown::deadline_closed` is set).
-    close_deadline: Option<Instant>,
+    pub(super) close_deadline: Option<Instant>,
 }
 
 impl Connection {
@@ -36,7 +36,7 @@ impl Connection {
                 self.awaiting_pong || c.ping_interval.is_some() || c.idle_timeout.is_some()
             }
             State::Closing => true,
-            State::Closed => self.should_linger(),
+            State::Closed => self.should_linger() || self.teardown.shut_waiting,
         }
     }
 
@@ -49,7 +49,13 @@ impl Connection {
         let pong_deadline = self.pong_deadline();
         let closed = self.tx.state == State::Closed;
         if closed && !self.should_linger() {
-            return None;
+            // Only a pending half-close may still be waited for, bounded
+            // by its own deadline (`Connection::shutdown_write_pending`).
+            return self
+                .teardown
+                .shut_waiting
+                .then_some(self.timers.close_deadline)
+                .flatten();
         }
         let t = &mut self.timers;
         let c = &self.config;
@@ -96,6 +102,7 @@ impl Connection {
         if self.tx.state == State::Closed {
             if self.teardown.deadline_closed && expired(self.timers.close_deadline) {
                 self.peer_responsive = false;
+                self.teardown.give_up_shutdown();
             }
             return;
         }

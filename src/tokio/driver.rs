@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ::tokio::time::Sleep;
 
 use super::read::poll_read_into;
@@ -79,7 +79,7 @@ struct Extras {
 impl<S> Drop for WebSocket<S> {
     fn drop(&mut self) {
         if let Some(outbox) = self.outbox.get() {
-            outbox.close();
+            outbox.end();
         }
     }
 }
@@ -139,7 +139,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// which drives the connection (reads, timers, and writing what the
     /// handle queues) — sender first, receiver second, as
     /// `futures::StreamExt::split` orders them. Keep a task calling
-    /// [`ReadHalf::recv`].
+    /// [`ReadHalf::recv`] (or polling it as a `Stream`).
     pub fn split(self) -> (Handle, ReadHalf<S>) {
         let handle = self.handle();
         (handle, ReadHalf { ws: self })
@@ -171,27 +171,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Errors
     /// As [`WebSocket::recv`].
     pub async fn recv_event(&mut self) -> Result<(Event<'_>, Sender<'_>), Error> {
+        if !poll_fn(|cx| self.poll_recv(cx)).await? {
+            return Err(UsageError::Closed.into());
+        }
+        self.take_event()
+    }
+
+    /// Polls until an event is ready: `Ok(true)` when
+    /// [`Connection::poll_event`] hands one out, `Ok(false)` once the
+    /// connection ended earlier and its transport has ended. An error
+    /// comes once the transport has ended, except an I/O error, which
+    /// comes at once. (It does not return the borrowed event itself: a
+    /// `poll_fn` closure cannot hand out a borrow of what it captures.)
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         loop {
             match adapter::next(&mut self.conn) {
                 Next::Deliver => break,
                 Next::Failed(error) => {
-                    self.finish_transport().await;
-                    return Err(error.into());
+                    if self.poll_finish(cx).is_pending() {
+                        // Reported once the transport has ended; until
+                        // then the connection keeps it.
+                        self.conn.defer_error(error);
+                        return Poll::Pending;
+                    }
+                    return Poll::Ready(Err(error.into()));
                 }
                 Next::Ended => {
-                    self.finish_transport().await;
-                    return Err(UsageError::Closed.into());
+                    std::task::ready!(self.poll_finish(cx));
+                    return Poll::Ready(Ok(false));
                 }
                 Next::Io => {
                     self.drain_queue();
-                    self.drive(Drive::Serve).await?;
+                    std::task::ready!(self.poll_drive(cx, Drive::Serve))?;
                 }
             }
         }
         if self.conn.state() == State::Closed {
-            // The peer's close arrived and was answered: end the transport.
-            self.finish_transport().await;
+            // The peer's close arrived and was answered: end the transport
+            // (the close event waits in the connection meanwhile).
+            std::task::ready!(self.poll_finish(cx));
         }
+        Poll::Ready(Ok(true))
+    }
+
+    /// The event [`WebSocket::poll_recv`] found ready.
+    fn take_event(&mut self) -> Result<(Event<'_>, Sender<'_>), Error> {
         match self.conn.poll_event()? {
             Some(pair) => Ok(pair),
             None => Err(UsageError::Closed.into()),
@@ -222,11 +246,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Errors
     /// As [`WebSocket::send`], and for a code or reason that cannot be sent.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.start_close(code, reason)?;
+        self.flush().await
+    }
+
+    /// Queues the close frame; handles can send nothing after it.
+    fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.conn.sender().close(code, reason)?;
         if let Some(outbox) = self.outbox.get() {
             outbox.close();
         }
-        self.flush().await
+        Ok(())
     }
 
     /// Writes everything pending.
@@ -234,16 +264,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Errors
     /// [`Error::Io`]; a timer's error if one gave up on the peer meanwhile.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        while !self.conn.pending_output().is_empty() {
-            self.drive(Drive::Flush).await?;
+        poll_fn(|cx| self.poll_write_down(cx, 0)).await
+    }
+
+    /// Writes pending output until at most `high_water` bytes wait (all of
+    /// it for a flush; a `Sink` that is ready for more writes only down to
+    /// the adapter's high-water mark).
+    fn poll_write_down(
+        &mut self,
+        cx: &mut Context<'_>,
+        high_water: usize,
+    ) -> Poll<Result<(), Error>> {
+        while self.conn.buffered_amount() > high_water {
+            std::task::ready!(self.poll_drive(cx, Drive::Flush))?;
             if self.conn.state() == State::Closed && !self.conn.should_linger() {
                 // A timer expired while the peer was not reading: report it.
                 self.conn.prepare_event()?;
-                return Err(UsageError::Closed.into());
+                return Poll::Ready(Err(UsageError::Closed.into()));
             }
         }
         self.account_written();
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     /// Runs `handler` until the connection ends: [`Handler::on_open`], a
@@ -305,11 +346,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// this future sits in every idle connection's task, so its state is
     /// kept to the closure's few words.
     fn drive(&mut self, mode: Drive) -> impl Future<Output = Result<(), Error>> + '_ {
+        poll_fn(move |cx| self.poll_drive(cx, mode))
+    }
+
+    /// One poll of [`WebSocket::drive`]: the timer follows the
+    /// connection's deadline at every poll, so callers that poll (a
+    /// `Stream`, a `Sink`) and the async loops behave alike.
+    fn poll_drive(&mut self, cx: &mut Context<'_>, mode: Drive) -> Poll<Result<(), Error>> {
         let timed = self.arm_timer();
-        poll_fn(move |cx| {
-            let wake = std::task::ready!(self.poll_wake(cx, mode, timed));
-            Poll::Ready(self.apply_wake(wake))
-        })
+        let wake = std::task::ready!(self.poll_wake(cx, mode, timed));
+        Poll::Ready(self.apply_wake(wake))
     }
 
     /// Points the timer at the connection's next deadline; false if no
@@ -323,11 +369,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let Some(deadline) = self.conn.poll_timeout(Instant::now()) else {
             return false;
         };
-        let deadline = ::tokio::time::Instant::from_std(deadline);
-        match self.timer.as_mut() {
-            Some(timer) => timer.as_mut().reset(deadline),
-            None => self.timer = Some(Box::pin(::tokio::time::sleep_until(deadline))),
-        }
+        set_timer(&mut self.timer, deadline);
         true
     }
 
@@ -400,62 +442,117 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Ends the transport once the connection is closed, step by step as
     /// the core says (RFC 6455 §7.1.1), each step bounded by its deadline.
-    async fn finish_transport(&mut self) {
-        // Idempotent: once the transport's end is done, `close_step`
-        // answers `Release` at once.
+    // Not an `async fn`: the future is the closure's one `&mut`, so this
+    // rare path does not enlarge every connection's task.
+    fn finish_transport(&mut self) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| self.poll_finish(cx))
+    }
+
+    /// One poll of [`WebSocket::finish_transport`]. Idempotent: once the
+    /// transport's end is done, `close_step` answers `Release` at once.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.conn.state() != State::Closed {
             // The transport failed or is given up while the connection was
             // open: nothing more is worth sending or waiting for.
             self.conn.abort();
         }
-        if let Some(outbox) = self.outbox.get() {
+        let WebSocket {
+            stream,
+            conn,
+            outbox,
+            timer,
+            ..
+        } = self;
+        if let Some(outbox) = outbox.get() {
             outbox.close();
         }
-        // Boxed: this rare path must not enlarge every connection's task.
-        Box::pin(async {
-            let mut scratch = Vec::new();
-            while let Some(step) = self.conn.close_step() {
-                let now = Instant::now();
-                let deadline = self
-                    .conn
-                    .poll_timeout(now)
-                    .unwrap_or(now + self.conn.config().close_timeout);
-                let deadline = ::tokio::time::Instant::from_std(deadline);
-                let stream = &mut self.stream;
-                let conn = &mut *self.conn;
-                let done = match step {
-                    CloseStep::Flush => {
-                        let write = poll_fn(|cx| poll_write_output(stream, conn, cx));
-                        ::tokio::time::timeout_at(deadline, write).await
+        loop {
+            let polled = match conn.close_step() {
+                None | Some(CloseStep::Release) => {
+                    if let Some(outbox) = outbox.get() {
+                        outbox.end();
                     }
-                    CloseStep::ShutdownWrite => {
-                        let shut = ::tokio::io::AsyncWriteExt::shutdown(stream);
-                        let _ = ::tokio::time::timeout_at(deadline, shut).await;
-                        continue;
-                    }
-                    CloseStep::Drain => {
-                        scratch.resize(4096, 0);
-                        let read = stream.read(&mut scratch);
-                        let read = ::tokio::time::timeout_at(deadline, read).await;
-                        if let Ok(Ok(n)) = read {
-                            match scratch.get(..n) {
-                                Some([]) | None => conn.handle_eof(),
-                                Some(bytes) => conn.feed(bytes),
-                            }
-                        }
-                        read.map(|r| r.map(drop))
-                    }
-                    CloseStep::Release => return,
-                };
-                match done {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => self.conn.abort(),
-                    Err(_elapsed) => self.conn.handle_timeout(Instant::now()),
+                    return Poll::Ready(());
                 }
+                Some(CloseStep::Flush) => {
+                    let written = poll_write_output(stream, conn, cx);
+                    if let (Poll::Ready(Ok(())), Some(outbox)) = (&written, outbox.get()) {
+                        // Flushes waiting on a handle learn it went out.
+                        outbox.written(conn);
+                    }
+                    written
+                }
+                Some(CloseStep::ShutdownWrite) => match Pin::new(&mut *stream).poll_shutdown(cx) {
+                    // Failures do not matter here.
+                    Poll::Ready(_) => continue,
+                    Poll::Pending => {
+                        // Asked for again by `close_step`, within a deadline.
+                        conn.shutdown_write_pending(Instant::now());
+                        Poll::Pending
+                    }
+                },
+                Some(CloseStep::Drain) => poll_drain(stream, conn, cx),
+            };
+            match polled {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => {
+                    conn.abort();
+                    continue;
+                }
+                Poll::Pending => {}
             }
-        })
-        .await;
+            // The step waits: at most until the core's deadline, kept in the
+            // connection so that it does not restart at every poll.
+            let now = Instant::now();
+            let deadline = conn.poll_timeout(now);
+            debug_assert!(deadline.is_some(), "a waiting step has a deadline");
+            let deadline = deadline.unwrap_or(now + conn.config().close_timeout);
+            if set_timer(timer, deadline).poll(cx).is_ready() {
+                // The timer fired, so the deadline has passed even where
+                // tokio's clock runs ahead of std's (a paused test clock).
+                conn.handle_timeout(Instant::now().max(deadline));
+                continue;
+            }
+            return Poll::Pending;
+        }
     }
+}
+
+/// Points `timer` at `deadline`, creating it the first time; a timer
+/// already there is reset only if the deadline moved (a reset re-registers
+/// it with the runtime, and pollers re-arm at every poll).
+fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant) -> Pin<&mut Sleep> {
+    let deadline = ::tokio::time::Instant::from_std(deadline);
+    match timer {
+        Some(sleep) => {
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            sleep.as_mut()
+        }
+        None => timer
+            .insert(Box::pin(::tokio::time::sleep_until(deadline)))
+            .as_mut(),
+    }
+}
+
+/// Reads once while draining the transport's end and drops what arrived
+/// (or notes its end). Out of line: its stack buffer stays out of the
+/// frames of the loops that call it.
+#[inline(never)]
+fn poll_drain<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    conn: &mut Connection,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    let mut scratch = [0u8; 4096];
+    let mut buf = ReadBuf::new(&mut scratch);
+    std::task::ready!(Pin::new(stream).poll_read(cx, &mut buf))?;
+    match buf.filled() {
+        [] => conn.handle_eof(),
+        bytes => conn.feed(bytes),
+    }
+    Poll::Ready(Ok(()))
 }
 
 /// Writes everything the connection has pending.
@@ -506,5 +603,87 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
     /// As [`WebSocket::recv`].
     pub async fn recv_event(&mut self) -> Result<(Event<'_>, Sender<'_>), Error> {
         self.ws.recv_event().await
+    }
+}
+
+/// The events as a `futures::Stream`: the peer's close is yielded as
+/// [`OwnedEvent::Close`], and the stream ends (`None`) once the connection
+/// ended and its transport too — where [`WebSocket::recv`] would say
+/// [`UsageError::Closed`]. An error (protocol, timeout, I/O) is yielded
+/// once, then `None`.
+#[cfg(feature = "futures")]
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
+    type Item = Result<OwnedEvent, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let event = match std::task::ready!(this.poll_recv(cx)) {
+            Ok(true) => this.take_event().map(|(event, _)| event.into_owned()),
+            Ok(false) => return Poll::Ready(None),
+            Err(error) => Err(error),
+        };
+        if event.is_err() && this.conn.state() != State::Closed {
+            // An I/O error leaves the connection open (`recv` may be tried
+            // again); a stream ends after its error: the next poll ends the
+            // transport and says `None`.
+            this.conn.abort();
+        }
+        Poll::Ready(Some(event))
+    }
+}
+
+#[cfg(feature = "futures")]
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::FusedStream for WebSocket<S> {
+    fn is_terminated(&self) -> bool {
+        self.conn.is_finished()
+    }
+}
+
+/// Messages as a `futures::Sink`, so `SinkExt::send` and
+/// `StreamExt::forward` work as with tokio-tungstenite. Each message is
+/// copied into the connection's output at `start_send`, so it may borrow
+/// anything; `poll_ready` writes while more than the adapter's high-water
+/// mark waits, `poll_flush` writes everything, and `poll_close` sends a
+/// close (1000) if none was sent and writes it, without waiting for the
+/// peer's: read on (through the `Stream`) until its close arrives.
+#[cfg(feature = "futures")]
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message<'a>> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_write_down(cx, OUTPUT_HIGH_WATER)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message<'a>) -> Result<(), Error> {
+        self.get_mut().conn.sender().send(item)?;
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_write_down(cx, 0)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.conn.state() == State::Open {
+            this.start_close(CloseCode::Normal, "")?;
+        }
+        this.poll_write_down(cx, 0)
+    }
+}
+
+#[cfg(feature = "futures")]
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for ReadHalf<S> {
+    type Item = Result<OwnedEvent, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        futures_core::Stream::poll_next(Pin::new(&mut self.get_mut().ws), cx)
+    }
+}
+
+#[cfg(feature = "futures")]
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::FusedStream for ReadHalf<S> {
+    fn is_terminated(&self) -> bool {
+        futures_core::FusedStream::is_terminated(&self.ws)
     }
 }

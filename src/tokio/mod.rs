@@ -38,6 +38,55 @@
 //! }
 //! # }
 //! ```
+//!
+//! # `futures`: `Stream` and `Sink`
+//!
+//! With the `futures` feature, [`WebSocket`] and [`ReadHalf`] are
+//! `futures::Stream`s of `Result<OwnedEvent, Error>` (the peer's close is
+//! an event; `None` once the connection has ended; an error comes once,
+//! then `None`), and [`WebSocket`] and [`Handle`] are `futures::Sink`s of
+//! [`Message`](crate::Message), so code written for tokio-tungstenite or
+//! axum ports as it is. [`WebSocket::split`] gives the sender first, as
+//! `StreamExt::split` does. Where an inherent method has the name of a
+//! `SinkExt` one, the inherent one is called: `sender.send(message)` on a
+//! [`Handle`] is [`Handle::send`] (it waits for room in the queue, not for
+//! the write; `SinkExt::send(&mut sender, message)` waits for both), and
+//! `sender.close()` does not compile — the inherent `close` takes a code
+//! and a reason; `SinkExt::close(&mut sender)` sends 1000.
+//!
+//! ```no_run
+//! # #[cfg(feature = "futures")]
+//! # async fn run(ws: chito::tokio::WebSocket<tokio::net::TcpStream>) {
+//! use chito::{Message, OwnedEvent};
+//! use futures_util::{SinkExt, StreamExt};
+//!
+//! let (mut sender, mut receiver) = ws.split();
+//! // The sender is a cloneable `Handle`: any task can own it.
+//! let mut send_task = ::tokio::spawn(async move {
+//!     for i in 0..10 {
+//!         let text = format!("tick {i}");
+//!         if sender.send(Message::Text(&text)).await.is_err() {
+//!             return;
+//!         }
+//!     }
+//!     let _ = SinkExt::close(&mut sender).await;
+//! });
+//! // The receiver drives the connection: keep polling it.
+//! let mut recv_task = ::tokio::spawn(async move {
+//!     while let Some(Ok(event)) = receiver.next().await {
+//!         match event {
+//!             OwnedEvent::Text(text) => println!("{text}"),
+//!             OwnedEvent::Close(_) => break,
+//!             _ => {}
+//!         }
+//!     }
+//! });
+//! ::tokio::select! {
+//!     _ = &mut send_task => recv_task.await.unwrap_or_default(),
+//!     _ = &mut recv_task => send_task.abort(),
+//! }
+//! # }
+//! ```
 
 mod builder;
 mod driver;
