@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Run the Autobahn WebSocket conformance suite against chito.
 #
-#   autobahn/run.sh server [--runtime blocking|tokio]   # wstest tests our server
-#   autobahn/run.sh client [--runtime blocking|tokio]   # wstest tests our client
+#   autobahn/run.sh server [--runtime blocking|tokio|axum]  # wstest tests our server
+#   autobahn/run.sh client [--runtime blocking|tokio]       # wstest tests our client
 #
 # Options (each also settable through the environment):
-#   --runtime X        passed to the example as a trailing `--runtime X`, only
-#                      when given (the example's default is blocking)
+#   --runtime X        blocking or tokio: passed to the example as a trailing
+#                      `--runtime X`, only when given (the example's default
+#                      is blocking); axum (server only): the server is
+#                      chito-axum's example autobahn_axum, the same echo
+#                      behind axum::serve and chito_axum::WebSocketUpgrade
 #   --cases LIST       case patterns to run, comma/space separated
 #                      (AUTOBAHN_CASES; default: the spec file's, i.e. "*")
 #   --exclude LIST     case patterns to skip, comma/space separated; an empty
@@ -34,7 +37,7 @@ AGENT="chito"
 log() { echo "[autobahn] $*"; }
 die() { echo "[autobahn] ERROR: $*" >&2; exit 2; }
 usage() {
-  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -68,7 +71,8 @@ done
 [ -n "$MODE" ] || usage 2
 case "$RUNTIME" in
   ""|blocking|tokio) ;;
-  *) die "--runtime must be blocking or tokio (got '$RUNTIME')" ;;
+  axum) [ "$MODE" = server ] || die "--runtime axum is a server runtime (chito-axum has no client)" ;;
+  *) die "--runtime must be blocking, tokio or axum (got '$RUNTIME')" ;;
 esac
 case "$PORT" in
   ''|*[!0-9]*) die "invalid port '$PORT'" ;;
@@ -78,7 +82,8 @@ TIMEOUT="${AUTOBAHN_TIMEOUT:-1200}"
 STARTUP_TIMEOUT="${AUTOBAHN_STARTUP_TIMEOUT:-60}"
 
 RUNTIME_ARGS=()
-[ -z "$RUNTIME" ] || RUNTIME_ARGS=(--runtime "$RUNTIME")
+# The axum server is a program of its own, which takes just the address.
+[ -z "$RUNTIME" ] || [ "$RUNTIME" = axum ] || RUNTIME_ARGS=(--runtime "$RUNTIME")
 
 if [ "$MODE" = server ]; then
   SPEC_SRC="$AB_DIR/fuzzingclient.json"; WSTEST_MODE=fuzzingclient
@@ -220,11 +225,18 @@ sed 's/^/    /' "$SPEC"
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$REPO/$TARGET_DIR" ;; esac
-SERVER_BIN="${AUTOBAHN_SERVER_BIN:-$TARGET_DIR/release/examples/autobahn_server}"
+if [ "$RUNTIME" = axum ]; then
+  SERVER_NAME=autobahn_axum
+  BUILD=(cargo build --release -p chito-axum --example autobahn_axum)
+else
+  SERVER_NAME=autobahn_server
+  BUILD=(cargo build --release --features tokio --example autobahn_server --example autobahn_client)
+fi
+SERVER_BIN="${AUTOBAHN_SERVER_BIN:-$TARGET_DIR/release/examples/$SERVER_NAME}"
 CLIENT_BIN="${AUTOBAHN_CLIENT_BIN:-$TARGET_DIR/release/examples/autobahn_client}"
 if [ "${AUTOBAHN_SKIP_BUILD:-0}" != "1" ]; then
-  log "cargo build --release --features tokio --example autobahn_server --example autobahn_client"
-  cargo build --release --features tokio --example autobahn_server --example autobahn_client
+  log "${BUILD[*]}"
+  "${BUILD[@]}"
 fi
 
 if port_open; then
@@ -253,12 +265,12 @@ FAILED=0
 START=$(date +%s)
 if [ "$MODE" = server ]; then
   [ -x "$SERVER_BIN" ] || die "$SERVER_BIN not found (cargo build failed?)"
-  SERVER_LOG="$LOGDIR/autobahn_server.log"
+  SERVER_LOG="$LOGDIR/$SERVER_NAME.log"
   log "starting $SERVER_BIN 127.0.0.1:$PORT ${RUNTIME_ARGS[*]} (log: $SERVER_LOG)"
   "$SERVER_BIN" "127.0.0.1:$PORT" "${RUNTIME_ARGS[@]}" >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   BG_PIDS+=("$SERVER_PID")
-  if ! wait_for_port "$SERVER_PID" "autobahn_server"; then
+  if ! wait_for_port "$SERVER_PID" "$SERVER_NAME"; then
     show_log_tail "$SERVER_LOG"
     exit 1
   fi
@@ -275,7 +287,7 @@ if [ "$MODE" = server ]; then
   fi
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     set +e; wait "$SERVER_PID"; src=$?; set -e
-    log "autobahn_server died during the run (exit status $src)"
+    log "$SERVER_NAME died during the run (exit status $src)"
     show_log_tail "$SERVER_LOG"
     FAILED=1
   fi

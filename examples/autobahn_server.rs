@@ -6,7 +6,10 @@
 //! limits every user gets.
 use chito::{Handler, Message, Sender};
 
-struct Echo;
+/// Sends every text or binary message back as it came. Also the handler of
+/// `chito-axum/examples/autobahn_axum.rs`, which includes this file, so the
+/// suite checks one echo behind every runtime.
+pub struct Echo;
 
 impl Handler for Echo {
     fn on_message(&mut self, sender: &mut Sender<'_>, message: Message<'_>) {
