@@ -1,6 +1,12 @@
-// Drives examples/chat in headless Chromium: three people in two rooms,
+// Drives the browser chat in headless Chromium: three people in two rooms,
 // messages, room switches, bad input, a closed tab, and the negotiated
-// permessage-deflate. Usage: node chat.test.mjs http://127.0.0.1:PORT/
+// permessage-deflate. Usage:
+//
+//   node chat.test.mjs [LABEL=]http://127.0.0.1:PORT/ ...
+//
+// Each URL is a server of the same chat (examples/chat, and the axum one
+// in chito-axum/examples/axum_chat): every one gets the whole scenario, in
+// turn, in one browser (launching Chromium is the slow part).
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); playwright-core
 // only drives it and never downloads a browser.
@@ -9,34 +15,41 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const url = process.argv[2];
-if (!url) {
-  console.error('usage: node chat.test.mjs <url of the chat page>');
+const targets = process.argv.slice(2).map((arg, i) => {
+  const [, label, target] = /^(?:([\w-]+)=)?(.*)$/.exec(arg);
+  return { label: label ?? `server${i + 1}`, url: target };
+});
+if (targets.length === 0) {
+  console.error('usage: node chat.test.mjs [LABEL=]<url of the chat page> ...');
   process.exit(2);
 }
 const here = dirname(fileURLToPath(import.meta.url));
-const screenshot = process.env.CHAT_SCREENSHOT
-  ?? resolve(here, '..', '..', 'target', 'browser', 'chat.png');
+// One screenshot per server: <dir>/<label>.png.
+const screenshotDir = process.env.CHAT_SCREENSHOT_DIR
+  ?? resolve(here, '..', '..', 'target', 'browser');
 const WAIT = 10_000; // the longest any single expectation may take
 const QUIET = 750;   // how long to watch for a message that must not come
 
 // The whole run is bounded even if something hangs outside a wait.
 const watchdog = setTimeout(() => {
-  console.error('FAIL: the browser test took longer than 120 s');
+  console.error(`FAIL: the browser test took longer than ${120 * targets.length} s`);
   process.exit(1);
-}, 120_000);
+}, 120_000 * targets.length);
 
 let passed = 0;
 let failed = 0;
+// The server under test; the helpers below read it.
+let url = '';
+let label = '';
 async function step(name, body) {
   const started = Date.now();
   try {
     await body();
     passed++;
-    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+    console.log(`ok   ${label}: ${name} (${Date.now() - started} ms)`);
   } catch (error) {
     failed++;
-    console.log(`FAIL ${name}: ${error.message.split('\n')[0]}`);
+    console.log(`FAIL ${label}: ${name}: ${error.message.split('\n')[0]}`);
     throw error;
   }
 }
@@ -45,10 +58,14 @@ function fail(message) {
   throw new Error(message);
 }
 
+// This server's page errors (emptied for each server).
 const pageErrors = [];
+// This server's browser contexts, closed before the next server's.
+const contexts = [];
 
 async function person(browser, who) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  contexts.push(context);
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
   page.on('pageerror', (e) => pageErrors.push(`${who}: ${e.message}`));
@@ -127,7 +144,6 @@ async function expectError(p, raw, fragment) {
   }
 }
 
-const started = Date.now();
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   timeout: 30_000,
@@ -136,10 +152,12 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
   ],
 });
-console.log(`chromium ${browser.version()} against ${url}`);
+console.log(`chromium ${browser.version()}`);
 
-let status = 0;
-try {
+// The whole scenario against the server at `url`; throws at the first
+// failed step.
+async function scenario() {
+  const screenshot = resolve(screenshotDir, `${label}.png`);
   const alice = await person(browser, 'Alice');
   const bob = await person(browser, 'Bob');
   const carol = await person(browser, 'Carol');
@@ -244,22 +262,31 @@ try {
     }
     if (pageErrors.length) fail(pageErrors.join('; '));
   });
-} catch (error) {
-  status = 1;
-  if (failed === 0) {
-    failed++;
-    console.log(`FAIL setup: ${error.message.split('\n')[0]}`);
-  }
-} finally {
-  await browser.close().catch(() => {});
-  clearTimeout(watchdog);
 }
 
-const seconds = ((Date.now() - started) / 1000).toFixed(1);
-if (status === 0 && failed === 0) {
-  console.log(`PASS chat in headless Chromium (${seconds} s)`);
-} else {
-  console.log(`FAIL chat in headless Chromium (${seconds} s)`);
+let status = 0;
+for (const target of targets) {
+  ({ url, label } = target);
+  pageErrors.length = 0;
+  const started = Date.now();
+  const failedBefore = failed;
+  console.log(`-- ${label}: ${url}`);
+  try {
+    await scenario();
+  } catch (error) {
+    status = 1;
+    if (failed === failedBefore) {
+      failed++;
+      console.log(`FAIL ${label}: setup: ${error.message.split('\n')[0]}`);
+    }
+  }
+  // The next server starts from a browser with no pages open.
+  await Promise.all(contexts.splice(0).map((c) => c.close().catch(() => {})));
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  const verdict = failed === failedBefore ? 'PASS' : 'FAIL';
+  console.log(`${verdict} ${label}: chat in headless Chromium (${seconds} s)`);
 }
+await browser.close().catch(() => {});
+clearTimeout(watchdog);
 console.log(`browser: ${passed} passed, ${failed} failed`);
 process.exit(status || (failed ? 1 : 0));

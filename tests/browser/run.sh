@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The chat example in headless Chromium: installs what it needs (Debian's
-# chromium, playwright-core from npm), builds and starts the example on a
-# free loopback port, runs chat.test.mjs against it, and stops the server.
+# The chat in headless Chromium, served twice: by examples/chat (chito
+# reading its own sockets) and by chito-axum/examples/axum_chat (axum with
+# chito_axum::WebSocketUpgrade). Installs what it needs (Debian's chromium,
+# playwright-core from npm), builds both examples, starts each on a free
+# loopback port, runs chat.test.mjs against both (one browser, one server
+# after the other), and stops the servers.
 #
 #   bash tests/browser/run.sh
 #
@@ -35,47 +38,67 @@ if [ ! -f "$here/node_modules/playwright-core/package.json" ]; then
   (cd "$here" && timeout 300 npm ci --no-audit --no-fund --loglevel=error </dev/null)
 fi
 
-# ---- the chat server -------------------------------------------------------
-step "building the chat example"
-(cd "$root" && timeout 900 cargo build --quiet --example chat --features rooms)
-server_bin="$root/target/debug/examples/chat"
+# ---- the chat servers ----------------------------------------------------
+step "building the chat examples (chito's own HTTP, and axum)"
+# One cargo run for both, so chito is built once, with one set of features.
+(cd "$root" && timeout 900 cargo build --quiet -p chito -p chito-axum \
+  --example chat --example axum_chat --features chito/rooms,chito-axum/rooms)
 
-server_log="$log_dir/server.log"
-server_pid=""
+declare -A server_pid=()
 cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  for pid in "${server_pid[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Port 0: the system picks a free port, the server prints the address.
-timeout 300 "$server_bin" 127.0.0.1:0 >"$server_log" 2>&1 </dev/null &
-server_pid=$!
+# start NAME: runs target/debug/examples/NAME on 127.0.0.1:0 (the system
+# picks a free port, the server prints the address) with its output in
+# $log_dir/NAME.log.
+start() {
+  timeout 300 "$root/target/debug/examples/$1" 127.0.0.1:0 >"$log_dir/$1.log" 2>&1 </dev/null &
+  server_pid[$1]=$!
+}
 
-url=""
-for _ in $(seq 1 100); do   # up to 10 s
-  url="$(sed -n 's#^chat server listening on \(http://127\.0\.0\.1:[0-9]*/\)$#\1#p' "$server_log")"
-  [ -n "$url" ] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$url" ]; then
-  cat "$server_log"
-  echo "FAIL: the chat server did not start"
-  echo "browser: 0 passed, 1 failed"
-  exit 1
-fi
-step "chat server at $url"
+# url_of NAME: waits up to 10 s for the address NAME prints; fails the run
+# if it never comes.
+url_of() {
+  local url="" pid="${server_pid[$1]}"
+  for _ in $(seq 1 100); do
+    url="$(sed -n 's#^chat server listening on \(http://127\.0\.0\.1:[0-9]*/\)$#\1#p' "$log_dir/$1.log")"
+    [ -n "$url" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$url" ]; then
+    cat "$log_dir/$1.log" >&2
+    echo "FAIL: the $1 server did not start" >&2
+    echo "browser: 0 passed, 1 failed" >&2
+    exit 1
+  fi
+  printf '%s\n' "$url"
+}
+
+# Both start at once; each is waited for in turn.
+start chat
+start axum_chat
+chat_url="$(url_of chat)"
+axum_url="$(url_of axum_chat)"
+step "chat servers at $chat_url (chat) and $axum_url (axum_chat)"
 
 # ---- the test ----------------------------------------------------------------
 status=0
-timeout 180 node "$here/chat.test.mjs" "$url" </dev/null || status=$?
+timeout 300 node "$here/chat.test.mjs" "chat=$chat_url" "axum_chat=$axum_url" </dev/null \
+  || status=$?
 if [ "$status" -ne 0 ]; then
-  echo "--- server log ($server_log)"
-  tail -40 "$server_log"
+  for name in chat axum_chat; do
+    echo "--- $name server log ($log_dir/$name.log)"
+    tail -40 "$log_dir/$name.log"
+  done
   if [ "$status" -eq 124 ]; then
     echo "FAIL: the browser test timed out"
     echo "browser: 0 passed, 1 failed"
