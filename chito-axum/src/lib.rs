@@ -3,13 +3,14 @@
 //!
 //! Change the `use` line and a handler written for axum's own WebSockets
 //! gets chito's connection: permessage-deflate (RFC 7692) negotiated from
-//! the request, strict RFC 6455, about 1.4 KiB per idle connection, a
+//! the request, strict RFC 6455, about 1.6 KiB per idle connection, a
 //! queue bounded in bytes, and a [`Handle`] that joins chito's rooms.
 //! WebSockets over HTTP/2 (RFC 8441 extended `CONNECT`) come through the
-//! same extractor: `axum::serve` enables them on its HTTP/2 connections.
+//! same extractor: `axum::serve` enables them on its HTTP/2 connections,
+//! and routing with `any` (not `get`) lets their `CONNECT` through.
 //!
 //! ```no_run
-//! use axum::{response::Response, routing::get, Router};
+//! use axum::{response::Response, routing::any, Router};
 //! use chito_axum::{Message, OwnedEvent, WebSocket, WebSocketUpgrade};
 //!
 //! async fn handler(ws: WebSocketUpgrade) -> Response {
@@ -31,7 +32,7 @@
 //! }
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! let app: Router = Router::new().route("/ws", get(handler));
+//! let app: Router = Router::new().route("/ws", any(handler));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await
 //! # }
