@@ -1,12 +1,16 @@
 //! WebSocket echo servers under a pipelined load, and their memory per idle
 //! connection: chito's tokio adapter against tokio-tungstenite,
-//! fastwebsockets and tokio-websockets, in the same run.
+//! fastwebsockets and tokio-websockets, and chito behind axum (chito-axum's
+//! extractor) against axum's own WebSockets, in the same run.
 //!
 //! ```text
 //! cargo bench -p chito-bench --bench echo               # full: 1 s warm-up + 5 s, 3 runs, median
 //! cargo bench -p chito-bench --bench echo -- --quick    # smoke: 0.3 s + 0.7 s, 1 run (or ECHO_BENCH_QUICK=1)
 //! ECHO_BENCH_SERVERS=chito,fastwebsockets cargo bench -p chito-bench --bench echo
 //! ECHO_BENCH_SCENARIOS=64x16x16B,idle-10000 cargo bench -p chito-bench --bench echo
+//! # chito, chito behind axum, axum's own WebSockets: idle memory and 16 B echo
+//! ECHO_BENCH_SERVERS=chito,chito-axum,axum ECHO_BENCH_SCENARIOS=64x16x16B,idle \
+//!   cargo bench -p chito-bench --bench echo
 //! ECHO_BENCH_RUNS=5 cargo bench -p chito-bench --bench echo     # 5 runs (default 3; 1 with --quick)
 //!
 //! # Two builds of bench_server, old against new, in the same run:
@@ -18,8 +22,8 @@
 //! The environment:
 //! - `ECHO_BENCH_SERVERS`: the servers to measure, comma-separated, by name
 //!   (the built-in `chito`, `tungstenite`, `fastwebsockets`,
-//!   `tokio-websockets`, and the names `ECHO_BENCH_EXTERNAL` gives). Default:
-//!   all of them.
+//!   `tokio-websockets`, `chito-axum`, `axum`, and the names
+//!   `ECHO_BENCH_EXTERNAL` gives). Default: all of them.
 //! - `ECHO_BENCH_SCENARIOS`: the scenarios, by name (`idle` for the idle one).
 //! - `ECHO_BENCH_EXTERNAL`: extra servers as prebuilt binaries,
 //!   `name=path,name=path`. Each is started as `<path> 127.0.0.1:0`, pinned
@@ -41,8 +45,12 @@
 //!   pinned to CPU 0 with `taskset`. The child binds 127.0.0.1:0, prints the
 //!   port and serves until killed. Each peer's server is written the way its
 //!   own echo example shows; chito's is `examples/bench_server.rs`, compiled
-//!   in as a module, so the example and the bench are one code path. An
-//!   external server (`ECHO_BENCH_EXTERNAL`) is its binary, run the same way.
+//!   in as a module, so the example and the bench are one code path. The
+//!   two axum servers are one `axum::serve` each, defaults throughout, with
+//!   one route whose handler upgrades (`chito_axum::WebSocketUpgrade`, or
+//!   axum's `axum::extract::ws::WebSocketUpgrade`) and echoes from a task
+//!   awaiting `recv()`. An external server (`ECHO_BENCH_EXTERNAL`) is its
+//!   binary, run the same way.
 //! - Scenario by scenario, each run is one round over every server, the
 //!   order rotated each round, so every server sees the same stretch of the
 //!   host's noise.
@@ -83,7 +91,14 @@ use tokio::task::JoinSet;
 mod chito_server;
 
 /// Every server compiled into the bench, in table order. chito first.
-const SERVERS: [&str; 4] = ["chito", "tungstenite", "fastwebsockets", "tokio-websockets"];
+const SERVERS: [&str; 6] = [
+    "chito",
+    "tungstenite",
+    "fastwebsockets",
+    "tokio-websockets",
+    "chito-axum",
+    "axum",
+];
 
 /// A server to measure: one compiled in, or an external binary.
 struct Server {
@@ -93,10 +108,10 @@ struct Server {
 }
 
 impl Server {
-    /// A built-in peer (not chito, not an external binary): the servers
-    /// "chito vs best" compares with.
+    /// A built-in peer (not chito, with or without axum, not an external
+    /// binary): the servers "chito vs best" compares with.
     fn is_peer(&self) -> bool {
-        self.binary.is_none() && self.name != "chito"
+        self.binary.is_none() && self.name != "chito" && self.name != "chito-axum"
     }
 }
 
@@ -148,6 +163,8 @@ fn server_main(name: &str) {
             "tungstenite" => accept_loop(listener, serve_tungstenite).await,
             "fastwebsockets" => accept_loop(listener, serve_fastwebsockets).await,
             "tokio-websockets" => accept_loop(listener, serve_tokio_websockets).await,
+            "chito-axum" => serve_chito_axum(listener).await,
+            "axum" => serve_axum(listener).await,
             other => panic!("unknown server {other:?}"),
         }
     });
@@ -241,6 +258,62 @@ fn serve_tokio_websockets(stream: TcpStream) {
             }
         }
     }));
+}
+
+/// chito behind axum, as chito-axum's documentation shows: `axum::serve`
+/// with its defaults, a `Router` whose route extracts
+/// `chito_axum::WebSocketUpgrade` (default settings) and answers with
+/// `on_upgrade`, the socket's task echoing every text or binary message
+/// `recv()` returns.
+async fn serve_chito_axum(listener: TcpListener) {
+    use axum::{response::Response, routing::get, Router};
+    use chito_axum::{Message, OwnedEvent, WebSocket, WebSocketUpgrade};
+
+    async fn upgrade(ws: WebSocketUpgrade) -> Response {
+        ws.on_upgrade(echo)
+    }
+
+    async fn echo(mut socket: WebSocket) {
+        while let Ok(event) = socket.recv().await {
+            let sent = match &event {
+                OwnedEvent::Text(text) => socket.send(Message::Text(text)).await,
+                OwnedEvent::Binary(bytes) => socket.send(Message::Binary(bytes)).await,
+                // Pings are answered and closes completed by chito itself.
+                _ => Ok(()),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    }
+
+    let _ = axum::serve(listener, Router::new().route("/", get(upgrade))).await;
+}
+
+/// axum's own WebSockets (`axum::extract::ws`, tokio-tungstenite inside), as
+/// the documentation of `axum::extract::ws` shows: `axum::serve` with its
+/// defaults, the extractor with its default settings, `on_upgrade`, the
+/// socket's task echoing what `recv()` returns — text and binary messages
+/// only, as every server here (tungstenite answers pings itself).
+async fn serve_axum(listener: TcpListener) {
+    use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+    use axum::{response::Response, routing::get, Router};
+
+    async fn upgrade(ws: WebSocketUpgrade) -> Response {
+        ws.on_upgrade(echo)
+    }
+
+    async fn echo(mut socket: WebSocket) {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Text(_) | Message::Binary(_))
+                && socket.send(message).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    let _ = axum::serve(listener, Router::new().route("/", get(upgrade))).await;
 }
 
 /// A server child process; killed (and reaped) on drop.
@@ -893,6 +966,7 @@ fn peer_versions() -> BTreeMap<&'static str, String> {
     while let Some(line) = lines.next() {
         for krate in [
             "tokio",
+            "axum",
             "tokio-tungstenite",
             "fastwebsockets",
             "tokio-websockets",
