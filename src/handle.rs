@@ -459,23 +459,22 @@ impl Handle {
         self.settle(pushed)
     }
 
-    /// Whether everything queued on this connection has been written:
-    /// `Ok` once nothing waits, [`QueueError::Closed`] if the connection
-    /// ended with bytes unwritten. Woken by the driver's writes.
-    // Only the `Sink`'s flush waits for this.
+    /// Whether what was queued is still on its way: `Ok` while the
+    /// connection's driver will write it, [`QueueError::Closed`] if the
+    /// connection ended with bytes unwritten.
+    ///
+    /// This does not wait for the write: the task that reads the
+    /// connection is the one that writes, and it is often the task that
+    /// flushes (`while let Some(m) = receiver.next().await {
+    /// sender.send(..).await }`), which would then wait for itself.
+    // Only the `Sink`'s flush and close ask this.
     #[cfg(feature = "futures")]
-    fn poll_written(&self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), QueueError>> {
-        let mut queue = self.outbox.lock();
-        if queue.buffered == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        if queue.ended {
+    fn handed_over(&self) -> Poll<Result<(), QueueError>> {
+        let queue = self.outbox.lock();
+        if queue.ended && queue.buffered > 0 {
             return Poll::Ready(Err(QueueError::Closed));
         }
-        // The driver wakes these whenever its writes free room, and it
-        // frees all of it last.
-        queue.wait_for_room(cx.waker());
-        Poll::Pending
+        Poll::Ready(Ok(()))
     }
 
     /// What a push means to the caller (outside the lock).
@@ -494,8 +493,10 @@ impl Handle {
 
 /// A [`Handle`] is a `futures::Sink` of messages, so code written for
 /// tokio-tungstenite or axum (`sender.send(message).await` through
-/// `SinkExt`, `forward`) runs on it. Flushing waits for the driving task
-/// to write what was queued.
+/// `SinkExt`, `forward`) runs on it. The task that reads the connection
+/// (its [`ReadHalf`](crate::tokio::ReadHalf) or `serve`) writes what is
+/// queued; a flush hands messages over to it and does not wait for the
+/// write, so reading and sending in one task cannot wait for each other.
 #[cfg(feature = "futures")]
 impl<'a> futures_sink::Sink<Message<'a>> for Handle {
     type Error = QueueError;
@@ -519,20 +520,22 @@ impl<'a> futures_sink::Sink<Message<'a>> for Handle {
         self.push(Outgoing::message(item), 1)
     }
 
-    /// Waits until everything queued on the connection has been written
-    /// to the transport; [`QueueError::Closed`] if it ended first.
+    /// Everything sent is queued for the driving task already: ready at
+    /// once, or [`QueueError::Closed`] if the connection ended with queued
+    /// bytes unwritten. [`Handle::buffered_amount`] says how much is not
+    /// written yet.
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        _cx: &mut std::task::Context<'_>,
     ) -> Poll<Result<(), QueueError>> {
-        self.poll_written(cx)
+        self.handed_over()
     }
 
-    /// Queues a close (1000) and waits until it has been written. Reading
-    /// goes on until the peer's close arrives.
+    /// Queues a close (1000) behind what is queued. Reading goes on until
+    /// the peer's close arrives.
     fn poll_close(
         self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        _cx: &mut std::task::Context<'_>,
     ) -> Poll<Result<(), QueueError>> {
         match self.close(CloseCode::Normal, "") {
             // Closing already (an earlier poll of this close, another
@@ -540,6 +543,6 @@ impl<'a> futures_sink::Sink<Message<'a>> for Handle {
             Ok(()) | Err(QueueError::Closed) => {}
             Err(error) => return Poll::Ready(Err(error)),
         }
-        self.poll_written(cx)
+        self.handed_over()
     }
 }
