@@ -3,7 +3,7 @@
 //!
 //! Change the `use` line and a handler written for axum's own WebSockets
 //! gets chito's connection: permessage-deflate (RFC 7692) negotiated from
-//! the request, strict RFC 6455, about 1.6 KiB per idle connection, a
+//! the request, strict RFC 6455, about 1.7 KiB per idle connection, a
 //! queue bounded in bytes, and a [`Handle`] that joins chito's rooms.
 //! WebSockets over HTTP/2 (RFC 8441 extended `CONNECT`) come through the
 //! same extractor: `axum::serve` enables them on its HTTP/2 connections,
