@@ -23,6 +23,7 @@ async fn hyper_upgrade_hands_over_to_chito() {
         .await
         .unwrap();
     assert_eq!(response.status(), 101);
+    #[cfg(feature = "deflate")]
     assert!(ws.connection().negotiated().deflate.is_some());
     for i in 0..20 {
         let text = format!("message {i} {}", "x".repeat(i * 50));
