@@ -129,8 +129,7 @@ pub(crate) struct Queue {
     buffered: usize,
     /// Wakes the task that owns the socket.
     driver: Option<Waker>,
-    /// Senders waiting for room, and flushes waiting for the bytes to be
-    /// written.
+    /// Senders waiting for room.
     senders: Vec<Waker>,
     /// No more messages are accepted.
     closed: bool,
@@ -314,7 +313,7 @@ impl Outbox {
     }
 
     /// The driver is done with the connection: what is still queued or
-    /// unwritten never will be. Tells waiting senders and flushes.
+    /// unwritten never will be. Tells waiting senders.
     pub(crate) fn end(&self) {
         let mut queue = self.lock();
         queue.closed = true;
@@ -469,12 +468,12 @@ impl Handle {
     /// sender.send(..).await }`), which would then wait for itself.
     // Only the `Sink`'s flush and close ask this.
     #[cfg(feature = "futures")]
-    fn handed_over(&self) -> Poll<Result<(), QueueError>> {
+    fn handed_over(&self) -> Result<(), QueueError> {
         let queue = self.outbox.lock();
         if queue.ended && queue.buffered > 0 {
-            return Poll::Ready(Err(QueueError::Closed));
+            return Err(QueueError::Closed);
         }
-        Poll::Ready(Ok(()))
+        Ok(())
     }
 
     /// What a push means to the caller (outside the lock).
@@ -528,7 +527,7 @@ impl<'a> futures_sink::Sink<Message<'a>> for Handle {
         self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> Poll<Result<(), QueueError>> {
-        self.handed_over()
+        Poll::Ready(self.handed_over())
     }
 
     /// Queues a close (1000) behind what is queued. Reading goes on until
@@ -543,6 +542,6 @@ impl<'a> futures_sink::Sink<Message<'a>> for Handle {
             Ok(()) | Err(QueueError::Closed) => {}
             Err(error) => return Poll::Ready(Err(error)),
         }
-        self.handed_over()
+        Poll::Ready(self.handed_over())
     }
 }

@@ -477,7 +477,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Some(CloseStep::Flush) => {
                     let written = poll_write_output(stream, conn, cx);
                     if let (Poll::Ready(Ok(())), Some(outbox)) = (&written, outbox.get()) {
-                        // Flushes waiting on a handle learn it went out.
+                        // Senders waiting for room learn it was freed.
                         outbox.written(conn);
                     }
                     written
