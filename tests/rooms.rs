@@ -225,12 +225,12 @@ async fn presence_events() {
     let l = log.clone();
     rooms.on_presence(move |event| {
         l.lock().unwrap().push(match event {
-            Presence::Joined { room, member } => format!("+{room}:{}", member.as_u64()),
-            Presence::Left { room, member } => format!("-{room}:{}", member.as_u64()),
+            Presence::Joined { room, member } => format!("+{room}:{}", member.number()),
+            Presence::Left { room, member } => format!("-{room}:{}", member.number()),
         })
     });
     let a = peer(&rooms);
-    let id = a.membership.id().as_u64();
+    let id = a.membership.id().number();
     rooms.join(a.membership.id(), "x");
     rooms.join(a.membership.id(), "y");
     rooms.leave(a.membership.id(), "x");

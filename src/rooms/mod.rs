@@ -1,0 +1,986 @@
+//! Rooms: named groups of connections, and messages sent to many of them,
+//! encoded once.
+//!
+//! A [`Rooms`] registry holds members — each a tokio [`Handle`] — and the
+//! rooms they are in. Sending to a room builds one [`SharedMessage`]; each
+//! member's connection queues a reference to it and writes the frame built
+//! once for its negotiation (see [`SharedMessage`]), so a message for N
+//! members is framed (and compressed, where the members allow) once, not N
+//! times, and its payload is never copied per member.
+//!
+//! Sending never waits: each member has its own bounded queue
+//! ([`crate::tokio::Builder::max_queued_bytes`]); a member whose queue is
+//! full is reported in the [`EmitReport`] and skipped, or closed as a slow
+//! consumer, per [`crate::tokio::Builder::queue_overflow`]. One slow member
+//! never delays the others.
+//!
+//! Rooms and members live in shards (by name and by id) behind read-write
+//! locks, so joins in one room do not block sends to another.
+//!
+//! ```no_run
+//! use chito::rooms::Rooms;
+//! use chito::Message;
+//!
+//! # async fn serve(stream: tokio::net::TcpStream, rooms: Rooms) -> Result<(), chito::Error> {
+//! let ws = chito::tokio::Builder::new(stream).accept().await?;
+//! let me = rooms.add(ws.handle()); // leaves every room when dropped
+//! rooms.join(me.id(), "lobby");
+//! rooms.emit("lobby", Message::Text("someone joined"));
+//! # Ok(()) }
+//! ```
+
+use std::any::{Any, TypeId};
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use crate::connection::{Message, SharedMessage};
+use crate::handle::{Handle, QueueError};
+
+mod backplane;
+mod dedup;
+mod id;
+mod remote;
+mod stats;
+
+pub use backplane::{
+    Backplane, Delivery, Envelope, MembersQuery, PresenceUpdate, Publish, PublishError,
+    RemoteMembers, RemoteSink, RoomSnapshot, Target,
+};
+pub use id::{MemberId, NodeId, ParseIdError};
+pub use stats::{RoomStats, RoomsStats};
+
+use dedup::Dedup;
+use remote::{Change, RemoteView};
+use stats::{add, get, NodeCounters, RoomCounters};
+
+/// A change in a room's membership, for presence displays. With a
+/// backplane, remote members' joins and leaves are announced too
+/// (`member.node() != rooms.node()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence<'a> {
+    /// `member` joined `room` (or, for a remote member, published new
+    /// presence data).
+    Joined {
+        /// The room.
+        room: &'a str,
+        /// Who joined.
+        member: MemberId,
+    },
+    /// `member` left `room` (or disconnected; for a remote member, also
+    /// when its node stopped refreshing its presence).
+    Left {
+        /// The room.
+        room: &'a str,
+        /// Who left.
+        member: MemberId,
+    },
+}
+
+/// What happened to one emit, on this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmitReport {
+    /// Local members whose queue took the message.
+    pub delivered: usize,
+    /// Local members skipped because their queue was full.
+    pub full: Vec<MemberId>,
+    /// Local members that were closing or closed (removed from every
+    /// room), or closed now as slow consumers.
+    pub closed: Vec<MemberId>,
+    /// Whether the emit was handed to the backplane for the other nodes.
+    pub published: Publish,
+}
+
+type PresenceHook = Arc<dyn Fn(Presence<'_>) + Send + Sync>;
+/// One shard of rooms, by name.
+type RoomShard = RwLock<HashMap<Arc<str>, Room>>;
+/// One shard of members, by id.
+type MemberShard = RwLock<HashMap<MemberId, MemberEntry>>;
+
+/// A registry of rooms and their members. Cloning shares the registry.
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Rooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rooms")
+            .field("node", &self.inner.node)
+            .field("shards", &self.inner.rooms.len())
+            .field("backplane", &self.inner.backplane.is_some())
+            .finish()
+    }
+}
+
+struct Inner {
+    node: NodeId,
+    rooms: Shards<RoomShard>,
+    members: Shards<MemberShard>,
+    hasher: RandomState,
+    next_id: AtomicU64,
+    presence: RwLock<Option<PresenceHook>>,
+    backplane: Option<Arc<dyn Backplane>>,
+    /// The last sequence number given to an envelope of this node.
+    seq: AtomicU64,
+    remote: RwLock<RemoteView>,
+    dedup: Mutex<Dedup>,
+    counters: NodeCounters,
+}
+
+#[derive(Default)]
+struct Room {
+    members: HashMap<MemberId, Handle>,
+    counters: RoomCounters,
+}
+
+struct MemberEntry {
+    handle: Handle,
+    rooms: HashSet<Arc<str>>,
+    meta: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    data: Option<Arc<str>>,
+}
+
+/// Keeps a member registered; dropping it (e.g. when the connection's task
+/// ends) removes the member from every room.
+#[derive(Debug)]
+pub struct Membership {
+    rooms: Rooms,
+    id: MemberId,
+}
+
+impl Membership {
+    /// The member's id.
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.rooms.remove(self.id);
+    }
+}
+
+/// A non-empty list of shards, picked by key.
+struct Shards<T>(Box<[T]>);
+
+impl<T> Shards<T> {
+    /// `count` shards (at least one).
+    fn new(count: usize, make: impl FnMut() -> T) -> Self {
+        Shards(std::iter::repeat_with(make).take(count.max(1)).collect())
+    }
+
+    /// The shard `key` falls in.
+    fn pick(&self, key: u64) -> &T {
+        // `new` makes at least one shard, so the remainder of a division by
+        // the length is an index.
+        #[allow(clippy::indexing_slicing)]
+        &self.0[(key % self.0.len() as u64) as usize]
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // Every update under these locks is a single map operation: a panic
+    // elsewhere cannot leave them half-done, so poisoning is ignored.
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for Rooms {
+    fn default() -> Self {
+        Rooms::new()
+    }
+}
+
+/// Shards of a registry made by [`Rooms::new`] and [`Rooms::with_backplane`].
+const DEFAULT_SHARDS: usize = 64;
+
+impl Rooms {
+    /// A registry with 64 shards, local to this process.
+    pub fn new() -> Self {
+        Rooms::with_shards(DEFAULT_SHARDS)
+    }
+
+    /// A registry with `shards` shards (at least 1) for rooms and for
+    /// members, local to this process.
+    pub fn with_shards(shards: usize) -> Self {
+        Rooms::build(shards, None)
+    }
+
+    /// A registry (64 shards) that is one node of a cluster: every emit
+    /// also reaches the members on the other nodes through `backplane`, and
+    /// member lists and counts include theirs. Calls
+    /// [`Backplane::attach`] before returning.
+    pub fn with_backplane(backplane: Arc<dyn Backplane>) -> Self {
+        let rooms = Rooms::build(DEFAULT_SHARDS, Some(backplane.clone()));
+        backplane.attach(RemoteSink::new(&rooms));
+        rooms
+    }
+
+    fn build(shards: usize, backplane: Option<Arc<dyn Backplane>>) -> Self {
+        Rooms {
+            inner: Arc::new(Inner {
+                node: NodeId::random(),
+                rooms: Shards::new(shards, || RwLock::new(HashMap::new())),
+                members: Shards::new(shards, || RwLock::new(HashMap::new())),
+                hasher: RandomState::new(),
+                next_id: AtomicU64::new(1),
+                presence: RwLock::new(None),
+                backplane,
+                seq: AtomicU64::new(0),
+                remote: RwLock::new(RemoteView::default()),
+                dedup: Mutex::new(Dedup::default()),
+                counters: NodeCounters::default(),
+            }),
+        }
+    }
+
+    /// This registry's node id (its members' ids carry it).
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// Calls `hook` after every join and leave, local or (with a
+    /// backplane) remote, outside any lock.
+    pub fn on_presence<F: Fn(Presence<'_>) + Send + Sync + 'static>(&self, hook: F) {
+        *write(&self.inner.presence) = Some(Arc::new(hook));
+    }
+
+    fn room_shard(&self, room: &str) -> &RoomShard {
+        self.inner.rooms.pick(self.inner.hasher.hash_one(room))
+    }
+
+    fn member_shard(&self, id: MemberId) -> &MemberShard {
+        self.inner.members.pick(id.number())
+    }
+
+    fn announce(&self, event: Presence<'_>) {
+        let hook = read(&self.inner.presence).clone();
+        if let Some(hook) = hook {
+            hook(event);
+        }
+    }
+
+    fn announce_changes(&self, changes: Vec<Change>) {
+        for change in changes {
+            match change {
+                Change::Joined(room, member) => self.announce(Presence::Joined {
+                    room: &room,
+                    member,
+                }),
+                Change::Left(room, member) => self.announce(Presence::Left {
+                    room: &room,
+                    member,
+                }),
+            }
+        }
+    }
+
+    /// Tells the backplane (if any) about local joins and leaves, after
+    /// the locks are released.
+    fn local_presence(&self, update: PresenceUpdate) {
+        let (room, member, joined) = match &update {
+            PresenceUpdate::Joined { room, member, .. } => (room.clone(), *member, true),
+            PresenceUpdate::Left { room, member } => (room.clone(), *member, false),
+        };
+        if let Some(backplane) = &self.inner.backplane {
+            backplane.publish_presence(update);
+        }
+        if joined {
+            self.announce(Presence::Joined {
+                room: &room,
+                member,
+            });
+        } else {
+            self.announce(Presence::Left {
+                room: &room,
+                member,
+            });
+        }
+    }
+
+    /// Tells the backplane that local rooms emptied.
+    fn rooms_emptied(&self, rooms: &[Arc<str>]) {
+        if let Some(backplane) = &self.inner.backplane {
+            for room in rooms {
+                backplane.unsubscribe(room);
+            }
+        }
+    }
+
+    /// Registers a connection. Keep the returned [`Membership`] for the
+    /// connection's lifetime: dropping it leaves every room.
+    pub fn add(&self, handle: Handle) -> Membership {
+        let number = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = MemberId::new(self.inner.node, number);
+        write(self.member_shard(id)).insert(
+            id,
+            MemberEntry {
+                handle,
+                rooms: HashSet::new(),
+                meta: HashMap::new(),
+                data: None,
+            },
+        );
+        Membership {
+            rooms: self.clone(),
+            id,
+        }
+    }
+
+    /// Removes a member from every room and from the registry.
+    pub fn remove(&self, id: MemberId) {
+        let mut emptied = Vec::new();
+        let entry = {
+            let mut members = write(self.member_shard(id));
+            let entry = members.remove(&id);
+            // Under the member's lock: see `join`.
+            for room in entry.iter().flat_map(|e| &e.rooms) {
+                if self.drop_from_room(room, id) {
+                    emptied.push(room.clone());
+                }
+            }
+            entry
+        };
+        self.rooms_emptied(&emptied);
+        if let Some(entry) = entry {
+            for room in entry.rooms {
+                self.local_presence(PresenceUpdate::Left { room, member: id });
+            }
+        }
+    }
+
+    /// Puts `id` in `room` (created if needed). Returns false if the member
+    /// is unknown (or not local) or already there.
+    pub fn join(&self, id: MemberId, room: &str) -> bool {
+        let name: Arc<str> = Arc::from(room);
+        let (created, data) = {
+            let mut members = write(self.member_shard(id));
+            let Some(entry) = members.get_mut(&id) else {
+                return false;
+            };
+            if !entry.rooms.insert(name.clone()) {
+                return false;
+            }
+            let handle = entry.handle.clone();
+            // Both indexes change under the member's lock (order: member
+            // shard, then room shard; nothing takes them the other way), so
+            // concurrent joins and leaves of one member cannot interleave
+            // and leave the indexes disagreeing.
+            let mut rooms = write(self.room_shard(room));
+            let (created, slot) = match rooms.entry(name.clone()) {
+                Entry::Occupied(slot) => (false, slot.into_mut()),
+                Entry::Vacant(slot) => (true, slot.insert(Room::default())),
+            };
+            slot.members.insert(id, handle);
+            (created, entry.data.clone())
+        };
+        if created {
+            // The 0 -> 1 edge: this node now needs the room's traffic.
+            if let Some(backplane) = &self.inner.backplane {
+                backplane.subscribe(room);
+            }
+        }
+        self.local_presence(PresenceUpdate::Joined {
+            room: name,
+            member: id,
+            data,
+        });
+        true
+    }
+
+    /// Takes `id` out of `room`; an empty room disappears. Returns false if
+    /// it was not there.
+    pub fn leave(&self, id: MemberId, room: &str) -> bool {
+        let (removed, emptied) = {
+            let mut members = write(self.member_shard(id));
+            let removed = members
+                .get_mut(&id)
+                .and_then(|entry| entry.rooms.take(room));
+            // Under the member's lock: see `join`.
+            let emptied = removed
+                .as_ref()
+                .is_some_and(|name| self.drop_from_room(name, id));
+            (removed, emptied)
+        };
+        let Some(name) = removed else {
+            return false;
+        };
+        if emptied {
+            self.rooms_emptied(std::slice::from_ref(&name));
+        }
+        self.local_presence(PresenceUpdate::Left {
+            room: name,
+            member: id,
+        });
+        true
+    }
+
+    /// Takes `id` out of every room; it stays registered.
+    pub fn leave_all(&self, id: MemberId) {
+        let mut emptied = Vec::new();
+        let rooms = {
+            let mut members = write(self.member_shard(id));
+            let rooms = match members.get_mut(&id) {
+                Some(entry) => std::mem::take(&mut entry.rooms),
+                None => return,
+            };
+            // Under the member's lock: see `join`.
+            for room in &rooms {
+                if self.drop_from_room(room, id) {
+                    emptied.push(room.clone());
+                }
+            }
+            rooms
+        };
+        self.rooms_emptied(&emptied);
+        for room in rooms {
+            self.local_presence(PresenceUpdate::Left { room, member: id });
+        }
+    }
+
+    /// Takes `id` out of `room`; true if the room is now empty (and gone).
+    fn drop_from_room(&self, room: &str, id: MemberId) -> bool {
+        let mut shard = write(self.room_shard(room));
+        if let Some(entry) = shard.get_mut(room) {
+            entry.members.remove(&id);
+            if entry.members.is_empty() {
+                shard.remove(room);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The rooms `id` is in, sorted (for a remote member, as its node's
+    /// presence last said).
+    pub fn rooms_of(&self, id: MemberId) -> Vec<String> {
+        let mut rooms: Vec<String> = if id.node() == self.inner.node {
+            read(self.member_shard(id))
+                .get(&id)
+                .map(|entry| entry.rooms.iter().map(|r| r.to_string()).collect())
+                .unwrap_or_default()
+        } else {
+            read(&self.inner.remote).rooms_of(id)
+        };
+        rooms.sort();
+        rooms
+    }
+
+    /// The members of `room` on every node, sorted: the local ones now,
+    /// the remote ones as their nodes' presence last said (eventually
+    /// consistent; [`Rooms::fetch_members`] asks them).
+    pub fn members(&self, room: &str) -> Vec<MemberId> {
+        let mut members = self.local_members(room);
+        members.extend(
+            read(&self.inner.remote)
+                .members(room)
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+        members.sort();
+        members
+    }
+
+    /// The members of `room` on this node, sorted.
+    pub fn local_members(&self, room: &str) -> Vec<MemberId> {
+        let mut members: Vec<MemberId> = read(self.room_shard(room))
+            .get(room)
+            .map(|r| r.members.keys().copied().collect())
+            .unwrap_or_default();
+        members.sort();
+        members
+    }
+
+    /// The members of `room` on every node with their presence data, the
+    /// remote ones asked now through the backplane, waiting at most
+    /// `timeout` for the other nodes to answer. Sorted by id.
+    pub async fn fetch_members(&self, room: &str, timeout: Duration) -> RemoteMembers {
+        let mut members = self.local_members_with_data(room);
+        if let Some(backplane) = &self.inner.backplane {
+            let remote = backplane.query_members(room, timeout).await;
+            let node = self.inner.node;
+            members.extend(remote.into_iter().filter(|(id, _)| id.node() != node));
+        }
+        members.sort_by_key(|(id, _)| *id);
+        members.dedup_by_key(|(id, _)| *id);
+        members
+    }
+
+    /// How many members `room` has on every node (0 if none): local ones
+    /// now, remote ones as their nodes' presence last said.
+    pub fn count(&self, room: &str) -> usize {
+        self.local_count(room) + read(&self.inner.remote).count(room)
+    }
+
+    /// How many members `room` has on this node.
+    pub fn local_count(&self, room: &str) -> usize {
+        read(self.room_shard(room))
+            .get(room)
+            .map_or(0, |r| r.members.len())
+    }
+
+    /// The names of all rooms with a member on any node, sorted.
+    pub fn room_names(&self) -> Vec<String> {
+        let mut names = self.local_room_names();
+        names.extend(read(&self.inner.remote).room_names().map(|r| r.to_string()));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The names of the rooms with a local member, sorted.
+    fn local_room_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .rooms
+            .iter()
+            .flat_map(|shard| {
+                read(shard)
+                    .keys()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// How many members are registered on this node.
+    pub fn member_count(&self) -> usize {
+        self.inner
+            .members
+            .iter()
+            .map(|shard| read(shard).len())
+            .sum()
+    }
+
+    /// Stores a typed value for local member `id` (user id, display name,
+    /// auth claims), replacing one of the same type. Returns false for an
+    /// unknown member. It stays on this node; see
+    /// [`Rooms::set_presence_data`] for what other nodes see.
+    pub fn set_meta<T: Any + Send + Sync>(&self, id: MemberId, value: T) -> bool {
+        let mut members = write(self.member_shard(id));
+        match members.get_mut(&id) {
+            Some(entry) => {
+                entry.meta.insert(TypeId::of::<T>(), Box::new(value));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads the value of type `T` stored for local member `id`.
+    pub fn with_meta<T: Any + Send + Sync, R>(
+        &self,
+        id: MemberId,
+        f: impl FnOnce(&T) -> R,
+    ) -> Option<R> {
+        let members = read(self.member_shard(id));
+        let value = members.get(&id)?.meta.get(&TypeId::of::<T>())?;
+        value.downcast_ref::<T>().map(f)
+    }
+
+    /// A clone of the value of type `T` stored for local member `id`.
+    pub fn meta<T: Any + Send + Sync + Clone>(&self, id: MemberId) -> Option<T> {
+        self.with_meta(id, T::clone)
+    }
+
+    /// Sets what other nodes (and this one) see of local member `id` in
+    /// presence: a display name, an avatar URL, a small JSON object. It
+    /// travels with every join and snapshot, so keep it small. Returns
+    /// false for an unknown member.
+    pub fn set_presence_data(&self, id: MemberId, data: impl Into<Arc<str>>) -> bool {
+        let data = Some(data.into());
+        let rooms: Vec<Arc<str>> = {
+            let mut members = write(self.member_shard(id));
+            let Some(entry) = members.get_mut(&id) else {
+                return false;
+            };
+            entry.data = data.clone();
+            entry.rooms.iter().cloned().collect()
+        };
+        if let Some(backplane) = &self.inner.backplane {
+            for room in rooms {
+                backplane.publish_presence(PresenceUpdate::Joined {
+                    room,
+                    member: id,
+                    data: data.clone(),
+                });
+            }
+        }
+        true
+    }
+
+    /// The presence data of a member, local or remote.
+    pub fn presence_data(&self, id: MemberId) -> Option<Arc<str>> {
+        if id.node() == self.inner.node {
+            read(self.member_shard(id)).get(&id)?.data.clone()
+        } else {
+            read(&self.inner.remote).data(id)
+        }
+    }
+
+    /// The sender handle of local member `id`.
+    pub fn handle(&self, id: MemberId) -> Option<Handle> {
+        read(self.member_shard(id))
+            .get(&id)
+            .map(|entry| entry.handle.clone())
+    }
+
+    /// Sends `message` to every member of `room`, on every node.
+    pub fn emit(&self, room: &str, message: Message<'_>) -> EmitReport {
+        self.emit_shared(room, &SharedMessage::new(message))
+    }
+
+    /// Sends a prepared [`SharedMessage`] to every member of `room`, on
+    /// every node.
+    pub fn emit_shared(&self, room: &str, message: &SharedMessage) -> EmitReport {
+        let mut report = EmitReport::default();
+        self.deliver_rooms(&[room], None, message, &mut report);
+        self.finish(&mut report, message);
+        report.published = self.publish(message, || Target::Rooms {
+            rooms: vec![Arc::from(room)],
+            except: None,
+        });
+        report
+    }
+
+    /// Sends `message` to every member of `room` but `except` (typically
+    /// the sender), on every node.
+    pub fn emit_except(&self, room: &str, message: Message<'_>, except: MemberId) -> EmitReport {
+        let shared = SharedMessage::new(message);
+        let mut report = EmitReport::default();
+        self.deliver_rooms(&[room], Some(except), &shared, &mut report);
+        self.finish(&mut report, &shared);
+        report.published = self.publish(&shared, || Target::Rooms {
+            rooms: vec![Arc::from(room)],
+            except: Some(except),
+        });
+        report
+    }
+
+    /// Sends `message` to the members of `room` on this node only, never
+    /// to other nodes (for what each node computes itself, such as a
+    /// member list it shows).
+    pub fn emit_local(&self, room: &str, message: Message<'_>) -> EmitReport {
+        let shared = SharedMessage::new(message);
+        let mut report = EmitReport::default();
+        self.deliver_rooms(&[room], None, &shared, &mut report);
+        self.finish(&mut report, &shared);
+        report
+    }
+
+    /// Sends `message` once to every member of any of `rooms`, on every
+    /// node: a member in several of them gets one copy.
+    pub fn emit_many(&self, rooms: &[&str], message: Message<'_>) -> EmitReport {
+        let shared = SharedMessage::new(message);
+        let mut report = EmitReport::default();
+        self.deliver_rooms(rooms, None, &shared, &mut report);
+        self.finish(&mut report, &shared);
+        report.published = self.publish(&shared, || Target::Rooms {
+            rooms: rooms.iter().map(|r| Arc::from(*r)).collect(),
+            except: None,
+        });
+        report
+    }
+
+    /// Sends `message` to every registered member, in a room or not, on
+    /// every node.
+    pub fn broadcast(&self, message: Message<'_>) -> EmitReport {
+        let shared = SharedMessage::new(message);
+        let mut report = EmitReport::default();
+        self.deliver_everyone(&shared, &mut report);
+        self.finish(&mut report, &shared);
+        report.published = self.publish(&shared, || Target::Everyone);
+        report
+    }
+
+    /// Sends `message` to one member, on whichever node holds it.
+    pub fn send_to(&self, member: MemberId, message: Message<'_>) -> EmitReport {
+        let shared = SharedMessage::new(message);
+        let mut report = EmitReport::default();
+        if member.node() == self.inner.node {
+            self.deliver_member(member, &shared, &mut report);
+            self.finish(&mut report, &shared);
+        } else {
+            add(&self.inner.counters.emits, 1);
+            report.published = self.publish(&shared, || Target::Member(member));
+        }
+        report
+    }
+
+    /// Queues `message` to the local members of any of `rooms` (one copy
+    /// each) but `except`.
+    fn deliver_rooms<R: AsRef<str>>(
+        &self,
+        rooms: &[R],
+        except: Option<MemberId>,
+        message: &SharedMessage,
+        report: &mut EmitReport,
+    ) {
+        let len = message.len() as u64;
+        // One room needs no bookkeeping of who has it already.
+        let mut seen = (rooms.len() > 1).then(HashSet::new);
+        for room in rooms {
+            let room = room.as_ref();
+            let shard = read(self.room_shard(room));
+            let Some(r) = shard.get(room) else {
+                continue;
+            };
+            let (delivered, full) = (report.delivered, report.full.len());
+            for (id, handle) in &r.members {
+                if Some(*id) == except || seen.as_mut().is_some_and(|s| !s.insert(*id)) {
+                    continue;
+                }
+                deliver(*id, handle, message, report);
+            }
+            let delivered = (report.delivered - delivered) as u64;
+            add(&r.counters.emits, 1);
+            add(&r.counters.deliveries, delivered);
+            add(&r.counters.bytes_out, delivered * len);
+            add(&r.counters.full, (report.full.len() - full) as u64);
+        }
+    }
+
+    fn deliver_everyone(&self, message: &SharedMessage, report: &mut EmitReport) {
+        for shard in self.inner.members.iter() {
+            for (id, entry) in read(shard).iter() {
+                deliver(*id, &entry.handle, message, report);
+            }
+        }
+    }
+
+    fn deliver_member(&self, member: MemberId, message: &SharedMessage, report: &mut EmitReport) {
+        match self.handle(member) {
+            Some(handle) => deliver(member, &handle, message, report),
+            None => report.closed.push(member),
+        }
+    }
+
+    /// Counts a local delivery and removes members found closed.
+    fn finish(&self, report: &mut EmitReport, message: &SharedMessage) {
+        let counters = &self.inner.counters;
+        add(&counters.emits, 1);
+        self.count_delivery(report, message);
+        self.prune(report);
+    }
+
+    fn count_delivery(&self, report: &EmitReport, message: &SharedMessage) {
+        let counters = &self.inner.counters;
+        add(&counters.deliveries, report.delivered as u64);
+        add(
+            &counters.bytes_out,
+            report.delivered as u64 * message.len() as u64,
+        );
+        add(&counters.full, report.full.len() as u64);
+        add(&counters.closed, report.closed.len() as u64);
+    }
+
+    /// Hands an emit to the backplane, if there is one.
+    fn publish(&self, message: &SharedMessage, target: impl FnOnce() -> Target) -> Publish {
+        let Some(backplane) = &self.inner.backplane else {
+            return Publish::NoBackplane;
+        };
+        let envelope = Envelope {
+            origin: self.inner.node,
+            seq: self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            target: target(),
+            message: message.clone(),
+        };
+        match backplane.publish(envelope) {
+            Ok(()) => {
+                add(&self.inner.counters.published, 1);
+                Publish::Queued
+            }
+            Err(error) => {
+                add(&self.inner.counters.publish_failed, 1);
+                Publish::Failed(error)
+            }
+        }
+    }
+
+    /// Removes members found closed during an emit (outside the locks).
+    fn prune(&self, report: &EmitReport) {
+        for id in &report.closed {
+            if id.node() == self.inner.node {
+                self.remove(*id);
+            }
+        }
+    }
+
+    /// An emit from another node: local delivery only.
+    fn deliver_remote(&self, envelope: Envelope) -> Delivery {
+        let counters = &self.inner.counters;
+        if envelope.origin == self.inner.node {
+            add(&counters.remote_dropped, 1);
+            return Delivery::OwnEcho;
+        }
+        if !lock(&self.inner.dedup).accept(envelope.origin, envelope.seq) {
+            add(&counters.remote_dropped, 1);
+            return Delivery::Duplicate;
+        }
+        let message = &envelope.message;
+        let mut report = EmitReport::default();
+        match &envelope.target {
+            Target::Rooms { rooms, except } => {
+                self.deliver_rooms(rooms, *except, message, &mut report)
+            }
+            Target::Everyone => self.deliver_everyone(message, &mut report),
+            Target::Member(member) if member.node() == self.inner.node => {
+                self.deliver_member(*member, message, &mut report)
+            }
+            // Sent to this node's channel for another node: not ours.
+            Target::Member(_) => {}
+        }
+        add(&counters.remote_received, 1);
+        self.count_delivery(&report, message);
+        self.prune(&report);
+        Delivery::Delivered(report)
+    }
+
+    fn remote_presence(&self, update: PresenceUpdate) {
+        let member = match &update {
+            PresenceUpdate::Joined { member, .. } | PresenceUpdate::Left { member, .. } => *member,
+        };
+        if member.node() == self.inner.node {
+            return;
+        }
+        let change = write(&self.inner.remote).apply(update, Instant::now());
+        self.announce_changes(change.into_iter().collect());
+    }
+
+    fn remote_snapshot(&self, origin: NodeId, rooms: Vec<RoomSnapshot>) {
+        if origin == self.inner.node {
+            return;
+        }
+        let mut changes = Vec::new();
+        write(&self.inner.remote).snapshot(origin, rooms, Instant::now(), &mut changes);
+        self.announce_changes(changes);
+    }
+
+    fn expire_remote(&self, max_age: Duration) {
+        let mut changes = Vec::new();
+        write(&self.inner.remote).expire(max_age, Instant::now(), &mut changes);
+        self.announce_changes(changes);
+    }
+
+    fn remote_node_gone(&self, node: NodeId) {
+        let mut changes = Vec::new();
+        write(&self.inner.remote).remove_node(node, &mut changes);
+        lock(&self.inner.dedup).forget(node);
+        self.announce_changes(changes);
+    }
+
+    fn remote_nodes(&self) -> Vec<NodeId> {
+        read(&self.inner.remote).nodes()
+    }
+
+    /// The local members of `room` with their presence data.
+    fn local_members_with_data(&self, room: &str) -> RemoteMembers {
+        // The room's lock is released before members' locks are taken:
+        // `join` takes them the other way round.
+        self.local_members(room)
+            .into_iter()
+            .map(|id| {
+                (
+                    id,
+                    read(self.member_shard(id))
+                        .get(&id)
+                        .and_then(|e| e.data.clone()),
+                )
+            })
+            .collect()
+    }
+
+    fn local_snapshot(&self) -> Vec<RoomSnapshot> {
+        self.local_room_names()
+            .into_iter()
+            .map(|room| {
+                let members = self
+                    .local_members_with_data(&room)
+                    .into_iter()
+                    .map(|(id, data)| (id.number(), data))
+                    .collect();
+                RoomSnapshot {
+                    room: Arc::from(room),
+                    members,
+                }
+            })
+            .filter(|s| !s.members.is_empty())
+            .collect()
+    }
+
+    /// This node's figures.
+    pub fn stats(&self) -> RoomsStats {
+        let c = &self.inner.counters;
+        let remote = read(&self.inner.remote);
+        RoomsStats {
+            members: self.member_count(),
+            rooms: self.inner.rooms.iter().map(|s| read(s).len()).sum(),
+            remote_nodes: remote.nodes().len(),
+            remote_members: remote.member_count(),
+            emits: get(&c.emits),
+            deliveries: get(&c.deliveries),
+            bytes_out: get(&c.bytes_out),
+            full: get(&c.full),
+            closed: get(&c.closed),
+            published: get(&c.published),
+            publish_failed: get(&c.publish_failed),
+            remote_received: get(&c.remote_received),
+            remote_dropped: get(&c.remote_dropped),
+        }
+    }
+
+    /// The figures of `room` on this node; `None` if it has no member on
+    /// any node.
+    pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
+        let remote_members = read(&self.inner.remote).count(room);
+        let stats = read(self.room_shard(room)).get(room).map(|r| RoomStats {
+            local_members: r.members.len(),
+            remote_members,
+            emits: get(&r.counters.emits),
+            deliveries: get(&r.counters.deliveries),
+            bytes_out: get(&r.counters.bytes_out),
+            full: get(&r.counters.full),
+        });
+        match stats {
+            Some(stats) => Some(stats),
+            None if remote_members > 0 => Some(RoomStats {
+                remote_members,
+                ..RoomStats::default()
+            }),
+            None => None,
+        }
+    }
+}
+
+fn deliver(id: MemberId, handle: &Handle, message: &SharedMessage, report: &mut EmitReport) {
+    match handle.try_send_shared(message) {
+        Ok(()) => report.delivered += 1,
+        // A shared message is never invalid itself: `Invalid` comes from a
+        // full queue whose overflow policy names a close code that cannot
+        // be sent, and the member stays, like under `Overflow::Reject`.
+        Err(QueueError::Full | QueueError::Invalid(_)) => report.full.push(id),
+        Err(QueueError::Closed | QueueError::ClosedSlowConsumer) => report.closed.push(id),
+    }
+}
