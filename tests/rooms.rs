@@ -342,3 +342,306 @@ async fn an_unsendable_overflow_code_skips_the_member_and_keeps_it() {
     assert_eq!(rooms.count("r"), 1);
     assert!(!rooms.handle(membership.id()).unwrap().is_closed());
 }
+
+/// Several registries joined by an in-memory bus that behaves like a
+/// broker's pub/sub: a publish goes to every node subscribed to a target
+/// room's channel — the publisher included, as Redis and NATS echo it —
+/// once per channel. What the core must do with that (drop own echoes and
+/// duplicates, deliver locally only, follow the 0↔1 edges, keep the
+/// remote view) is tested here; the real brokers in chito-backplane.
+mod cluster {
+    use super::*;
+    use chito::rooms::{
+        Backplane, Delivery, Envelope, MembersQuery, PresenceUpdate, Publish, PublishError,
+        RemoteSink, RoomSnapshot, Target,
+    };
+    use std::collections::BTreeSet;
+
+    #[derive(Default)]
+    struct Bus {
+        nodes: Mutex<Vec<Arc<BusNode>>>,
+    }
+
+    #[derive(Default)]
+    struct BusNode {
+        sink: Mutex<Option<RemoteSink>>,
+        subscribed: Mutex<BTreeSet<String>>,
+        /// Every subscribe/unsubscribe call, in order.
+        calls: Mutex<Vec<String>>,
+        /// Answers to `deliver`, in order.
+        deliveries: Mutex<Vec<Delivery>>,
+        refuse: Mutex<bool>,
+        bus: std::sync::Weak<Bus>,
+    }
+
+    impl BusNode {
+        fn sink(&self) -> RemoteSink {
+            self.sink.lock().unwrap().clone().unwrap()
+        }
+    }
+
+    impl Backplane for BusNode {
+        fn attach(&self, sink: RemoteSink) {
+            *self.sink.lock().unwrap() = Some(sink);
+        }
+
+        fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
+            if *self.refuse.lock().unwrap() {
+                return Err(PublishError::QueueFull);
+            }
+            let bus = self.bus.upgrade().unwrap();
+            let nodes = bus.nodes.lock().unwrap().clone();
+            for node in nodes {
+                let channels: Vec<bool> = match &envelope.target {
+                    Target::Rooms { rooms, .. } => {
+                        let subs = node.subscribed.lock().unwrap();
+                        rooms.iter().map(|r| subs.contains(&**r)).collect()
+                    }
+                    Target::Everyone => vec![true],
+                    Target::Member(m) => vec![node.sink().node() == m.node()],
+                };
+                for _ in channels.into_iter().filter(|s| *s) {
+                    let d = node.sink().deliver(envelope.clone());
+                    node.deliveries.lock().unwrap().push(d);
+                }
+            }
+            Ok(())
+        }
+
+        fn subscribe(&self, room: &str) {
+            self.calls.lock().unwrap().push(format!("+{room}"));
+            self.subscribed.lock().unwrap().insert(room.to_string());
+        }
+
+        fn unsubscribe(&self, room: &str) {
+            self.calls.lock().unwrap().push(format!("-{room}"));
+            if !self.sink().has_local_members(room) {
+                self.subscribed.lock().unwrap().remove(room);
+            }
+        }
+
+        fn publish_presence(&self, update: PresenceUpdate) {
+            let bus = self.bus.upgrade().unwrap();
+            let nodes = bus.nodes.lock().unwrap().clone();
+            for node in nodes {
+                node.sink().presence(update.clone());
+            }
+        }
+
+        fn query_members(&self, room: &str, _timeout: Duration) -> MembersQuery {
+            let bus = self.bus.upgrade().unwrap();
+            let me = self.sink().node();
+            let nodes = bus.nodes.lock().unwrap().clone();
+            let answers: Vec<_> = nodes
+                .iter()
+                .map(|n| n.sink())
+                .filter(|s| s.node() != me)
+                .flat_map(|s| s.local_members(room))
+                .collect();
+            Box::pin(async move { answers })
+        }
+    }
+
+    fn cluster(n: usize) -> (Arc<Bus>, Vec<(Rooms, Arc<BusNode>)>) {
+        let bus = Arc::new(Bus::default());
+        let nodes = (0..n)
+            .map(|_| {
+                let node = Arc::new(BusNode {
+                    bus: Arc::downgrade(&bus),
+                    ..BusNode::default()
+                });
+                bus.nodes.lock().unwrap().push(node.clone());
+                (Rooms::with_backplane(node.clone()), node)
+            })
+            .collect();
+        (bus, nodes)
+    }
+
+    #[tokio::test]
+    async fn every_emit_variant_reaches_other_nodes_once() {
+        let (_bus, nodes) = cluster(3);
+        let (a, b, c) = (&nodes[0].0, &nodes[1].0, &nodes[2].0);
+        let mut pa = peer(a);
+        let mut pb = peer(b);
+        let mut pb2 = peer(b);
+        let mut pc = peer(c);
+        let (ia, ib, ib2, ic) = (
+            pa.membership.id(),
+            pb.membership.id(),
+            pb2.membership.id(),
+            pc.membership.id(),
+        );
+        assert_ne!(ia.node(), ib.node());
+        for (rooms, id) in [(a, ia), (b, ib), (c, ic)] {
+            rooms.join(id, "r");
+        }
+        b.join(ib2, "s");
+        b.join(ib, "s");
+
+        // emit: each member once, the origin's echo dropped.
+        let report = a.emit("r", Message::Text("one"));
+        assert_eq!(report.delivered, 1);
+        assert_eq!(report.published, Publish::Queued);
+        for p in [&mut pa, &mut pb, &mut pc] {
+            assert_eq!(next_text(&mut p.client).await, "one");
+            nothing_arrives(&mut p.client).await;
+        }
+        assert_eq!(nodes[0].1.deliveries.lock().unwrap()[0], Delivery::OwnEcho);
+
+        // emit_many: a remote member in both rooms gets one copy although
+        // its node receives the envelope on both channels.
+        let report = a.emit_many(&["r", "s"], Message::Text("many"));
+        assert_eq!(report.delivered, 1);
+        assert_eq!(next_text(&mut pb.client).await, "many");
+        assert_eq!(next_text(&mut pb2.client).await, "many");
+        nothing_arrives(&mut pb.client).await;
+        assert_eq!(
+            nodes[1].1.deliveries.lock().unwrap().last(),
+            Some(&Delivery::Duplicate)
+        );
+        assert_eq!(next_text(&mut pa.client).await, "many");
+        assert_eq!(next_text(&mut pc.client).await, "many");
+
+        // emit_except with a remote member left out.
+        c.emit_except("r", Message::Text("not b"), ib);
+        assert_eq!(next_text(&mut pa.client).await, "not b");
+        assert_eq!(next_text(&mut pc.client).await, "not b");
+        nothing_arrives(&mut pb.client).await;
+
+        // broadcast: members in no room too.
+        let mut lonely = peer(c);
+        b.broadcast(Message::Text("all"));
+        for p in [&mut pa, &mut pb, &mut pb2, &mut pc, &mut lonely] {
+            assert_eq!(next_text(&mut p.client).await, "all");
+        }
+
+        // Direct to one member on another node; a local one; an unknown.
+        let report = a.send_to(ib2, Message::Text("just you"));
+        assert_eq!((report.delivered, report.published), (0, Publish::Queued));
+        assert_eq!(next_text(&mut pb2.client).await, "just you");
+        nothing_arrives(&mut pb.client).await;
+        let report = a.send_to(ia, Message::Text("me"));
+        assert_eq!(
+            (report.delivered, report.published),
+            (1, Publish::NoBackplane)
+        );
+        assert_eq!(next_text(&mut pa.client).await, "me");
+
+        // emit_local stays on its node.
+        let report = b.emit_local("r", Message::Text("here only"));
+        assert_eq!(report.published, Publish::NoBackplane);
+        assert_eq!(next_text(&mut pb.client).await, "here only");
+        nothing_arrives(&mut pa.client).await;
+
+        // A refused publish is reported; local delivery happened.
+        *nodes[0].1.refuse.lock().unwrap() = true;
+        let report = a.emit("r", Message::Text("local"));
+        assert_eq!(report.published, Publish::Failed(PublishError::QueueFull));
+        assert_eq!(next_text(&mut pa.client).await, "local");
+        nothing_arrives(&mut pb.client).await;
+        let stats = a.stats();
+        assert_eq!(stats.publish_failed, 1);
+        assert_eq!(
+            stats.published, 3,
+            "emit, emit_many, send_to a remote member"
+        );
+        assert!(b.stats().remote_received >= 4);
+        assert!(b.stats().remote_dropped >= 1);
+    }
+
+    #[tokio::test]
+    async fn subscriptions_follow_the_first_and_last_local_member() {
+        let (_bus, nodes) = cluster(2);
+        let (a, bp) = (&nodes[0].0, &nodes[0].1);
+        let p1 = peer(a);
+        let p2 = peer(a);
+        a.join(p1.membership.id(), "r");
+        a.join(p2.membership.id(), "r");
+        a.leave(p1.membership.id(), "r");
+        assert_eq!(*bp.calls.lock().unwrap(), ["+r"], "only the 0->1 edge");
+        drop(p2);
+        assert_eq!(*bp.calls.lock().unwrap(), ["+r", "-r"]);
+        assert!(bp.subscribed.lock().unwrap().is_empty());
+        // A late unsubscribe after a new join must not drop the room: the
+        // registry is the truth.
+        let p3 = peer(a);
+        a.join(p3.membership.id(), "r");
+        bp.unsubscribe("r");
+        assert!(bp.subscribed.lock().unwrap().contains("r"));
+        assert_eq!(bp.sink().local_rooms(), ["r"]);
+    }
+
+    #[tokio::test]
+    async fn presence_counts_lists_and_expiry_across_nodes() {
+        let (_bus, nodes) = cluster(2);
+        let (a, b) = (&nodes[0].0, &nodes[1].0);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let b_node = b.node();
+        a.on_presence(move |event| {
+            let (sign, member) = match event {
+                Presence::Joined { member, .. } => ('+', member),
+                Presence::Left { member, .. } => ('-', member),
+            };
+            if member.node() == b_node {
+                log.lock()
+                    .unwrap()
+                    .push(format!("{sign}{}", member.number()));
+            }
+        });
+        let pa = peer(a);
+        let pb = peer(b);
+        let (ia, ib) = (pa.membership.id(), pb.membership.id());
+        assert!(b.set_presence_data(ib, "bea"));
+        a.join(ia, "r");
+        b.join(ib, "r");
+        assert_eq!(a.count("r"), 2);
+        assert_eq!(a.local_count("r"), 1);
+        assert_eq!(a.members("r"), {
+            let mut v = vec![ia, ib];
+            v.sort();
+            v
+        });
+        assert_eq!(a.presence_data(ib).as_deref(), Some("bea"));
+        assert_eq!(a.rooms_of(ib), ["r"]);
+        assert_eq!(a.room_stats("r").map(|s| s.remote_members), Some(1));
+        let fetched = a.fetch_members("r", Duration::from_millis(100)).await;
+        assert_eq!(fetched.len(), 2);
+        assert!(fetched.contains(&(ib, Some(Arc::from("bea")))));
+
+        // A new name travels as a join.
+        b.set_presence_data(ib, "bee");
+        assert_eq!(a.presence_data(ib).as_deref(), Some("bee"));
+        let id = ib.number();
+        assert_eq!(*seen.lock().unwrap(), [format!("+{id}"), format!("+{id}")]);
+
+        // A lost Left is repaired by the next snapshot.
+        let sink_a = nodes[0].1.sink();
+        sink_a.snapshot(
+            b.node(),
+            vec![RoomSnapshot {
+                room: Arc::from("r"),
+                members: vec![],
+            }],
+        );
+        assert_eq!(a.count("r"), 1);
+        sink_a.snapshot(b.node(), nodes[1].1.sink().local_snapshot());
+        assert_eq!(a.count("r"), 2);
+        // A node that stops refreshing disappears after the expiry.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        sink_a.expire(Duration::from_millis(20));
+        assert_eq!(a.count("r"), 1);
+        assert!(sink_a.known_nodes().is_empty());
+        let log = seen.lock().unwrap().clone();
+        assert_eq!(
+            log.last().map(String::as_str),
+            Some(format!("-{id}").as_str())
+        );
+        // Own presence is never taken as remote.
+        sink_a.presence(PresenceUpdate::Left {
+            room: Arc::from("r"),
+            member: ia,
+        });
+        assert_eq!(a.local_count("r"), 1);
+    }
+}
