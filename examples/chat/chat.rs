@@ -16,8 +16,9 @@
 //! - `{"type":"joined","room":..,"name":..}`: your join took effect;
 //! - `{"type":"message","room":..,"from":..,"text":..}`: someone (you
 //!   included) spoke in your room;
-//! - `{"type":"members","room":..,"names":[..]}`: your room's members,
-//!   sent whenever they change;
+//! - `{"type":"members","room":..,"names":[..]}`: your room's members
+//!   (on every node, when the registry has a backplane), sent whenever
+//!   they change;
 //! - `{"type":"error","text":..}`: the last message was refused.
 
 use std::net::SocketAddr;
@@ -84,17 +85,17 @@ pub fn same_origin(origin: Option<&str>, host: Option<&str>) -> bool {
     origin_host.eq_ignore_ascii_case(host)
 }
 
-/// The display name of a member, kept as its metadata in the registry.
-#[derive(Clone)]
-struct Name(Arc<str>);
-
 /// Sends every room its new member list whenever someone joins or leaves
-/// it, whatever the cause: a join, a switch of rooms, a closed tab.
+/// it, whatever the cause: a join, a switch of rooms, a closed tab, or (in
+/// a cluster, `Rooms::with_backplane`) the same on another node.
 ///
 /// The presence hook runs inside `join`/`leave` (and inside an emit that
 /// finds a closed member and removes it), so it only notes the room; one
 /// task builds and sends the lists, in order, so the last list a room
-/// receives is never older than one before it.
+/// receives is never older than one before it. Each node sends the list
+/// to its own members only (`emit_local`): every node sees the same
+/// presence events and computes the list itself, so a list emitted to the
+/// whole cluster would reach each member once per node.
 pub fn announce_members(rooms: &Rooms) {
     let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<String>();
     rooms.on_presence(move |event| {
@@ -121,14 +122,20 @@ pub fn announce_members(rooms: &Rooms) {
 }
 
 fn send_members(rooms: &Rooms, room: &str) {
+    if rooms.local_count(room) == 0 {
+        // A remote member's change in a room nobody here is in.
+        return;
+    }
+    // Names are presence data, which other nodes see too; `members`
+    // lists the remote members as their nodes' presence last said.
     let mut names: Vec<String> = rooms
         .members(room)
         .into_iter()
-        .filter_map(|id| rooms.with_meta(id, |n: &Name| n.0.to_string()))
+        .filter_map(|id| rooms.presence_data(id).map(|name| name.to_string()))
         .collect();
     names.sort_by_key(|n| n.to_lowercase());
     let list = json!({ "type": "members", "room": room, "names": names });
-    rooms.emit(room, Message::Text(&list.to_string()));
+    rooms.emit_local(room, Message::Text(&list.to_string()));
 }
 
 /// One chat connection: the `Handler` its socket is served with.
@@ -181,7 +188,7 @@ impl Member {
                 }
                 let from = self
                     .rooms
-                    .with_meta(self.id, |n: &Name| n.0.clone())
+                    .presence_data(self.id)
                     .unwrap_or_else(|| Arc::from("?"));
                 let line =
                     json!({ "type": "message", "room": &*room, "from": &*from, "text": text });
@@ -194,8 +201,9 @@ impl Member {
     }
 
     fn join(&mut self, name: &str, room: &str) {
-        // The name first: the member list sent on joining shows it.
-        self.rooms.set_meta(self.id, Name(Arc::from(name)));
+        // The name first: the member list sent on joining shows it, and
+        // the join other nodes hear of carries it.
+        self.rooms.set_presence_data(self.id, name);
         if let Some(previous) = self.room.take() {
             self.rooms.leave(self.id, &previous);
         }
