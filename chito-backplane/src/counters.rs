@@ -1,0 +1,195 @@
+//! The counters behind [`BackplaneStats`], each also recorded through the
+//! `metrics` facade, so an application that installs a recorder
+//! (Prometheus exporter or other) sees the same numbers.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Once;
+
+use crate::BackplaneStats;
+
+/// One counter: its place in [`Counters`] and its metric name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum C {
+    Published,
+    DroppedQueueFull,
+    TooLarge,
+    PublishFailed,
+    Received,
+    Delivered,
+    OwnEcho,
+    Duplicate,
+    BadEnvelope,
+    PresenceIn,
+    PresenceOut,
+    Reconnects,
+    BytesIn,
+    BytesOut,
+}
+
+const ALL: [(C, &str, &str); 14] = [
+    (
+        C::Published,
+        "chito_backplane_published_total",
+        "broker messages published",
+    ),
+    (
+        C::DroppedQueueFull,
+        "chito_backplane_publish_dropped_queue_full_total",
+        "publishes dropped: queue full",
+    ),
+    (
+        C::TooLarge,
+        "chito_backplane_publish_too_large_total",
+        "emits refused: larger than max_payload",
+    ),
+    (
+        C::PublishFailed,
+        "chito_backplane_publish_failed_total",
+        "publish attempts that failed",
+    ),
+    (
+        C::Received,
+        "chito_backplane_received_total",
+        "broker messages received",
+    ),
+    (
+        C::Delivered,
+        "chito_backplane_delivered_total",
+        "received emits delivered locally",
+    ),
+    (
+        C::OwnEcho,
+        "chito_backplane_own_echoes_total",
+        "received emits of this node, dropped",
+    ),
+    (
+        C::Duplicate,
+        "chito_backplane_duplicates_total",
+        "received emits already delivered, dropped",
+    ),
+    (
+        C::BadEnvelope,
+        "chito_backplane_bad_envelopes_total",
+        "received messages that did not decode",
+    ),
+    (
+        C::PresenceIn,
+        "chito_backplane_presence_in_total",
+        "presence messages from other nodes",
+    ),
+    (
+        C::PresenceOut,
+        "chito_backplane_presence_out_total",
+        "presence messages published",
+    ),
+    (
+        C::Reconnects,
+        "chito_backplane_reconnects_total",
+        "broker connection regained",
+    ),
+    (
+        C::BytesIn,
+        "chito_backplane_bytes_in_total",
+        "broker payload bytes received",
+    ),
+    (
+        C::BytesOut,
+        "chito_backplane_bytes_out_total",
+        "broker payload bytes published",
+    ),
+];
+
+pub(crate) const CONNECTED: &str = "chito_backplane_connected";
+pub(crate) const SUBSCRIPTIONS: &str = "chito_backplane_subscriptions";
+pub(crate) const QUEUED: &str = "chito_backplane_queued";
+
+/// Describes every metric once (to the recorder installed at that time).
+pub(crate) fn describe() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for (_, name, help) in ALL {
+            metrics::describe_counter!(name, help);
+        }
+        metrics::describe_gauge!(CONNECTED, "1 while the broker connection is up");
+        metrics::describe_gauge!(SUBSCRIPTIONS, "channels/subjects subscribed now");
+        metrics::describe_gauge!(QUEUED, "messages waiting in the publish queue");
+    });
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    values: [AtomicU64; ALL.len()],
+    pub(crate) connected: AtomicBool,
+    pub(crate) subscriptions: AtomicU64,
+    pub(crate) queued: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(&self, c: C, n: u64) {
+        let i = c as usize;
+        if let (Some(v), Some((_, name, _))) = (self.values.get(i), ALL.get(i)) {
+            v.fetch_add(n, Ordering::Relaxed);
+            metrics::counter!(*name).increment(n);
+        }
+    }
+
+    pub(crate) fn get(&self, c: C) -> u64 {
+        self.values
+            .get(c as usize)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+        metrics::gauge!(CONNECTED).set(if up { 1.0 } else { 0.0 });
+    }
+
+    pub(crate) fn set_subscriptions(&self, n: usize) {
+        self.subscriptions.store(n as u64, Ordering::Relaxed);
+        metrics::gauge!(SUBSCRIPTIONS).set(n as f64);
+    }
+
+    pub(crate) fn queued_delta(&self, up: bool) {
+        if up {
+            self.queued.fetch_add(1, Ordering::Relaxed);
+            metrics::gauge!(QUEUED).increment(1.0);
+        } else {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!(QUEUED).decrement(1.0);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> BackplaneStats {
+        BackplaneStats {
+            published: self.get(C::Published),
+            publish_dropped_queue_full: self.get(C::DroppedQueueFull),
+            publish_too_large: self.get(C::TooLarge),
+            publish_failed: self.get(C::PublishFailed),
+            received: self.get(C::Received),
+            delivered: self.get(C::Delivered),
+            own_echoes: self.get(C::OwnEcho),
+            duplicates: self.get(C::Duplicate),
+            bad_envelopes: self.get(C::BadEnvelope),
+            presence_in: self.get(C::PresenceIn),
+            presence_out: self.get(C::PresenceOut),
+            subscriptions: self.subscriptions.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Relaxed),
+            reconnects: self.get(C::Reconnects),
+            bytes_in: self.get(C::BytesIn),
+            bytes_out: self.get(C::BytesOut),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_has_its_slot() {
+        for (i, (c, _, _)) in ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+}
