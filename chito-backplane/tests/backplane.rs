@@ -559,3 +559,72 @@ async fn jetstream_restarted_node_receives_what_it_missed_once() {
     nothing_arrives(&mut p, Duration::from_millis(300)).await;
     assert_eq!(b.bp.stats().bad_envelopes, 0);
 }
+
+/// JetStream: a redelivered or republished envelope (same origin and
+/// sequence, new stream message) is dropped by the receiving node, and a
+/// republish with the same Nats-Msg-Id is dropped by the stream itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_redelivery_is_delivered_once() {
+    let mode = Mode::JetStream;
+    let broker = Broker::start(mode);
+    let a = node(&broker, mode, "node-a").await;
+    let b = node(&broker, mode, "node-b").await;
+    let sender = peer(&a.rooms);
+    let mut p = peer(&b.rooms);
+    a.rooms.join(sender.id(), "r");
+    b.rooms.join(p.id(), "r");
+    converge(&[&a, &b], "r", 2, &[1, 1]).await;
+
+    // A plain client sees what A publishes on the room's subject.
+    let Broker::Nats(nats) = &broker else {
+        unreachable!()
+    };
+    let raw = async_nats::connect(nats.url()).await.expect("raw client");
+    let subject = a.bp.room_channel("r");
+    let mut watch = raw.subscribe(subject.clone()).await.expect("subscribe");
+    raw.flush().await.expect("flush");
+    a.rooms.emit("r", Message::Text("once"));
+    assert_eq!(next_text(&mut p).await, "once");
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::StreamExt::next(&mut watch),
+    )
+    .await
+    .expect("the emit on the subject")
+    .expect("a message");
+    let id = seen
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+        .map(|v| v.as_str().to_owned())
+        .expect("Nats-Msg-Id");
+    assert!(id.contains(':'), "{id}");
+
+    // The same envelope stored again (as a retry after a lost ack would):
+    // B's consumer delivers it, chito drops it.
+    let js = async_nats::jetstream::new(raw.clone());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, "test-copy");
+    js.publish_with_headers(subject.clone(), headers, seen.payload.clone())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    eventually("B dropped the copy", Duration::from_secs(5), || {
+        b.bp.stats().duplicates >= 1
+    })
+    .await;
+    nothing_arrives(&mut p, Duration::from_millis(300)).await;
+
+    // The original id again: the stream's duplicate window drops it.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+    let ack = js
+        .publish_with_headers(subject, headers, seen.payload.clone())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    assert!(ack.duplicate, "the stream kept a second copy of {id}");
+    nothing_arrives(&mut p, Duration::from_millis(300)).await;
+}
