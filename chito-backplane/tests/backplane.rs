@@ -628,3 +628,38 @@ async fn jetstream_redelivery_is_delivered_once() {
     assert!(ack.duplicate, "the stream kept a second copy of {id}");
     nothing_arrives(&mut p, Duration::from_millis(300)).await;
 }
+
+/// Bytes on a channel that are not our format (another application, an
+/// attacker, a future version) are counted and dropped; the node goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_broker_is_counted_and_dropped() {
+    let mode = Mode::Redis;
+    let broker = Broker::start(mode);
+    let a = node(&broker, mode, "a").await;
+    let b = node(&broker, mode, "b").await;
+    let sender = peer(&a.rooms);
+    let mut p = peer(&b.rooms);
+    a.rooms.join(sender.id(), "r");
+    b.rooms.join(p.id(), "r");
+    converge(&[&a, &b], "r", 2, &[1, 1]).await;
+    let Broker::Redis(redis) = &broker else {
+        unreachable!()
+    };
+    let room = b.bp.room_channel("r");
+    for junk in [
+        "",
+        "hello",
+        "\u{1}\u{1}\u{0}\u{0}",
+        "\u{2}\u{1}xxxxxxxxxxxxxxxx",
+    ] {
+        redis.query(&["PUBLISH", &room, junk]).await;
+        redis.query(&["PUBLISH", "chito.test.presence", junk]).await;
+    }
+    eventually("8 bad envelopes on B", Duration::from_secs(5), || {
+        b.bp.stats().bad_envelopes == 8
+    })
+    .await;
+    nothing_arrives(&mut p, Duration::from_millis(200)).await;
+    a.rooms.emit("r", Message::Text("still fine"));
+    assert_eq!(next_text(&mut p).await, "still fine");
+}
