@@ -683,7 +683,14 @@ impl Shared {
             wire::Wire::Snapshot(origin, rooms) => {
                 if origin != me {
                     self.counters.add(C::PresenceIn, 1);
+                    let new = !sink.known_nodes().contains(&origin);
                     sink.snapshot(origin, rooms);
+                    if new {
+                        // A node we did not know (just started, or back):
+                        // it learns about us now rather than at our next
+                        // period. It knows us after this, so no echo loop.
+                        self.publish_snapshot();
+                    }
                 }
             }
             wire::Wire::Goodbye(origin) => {

@@ -214,7 +214,29 @@ per_mode!(
     presence_deltas_snapshots_expiry_and_goodbye,
     subscribed_only_while_a_local_member_exists,
     broker_killed_and_restarted,
+    new_node_learns_existing_members_at_once,
 );
+
+/// A node that starts later sees the members of the nodes already there
+/// at once (they answer its first snapshot with theirs), not one presence
+/// period later.
+async fn new_node_learns_existing_members_at_once(mode: Mode) {
+    let broker = Broker::start(mode);
+    let slow = |name: &str| Settings {
+        presence_period: Duration::from_secs(60),
+        ..settings(mode, name)
+    };
+    let a = node_with(&broker.url(mode), slow("a")).await;
+    let pa = peer(&a.rooms);
+    a.rooms.join(pa.id(), "r");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b = node_with(&broker.url(mode), slow("b")).await;
+    eventually("B to know A's member", Duration::from_secs(3), || {
+        b.rooms.count("r") == 1
+    })
+    .await;
+    assert_eq!(b.rooms.members("r"), vec![pa.id()]);
+}
 
 /// An emit on A reaches the members on B and C once each, A's own members
 /// once (locally), and A drops its echo from the broker.

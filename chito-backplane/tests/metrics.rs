@@ -129,7 +129,7 @@ async fn metrics_match_stats() {
     tokio::spawn(async move { server.serve(&mut Quiet).await });
     b.join(member.id(), "r");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while a.count("r") != 1 || b_bp.stats().subscriptions < 4 {
+    while a.count("r") != 1 || b_bp.stats().subscriptions < 4 || b.stats().remote_nodes != 1 {
         assert!(Instant::now() < deadline, "no convergence");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
