@@ -85,6 +85,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+mod common;
+
+use common::{load_average, median};
+
 /// chito's echo server: the example, compiled in, so both run the same code.
 #[allow(dead_code)]
 #[path = "../../examples/bench_server.rs"]
@@ -920,17 +924,6 @@ async fn echo_once(stream: &mut TcpStream, plan: &Plan) -> Result<(), String> {
 // Orchestration and report
 // ---------------------------------------------------------------------------
 
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Pins this process (all threads) to CPU 1 with taskset; false if that is
 /// not possible.
 fn pin_self() -> bool {
@@ -949,12 +942,6 @@ fn pin_self() -> bool {
         .stderr(Stdio::null())
         .status();
     matches!(pinned, Ok(s) if s.success()) && matches!(server_pin, Ok(s) if s.success())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// Versions of the peers, read from the workspace's lock file this bench was
@@ -1268,12 +1255,7 @@ fn orchestrate() -> Result<bool, String> {
         &failures,
         [&load_start, &load_end],
     );
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/echo-bench.json");
-    let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
-    match std::fs::write(path, json) {
-        Ok(()) => println!("results written to {path}"),
-        Err(e) => eprintln!("could not write {path}: {e}"),
-    }
+    common::write_results("echo-bench.json", &json);
     if !failures.is_empty() {
         eprintln!("\nFAILED:");
         for f in &failures {

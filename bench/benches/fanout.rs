@@ -70,12 +70,16 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use chito::rooms::Rooms;
 use chito::tokio::{Builder, Handle};
 use chito::{Handler, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::net::{TcpListener, TcpStream};
+
+use common::{clock_ticks_per_second, load_average, percentile, stat_ticks, write_results};
 
 // ---------------------------------------------------------------------------
 // Counting allocator
@@ -350,12 +354,6 @@ impl Environment {
     }
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Way {
     Rooms,
@@ -593,27 +591,7 @@ fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_string(),
     };
-    let stat = std::fs::read_to_string(path).ok()?;
-    // Fields after the parenthesised command: state is field 3, utime 14,
-    // stime 15.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// `getconf CLK_TCK`; 100 on Linux unless told otherwise.
-fn clock_ticks_per_second() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
+    stat_ticks(std::path::Path::new(&path))
 }
 
 async fn accept_loop(listener: TcpListener, rooms: Rooms, room_names: Arc<Vec<String>>) {
@@ -1208,16 +1186,6 @@ fn parse_frame(data: &[u8]) -> Result<Option<FrameHead>, String> {
 // Report
 // ---------------------------------------------------------------------------
 
-/// Nearest-rank percentile.
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
-}
-
 struct Summary {
     p50_ms: f64,
     p99_ms: f64,
@@ -1393,12 +1361,7 @@ fn report(settings: &Settings, outcome: &Outcome) {
         "load average: {} at start, {} at end ({} CPUs; other jobs may share the machine).",
         outcome.environment.load_start, outcome.environment.load_end, outcome.environment.cpus
     );
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/fanout-bench.json");
-    let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
-    match std::fs::write(path, json) {
-        Ok(()) => println!("results written to {path}"),
-        Err(e) => eprintln!("could not write {path}: {e}"),
-    }
+    write_results("fanout-bench.json", &json);
     if !outcome.failures.is_empty() {
         eprintln!("\nFAILED:");
         for f in &outcome.failures {
