@@ -1,11 +1,12 @@
 //! The counters behind [`BackplaneStats`], each also recorded through the
 //! `metrics` facade, so an application that installs a recorder
-//! (Prometheus exporter or other) sees the same numbers.
+//! (Prometheus exporter or other) sees the same numbers; and the
+//! registry's own figures as gauges ([`record_rooms_metrics`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
 
-use crate::BackplaneStats;
+use crate::settings::BackplaneStats;
 
 /// One counter: its place in [`Counters`] and its metric name.
 #[derive(Debug, Clone, Copy)]
@@ -179,6 +180,33 @@ impl Counters {
             bytes_in: self.get(C::BytesIn),
             bytes_out: self.get(C::BytesOut),
         }
+    }
+}
+
+/// Records a registry's own figures (`Rooms::stats`) through the
+/// `metrics` facade as gauges named `chito_rooms_*` (members, rooms,
+/// remote nodes and members, and the counters as totals so far), e.g. from
+/// a periodic task or before a scrape. Per-room figures are left out: room
+/// names as labels would make the metric set unbounded.
+pub fn record_rooms_metrics(rooms: &chito::rooms::Rooms) {
+    let s = rooms.stats();
+    let gauges: [(&'static str, f64); 13] = [
+        ("chito_rooms_members", s.members as f64),
+        ("chito_rooms_rooms", s.rooms as f64),
+        ("chito_rooms_remote_nodes", s.remote_nodes as f64),
+        ("chito_rooms_remote_members", s.remote_members as f64),
+        ("chito_rooms_emits", s.emits as f64),
+        ("chito_rooms_deliveries", s.deliveries as f64),
+        ("chito_rooms_bytes_out", s.bytes_out as f64),
+        ("chito_rooms_full", s.full as f64),
+        ("chito_rooms_closed", s.closed as f64),
+        ("chito_rooms_published", s.published as f64),
+        ("chito_rooms_publish_failed", s.publish_failed as f64),
+        ("chito_rooms_remote_received", s.remote_received as f64),
+        ("chito_rooms_remote_dropped", s.remote_dropped as f64),
+    ];
+    for (name, value) in gauges {
+        metrics::gauge!(name).set(value);
     }
 }
 

@@ -17,7 +17,11 @@ use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Channels, ConnectError, JetStreamSettings, Outbound, Received, Settings, Shared};
+use crate::backplane::{lock, Shared};
+use crate::channels::Channels;
+use crate::receive::Received;
+use crate::settings::{ConnectError, JetStreamSettings, Settings};
+use crate::transport::{Outbound, Transport};
 
 pub(crate) struct NatsTransport {
     client: async_nats::Client,
@@ -38,10 +42,6 @@ struct Js {
     /// The consumer's filter subjects: broadcast, rooms with local members,
     /// and (during the resume grace) the rooms of the previous run.
     filters: tokio::sync::Mutex<BTreeSet<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn broker<E: std::fmt::Display>(e: E) -> ConnectError {
@@ -201,7 +201,7 @@ impl NatsTransport {
                 let Some(s) = weak.upgrade() else { return };
                 // Irrefutable without the redis feature.
                 #[allow(irrefutable_let_patterns)]
-                if let crate::Transport::Nats(t) = &s.transport {
+                if let Transport::Nats(t) = &s.transport {
                     if let Some(js) = &t.js {
                         js.reset_to_wanted(&s).await;
                     }
@@ -335,7 +335,7 @@ impl Js {
         if let Some(sink) = s.sink.get() {
             wanted.extend(sink.local_rooms().iter().map(|r| s.channels.room(r)));
         }
-        wanted.extend(crate::lock(&s.rooms).keys().map(|r| s.channels.room(r)));
+        wanted.extend(lock(&s.rooms).keys().map(|r| s.channels.room(r)));
         let mut filters = self.filters.lock().await;
         if *filters != wanted {
             *filters = wanted;

@@ -14,7 +14,9 @@ use std::time::Duration;
 use fred::prelude::*;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::{ConnectError, Outbound, Settings, Shared};
+use crate::backplane::Shared;
+use crate::settings::{ConnectError, Settings};
+use crate::transport::Outbound;
 
 pub(crate) struct RedisTransport {
     publisher: Client,

@@ -34,10 +34,10 @@
 
 use std::sync::Arc;
 
-use crate::contract::{
-    Envelope, MemberId, NodeId, PresenceUpdate, RemoteMembers, RoomSnapshot, SharedMessage, Target,
+use chito::rooms::{
+    Envelope, MemberId, NodeId, PresenceUpdate, RemoteMembers, RoomSnapshot, Target,
 };
-use chito::Message;
+use chito::{Message, SharedMessage};
 
 /// The format version this crate writes and reads.
 pub(crate) const VERSION: u8 = 1;
