@@ -108,7 +108,7 @@ impl BrokerBackplane {
                     if js.durable_name.is_empty() {
                         // No stable name given: one per start, so nothing
                         // is resumed after a restart (documented).
-                        js.durable_name = format!("node-{:016x}", rand_u64());
+                        js.durable_name = format!("node-{}", NodeId::random());
                     }
                     if !settings::is_token(&js.durable_name) {
                         return Err(ConnectError::InvalidSettings(format!(
@@ -211,20 +211,6 @@ impl Drop for Shared {
         // Dropped without shutdown (no goodbye: other nodes expire us).
         self.transport.abort(&self.runtime);
     }
-}
-
-/// A random u64 without a dependency: std's hasher keys are random per
-/// process, mixed with the time.
-#[cfg_attr(not(feature = "nats"), allow(dead_code))]
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 impl Shared {
