@@ -3,10 +3,14 @@
 // permessage-deflate. Usage:
 //
 //   node chat.test.mjs [LABEL=]http://127.0.0.1:PORT/ ...
+//   node chat.test.mjs [LABEL=]http://127.0.0.1:PORT1/,http://127.0.0.1:PORT2/
 //
 // Each URL is a server of the same chat (examples/chat, and the axum one
 // in chito-axum/examples/axum_chat): every one gets the whole scenario, in
-// turn, in one browser (launching Chromium is the slow part).
+// turn, in one browser (launching Chromium is the slow part). Two URLs
+// joined by a comma are two nodes of one cluster
+// (chito-backplane/examples/chat_node over one broker): a page on each
+// chats with the other and sees it in the member list.
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); playwright-core
 // only drives it and never downloads a browser.
@@ -17,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 
 const targets = process.argv.slice(2).map((arg, i) => {
   const [, label, target] = /^(?:([\w-]+)=)?(.*)$/.exec(arg);
-  return { label: label ?? `server${i + 1}`, url: target };
+  const urls = target.split(',');
+  return { label: label ?? `server${i + 1}`, url: urls[0], urls };
 });
 if (targets.length === 0) {
   console.error('usage: node chat.test.mjs [LABEL=]<url of the chat page> ...');
@@ -63,7 +68,7 @@ const pageErrors = [];
 // This server's browser contexts, closed before the next server's.
 const contexts = [];
 
-async function person(browser, who) {
+async function person(browser, who, at = url) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
   contexts.push(context);
   const page = await context.newPage();
@@ -78,7 +83,7 @@ async function person(browser, who) {
     ws.on('framesent', () => frames.sent++);
     ws.on('framereceived', () => frames.received++);
   });
-  await page.goto(url, { timeout: WAIT });
+  await page.goto(at, { timeout: WAIT });
   await page.waitForFunction(() => window.chat && window.chat.open, null, { timeout: WAIT });
   return { who, context, page, frames };
 }
@@ -264,15 +269,79 @@ async function scenario() {
   });
 }
 
+// Two pages on two nodes of a cluster: the member list and the chat lines
+// cross the broker, each line arrives once.
+async function clusterScenario(urls) {
+  const screenshot = resolve(screenshotDir, `${label}.png`);
+  const alice = await person(browser, 'Alice', urls[0]);
+  const bob = await person(browser, 'Bob', urls[1]);
+  const hello = 'Hello from node 1! Grüße 👋';
+  const reply = 'Hi Alice, node 2 here.';
+
+  await step('each page is on its own node', async () => {
+    const nodes = [];
+    for (const [p, at] of [[alice, urls[0]], [bob, urls[1]]]) {
+      const health = await p.page.evaluate(async (u) => (await fetch(`${u}health`)).json(), at);
+      if (!health.ok || !health.broker_connected) fail(`${at}health: ${JSON.stringify(health)}`);
+      nodes.push(health.node);
+    }
+    if (nodes[0] === nodes[1]) fail(`both pages on node ${nodes[0]}`);
+  });
+
+  await step('Bob (node 2), then Alice (node 1) join #lobby: each lists both', async () => {
+    await join(bob, 'Bob', 'lobby');
+    await expectMembers(bob, ['Bob']);
+    await join(alice, 'Alice', 'lobby');
+    await expectMembers(alice, ['Alice', 'Bob']);
+    await expectMembers(bob, ['Alice', 'Bob']);
+  });
+
+  await step('Alice speaks on node 1: Bob sees it on node 2, both once', async () => {
+    await say(alice, hello);
+    await expectMessage(bob, 'Alice', hello);
+    await expectMessage(alice, 'Alice', hello);
+  });
+
+  await step('Bob replies on node 2: Alice sees it on node 1, both once', async () => {
+    await say(bob, reply);
+    await expectMessage(alice, 'Bob', reply);
+    await expectMessage(bob, 'Bob', reply);
+    await alice.page.waitForTimeout(QUIET);
+    for (const p of [alice, bob]) {
+      for (const text of [hello, reply]) {
+        const n = (await messages(p)).filter((m) => m.text === text).length;
+        if (n !== 1) fail(`${p.who} saw ${JSON.stringify(text)} ${n} times`);
+      }
+      const lists = await p.page.$$eval('#members li', (items) => items.length);
+      if (lists !== 2) fail(`${p.who}'s member list has ${lists} entries`);
+    }
+  });
+
+  await step("screenshot of Alice's page", async () => {
+    mkdirSync(dirname(screenshot), { recursive: true });
+    await alice.page.screenshot({ path: screenshot, fullPage: true });
+    console.log(`     screenshot: ${screenshot}`);
+  });
+
+  await step("Bob closes his tab: Alice's list on the other node drops him", async () => {
+    await bob.context.close();
+    await expectMembers(alice, ['Alice']);
+  });
+
+  await step('no page errors', async () => {
+    if (pageErrors.length) fail(pageErrors.join('; '));
+  });
+}
+
 let status = 0;
 for (const target of targets) {
   ({ url, label } = target);
   pageErrors.length = 0;
   const started = Date.now();
   const failedBefore = failed;
-  console.log(`-- ${label}: ${url}`);
+  console.log(`-- ${label}: ${target.urls.join(' + ')}`);
   try {
-    await scenario();
+    await (target.urls.length > 1 ? clusterScenario(target.urls) : scenario());
   } catch (error) {
     status = 1;
     if (failed === failedBefore) {
