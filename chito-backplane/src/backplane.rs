@@ -21,6 +21,7 @@ use crate::publish::{self, Outgoing};
 #[cfg(feature = "redis")]
 use crate::redis;
 use crate::settings::{self, BackplaneEvent, BackplaneStats, ConnectError, Settings};
+use crate::snapshot::{Limits, Reassembly};
 use crate::subscriptions::{self, Control, RoomSub};
 use crate::transport::Transport;
 
@@ -62,6 +63,10 @@ pub(crate) struct Shared {
     /// Until then (JetStream), messages for rooms without local members
     /// wait rather than being acknowledged.
     pub(crate) grace_until: Mutex<Option<Instant>>,
+    /// The last snapshot round published; held while one is queued.
+    pub(crate) snapshot_round: Mutex<u64>,
+    /// Other nodes' large rooms, part by part.
+    pub(crate) reassembly: Mutex<Reassembly>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,6 +139,7 @@ impl BrokerBackplane {
             .as_ref()
             .map(|js| Instant::now() + js.resume_grace);
         let max_payload = settings.max_payload;
+        let limits = Limits::with_max_age(settings.presence_expiry());
         let shared = Arc::new(Shared {
             channels: Channels::new(&settings.namespace),
             settings,
@@ -153,6 +159,8 @@ impl BrokerBackplane {
             max_payload: AtomicUsize::new(max_payload),
             closed,
             grace_until: Mutex::new(grace),
+            snapshot_round: Mutex::new(0),
+            reassembly: Mutex::new(Reassembly::new(limits)),
         });
         shared.counters.set_connected(true);
         let weak = Arc::downgrade(&shared);

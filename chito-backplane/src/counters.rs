@@ -20,6 +20,7 @@ pub(crate) enum C {
     OwnEcho,
     Duplicate,
     BadEnvelope,
+    SnapshotDropped,
     PresenceIn,
     PresenceOut,
     Reconnects,
@@ -27,7 +28,7 @@ pub(crate) enum C {
     BytesOut,
 }
 
-const ALL: [(C, &str, &str); 14] = [
+const ALL: [(C, &str, &str); 15] = [
     (
         C::Published,
         "chito_backplane_published_total",
@@ -72,6 +73,11 @@ const ALL: [(C, &str, &str); 14] = [
         C::BadEnvelope,
         "chito_backplane_bad_envelopes_total",
         "received messages that did not decode",
+    ),
+    (
+        C::SnapshotDropped,
+        "chito_backplane_snapshot_rooms_dropped_total",
+        "remote rooms whose snapshot parts did not all arrive, given up",
     ),
     (
         C::PresenceIn,
@@ -171,6 +177,7 @@ impl Counters {
             own_echoes: self.get(C::OwnEcho),
             duplicates: self.get(C::Duplicate),
             bad_envelopes: self.get(C::BadEnvelope),
+            snapshot_rooms_dropped: self.get(C::SnapshotDropped),
             presence_in: self.get(C::PresenceIn),
             presence_out: self.get(C::PresenceOut),
             subscriptions: self.subscriptions.load(Ordering::Relaxed),

@@ -93,6 +93,7 @@ mod receive;
 #[cfg(feature = "redis")]
 mod redis;
 mod settings;
+mod snapshot;
 mod subscriptions;
 mod transport;
 mod wire;

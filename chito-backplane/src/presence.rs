@@ -1,72 +1,95 @@
 //! Presence across nodes: deltas (joins and leaves), the periodic
-//! snapshot of this node's rooms in chunks, expiry of silent nodes, and
-//! member queries with their replies. Goodbyes and deltas received go
-//! straight to the [`RemoteSink`](chito::rooms::RemoteSink) (`receive`).
+//! snapshot of this node's rooms (cut and reassembled by `snapshot`),
+//! expiry of silent nodes, goodbyes, and member queries with their
+//! replies. Deltas received go straight to the
+//! [`RemoteSink`](chito::rooms::RemoteSink) (`receive`).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chito::rooms::{MemberId, MembersQuery, NodeId, RemoteMembers, RemoteSink, RoomSnapshot};
+use chito::rooms::{MemberId, MembersQuery, NodeId, RemoteMembers, RemoteSink};
 use tokio::sync::mpsc;
 
 use crate::backplane::{lock, Shared};
+use crate::counters::C;
 use crate::publish::Outgoing;
-use crate::wire;
+use crate::snapshot;
+use crate::wire::{self, Member, RoomPart};
 
 /// Where the replies to one member query go.
 pub(crate) type Replies = mpsc::UnboundedSender<(NodeId, Vec<(MemberId, Option<Arc<str>>)>)>;
 
 impl Shared {
-    /// Queues this node's presence snapshot, in chunks of whole rooms.
+    /// Queues this node's presence snapshot: one round of messages of at
+    /// most `snapshot_chunk_bytes` (and `max_payload`) each, a large room
+    /// in parts.
     pub(crate) fn publish_snapshot(&self) {
         let Some(sink) = self.sink.get() else {
             return;
         };
         let node = sink.node();
+        let limit = self.max_payload.load(Ordering::Relaxed);
+        let budget = self.settings.snapshot_chunk_bytes.min(limit);
+        // One round at a time, its messages queued together: a round's
+        // parts are not interleaved with another round's.
+        let mut round = lock(&self.snapshot_round);
+        *round += 1;
         let rooms = sink.local_snapshot();
-        let mut chunk: Vec<RoomSnapshot> = Vec::new();
-        let mut size = 0;
-        let mut chunks = Vec::new();
-        for room in rooms {
-            let s = wire::snapshot_room_size(&room);
-            if !chunk.is_empty() && size + s > self.settings.snapshot_chunk_bytes {
-                chunks.push(std::mem::take(&mut chunk));
-                size = 0;
-            }
-            size += s;
-            chunk.push(room);
-        }
-        // Always at least one message: an empty snapshot is the heartbeat
-        // that keeps this node known.
-        chunks.push(chunk);
-        for chunk in chunks {
-            if let Ok(payload) = wire::encode_snapshot(node, &chunk) {
-                let _ = self.enqueue(Outgoing::Raw {
-                    channel: self.channels.presence(),
-                    payload,
-                    presence: true,
-                });
+        for message in snapshot::cut(&rooms, budget) {
+            match wire::encode_snapshot(node, *round, &message) {
+                Ok(payload) if payload.len() <= limit => {
+                    let _ = self.enqueue(Outgoing::Raw {
+                        channel: self.channels.presence(),
+                        payload,
+                        presence: true,
+                    });
+                }
+                // One member's data alone beyond the broker's limit.
+                _ => self.counters.add(C::TooLarge, 1),
             }
         }
     }
 
-    /// A snapshot chunk from another node.
+    /// A snapshot message from another node: whole rooms are applied now,
+    /// parts of a large room once all of that round's parts are in.
     pub(crate) fn snapshot_received(
         &self,
         sink: &RemoteSink,
         origin: NodeId,
-        rooms: Vec<RoomSnapshot>,
+        round: u64,
+        parts: Vec<RoomPart<Vec<Member>>>,
     ) {
+        let now = Instant::now();
+        let mut complete = Vec::new();
+        let mut dropped = 0;
+        {
+            let mut reassembly = lock(&self.reassembly);
+            for part in parts {
+                let added = reassembly.add(origin, round, part, now);
+                complete.extend(added.complete);
+                dropped += added.dropped;
+            }
+        }
+        self.counters.add(C::SnapshotDropped, dropped);
         let new = !sink.known_nodes().contains(&origin);
-        sink.snapshot(origin, rooms);
+        // Even with no room complete: the message says the node is alive.
+        sink.snapshot(origin, complete);
         if new {
             // A node we did not know (just started, or back):
             // it learns about us now rather than at our next
             // period. It knows us after this, so no echo loop.
             self.publish_snapshot();
         }
+    }
+
+    /// `origin` said goodbye: its members leave now, its incomplete
+    /// snapshot parts go.
+    pub(crate) fn goodbye_received(&self, sink: &RemoteSink, origin: NodeId) {
+        let dropped = lock(&self.reassembly).forget(origin);
+        self.counters.add(C::SnapshotDropped, dropped);
+        sink.node_gone(origin);
     }
 
     /// Another node asks for our members of `room`: the answer goes to
@@ -90,7 +113,8 @@ impl Shared {
     }
 }
 
-/// Every presence period: the snapshot, then expiry of silent nodes.
+/// Every presence period: the snapshot, then expiry of silent nodes and of
+/// incomplete snapshot parts.
 pub(crate) async fn presence_task(weak: Weak<Shared>) {
     let period = match weak.upgrade() {
         Some(s) => s.settings.presence_period,
@@ -107,8 +131,10 @@ pub(crate) async fn presence_task(weak: Weak<Shared>) {
         }
         s.publish_snapshot();
         if let Some(sink) = s.sink.get() {
-            sink.expire(period.saturating_mul(s.settings.presence_expiry_periods.max(1)));
+            sink.expire(s.settings.presence_expiry());
         }
+        let dropped = lock(&s.reassembly).expire(Instant::now());
+        s.counters.add(C::SnapshotDropped, dropped);
         s.flush_lag();
     }
 }

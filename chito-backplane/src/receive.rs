@@ -60,16 +60,20 @@ impl Shared {
                     sink.presence(update);
                 }
             }
-            wire::Wire::Snapshot(origin, rooms) => {
+            wire::Wire::Snapshot {
+                origin,
+                round,
+                rooms,
+            } => {
                 if origin != me {
                     self.counters.add(C::PresenceIn, 1);
-                    self.snapshot_received(sink, origin, rooms);
+                    self.snapshot_received(sink, origin, round, rooms);
                 }
             }
             wire::Wire::Goodbye(origin) => {
                 if origin != me {
                     self.counters.add(C::PresenceIn, 1);
-                    sink.node_gone(origin);
+                    self.goodbye_received(sink, origin);
                 }
             }
             wire::Wire::Query { origin, id, room } => {

@@ -31,8 +31,13 @@ pub struct Settings {
     /// `PublishError::TooLarge`. With NATS the server's `max_payload` is
     /// used when it is smaller. Default 1 MiB.
     pub max_payload: usize,
-    /// Presence snapshots are cut into messages of about this many bytes
-    /// (whole rooms per message). Default 64 KiB.
+    /// Presence snapshots are cut into messages of at most this many bytes
+    /// (and `max_payload`): small rooms share a message, a room larger
+    /// than one message is split across several and put back together by
+    /// the receiving nodes (which hold at most 64 MiB of incomplete rooms,
+    /// 4 per node, and give up a room whose parts have not all come within
+    /// the presence expiry: counted in
+    /// [`BackplaneStats::snapshot_rooms_dropped`]). Default 64 KiB.
     pub snapshot_chunk_bytes: usize,
     /// How long [`BrokerBackplane::connect`](crate::BrokerBackplane::connect)
     /// waits for the broker. Default 5 s.
@@ -55,6 +60,14 @@ pub struct Settings {
     pub jetstream: Option<JetStreamSettings>,
     /// Capacity of the [`BackplaneEvent`] channel. Default 256.
     pub events_capacity: usize,
+}
+
+impl Settings {
+    /// How long another node's presence lives without a refresh.
+    pub(crate) fn presence_expiry(&self) -> std::time::Duration {
+        self.presence_period
+            .saturating_mul(self.presence_expiry_periods.max(1))
+    }
 }
 
 impl Default for Settings {
@@ -172,6 +185,10 @@ pub struct BackplaneStats {
     pub duplicates: u64,
     /// Received messages that did not decode (counted and dropped).
     pub bad_envelopes: u64,
+    /// Other nodes' rooms whose snapshot parts did not all arrive (lost,
+    /// superseded by a newer round, too old, or beyond the memory bound),
+    /// given up: the room is refreshed by a later snapshot.
+    pub snapshot_rooms_dropped: u64,
     /// Presence messages (deltas, snapshots, goodbyes) received from other nodes.
     pub presence_in: u64,
     /// Presence messages published.
@@ -198,7 +215,8 @@ impl BackplaneStats {
             concat!(
                 "{{\"published\":{},\"publish_dropped_queue_full\":{},\"publish_too_large\":{},",
                 "\"publish_failed\":{},\"received\":{},\"delivered\":{},\"own_echoes\":{},",
-                "\"duplicates\":{},\"bad_envelopes\":{},\"presence_in\":{},\"presence_out\":{},",
+                "\"duplicates\":{},\"bad_envelopes\":{},\"snapshot_rooms_dropped\":{},",
+                "\"presence_in\":{},\"presence_out\":{},",
                 "\"subscriptions\":{},\"queued\":{},\"connected\":{},\"reconnects\":{},",
                 "\"bytes_in\":{},\"bytes_out\":{}}}"
             ),
@@ -211,6 +229,7 @@ impl BackplaneStats {
             self.own_echoes,
             self.duplicates,
             self.bad_envelopes,
+            self.snapshot_rooms_dropped,
             self.presence_in,
             self.presence_out,
             self.subscriptions,

@@ -16,16 +16,25 @@
 //! | 1    | emit     | `seq: u64, target, message` |
 //! | 2    | joined   | `room: str16, number: u64, data: opt str32` |
 //! | 3    | left     | `room: str16, number: u64` |
-//! | 4    | snapshot | `rooms: u32`, per room `room: str16, members: u32`, per member `number: u64, data: opt str32` |
+//! | 4    | (retired) | a snapshot without parts: refused as an unknown kind |
 //! | 5    | goodbye  | (nothing) |
 //! | 6    | query    | `id: u64, room: str16` |
 //! | 7    | reply    | `id: u64, members: u32`, per member `number: u64, data: opt str32` |
+//! | 8    | snapshot | `round: u64, rooms: u32`, per room `room: str16, part: u32, parts: u32, members: u32`, per member `number: u64, data: opt str32` |
 //!
 //! `target` is a byte 0 (rooms: `count: u16`, `count` × `room: str16`,
 //! `except: opt (node: u64, number: u64)`), 1 (everyone) or 2 (one member:
 //! `node: u64, number: u64`). `message` is a byte 0 (text) or 1 (binary)
 //! followed by the payload up to the end. Member numbers in presence,
 //! snapshots and replies belong to the origin node.
+//!
+//! A snapshot is one or more messages of the same `round` (increasing per
+//! origin). A room fits in one message as `part` 0 of `parts` 1; a room
+//! too large for one message is cut into `parts` messages, each holding
+//! `part` (0, 1, …) of its member list, in order: the receiver applies the
+//! room once it has every part of that origin's round. Decoding refuses a
+//! zero `parts` and a `part` not below `parts`. An empty room list is a
+//! heartbeat.
 //!
 //! Decoding reads broker-controlled bytes: it never panics, it returns
 //! [`DecodeError`] for anything short, long, unknown or not UTF-8, and the
@@ -34,9 +43,7 @@
 
 use std::sync::Arc;
 
-use chito::rooms::{
-    Envelope, MemberId, NodeId, PresenceUpdate, RemoteMembers, RoomSnapshot, Target,
-};
+use chito::rooms::{Envelope, MemberId, NodeId, PresenceUpdate, RemoteMembers, Target};
 use chito::{Message, SharedMessage};
 
 /// The format version this crate writes and reads.
@@ -45,16 +52,37 @@ pub(crate) const VERSION: u8 = 1;
 const KIND_EMIT: u8 = 1;
 const KIND_JOINED: u8 = 2;
 const KIND_LEFT: u8 = 3;
-const KIND_SNAPSHOT: u8 = 4;
 const KIND_GOODBYE: u8 = 5;
 const KIND_QUERY: u8 = 6;
 const KIND_REPLY: u8 = 7;
+const KIND_SNAPSHOT: u8 = 8;
+
+/// A member in a snapshot: its number on the origin node and its presence
+/// data.
+pub(crate) type Member = (u64, Option<Arc<str>>);
+
+/// One room in a snapshot message: the whole member list (`part` 0 of
+/// `parts` 1) or one piece of it. `M` is a borrowed slice when encoding,
+/// a vector when decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RoomPart<M> {
+    pub(crate) room: Arc<str>,
+    /// From 0, below `parts`.
+    pub(crate) part: u32,
+    /// At least 1.
+    pub(crate) parts: u32,
+    pub(crate) members: M,
+}
 
 /// One decoded broker message.
 pub(crate) enum Wire {
     Emit(Envelope),
     Presence(NodeId, PresenceUpdate),
-    Snapshot(NodeId, Vec<RoomSnapshot>),
+    Snapshot {
+        origin: NodeId,
+        round: u64,
+        rooms: Vec<RoomPart<Vec<Member>>>,
+    },
     Goodbye(NodeId),
     Query {
         origin: NodeId,
@@ -81,6 +109,9 @@ pub(crate) enum DecodeError {
     Utf8,
     /// Bytes left after a complete message.
     Trailing,
+    /// A snapshot part numbered `part` of `parts` with `parts` 0 or `part`
+    /// not below it.
+    Parts,
 }
 
 /// A string longer than its length field allows (room names: 65 535
@@ -190,25 +221,39 @@ fn encode_members<'a>(
     Ok(())
 }
 
-/// The encoded size of one room in a snapshot, to cut snapshots in chunks.
-pub(crate) fn snapshot_room_size(room: &RoomSnapshot) -> usize {
-    2 + room.room.len()
-        + 4
-        + room
-            .members
-            .iter()
-            .map(|(_, d)| 9 + d.as_ref().map_or(0, |d| 4 + d.len()))
-            .sum::<usize>()
+/// The encoded size of a snapshot message's header and room count.
+pub(crate) const SNAPSHOT_HEADER: usize = 10 + 8 + 4;
+
+/// The encoded size of a room's header in a snapshot message (name, part,
+/// parts, member count).
+pub(crate) fn room_part_header(room: &str) -> usize {
+    2 + room.len() + 4 + 4 + 4
 }
 
-/// Encodes a snapshot of `rooms` (one chunk; an empty one is a heartbeat).
-pub(crate) fn encode_snapshot(origin: NodeId, rooms: &[RoomSnapshot]) -> Result<Vec<u8>, TooLong> {
-    let size: usize = rooms.iter().map(snapshot_room_size).sum();
-    let mut out = header(KIND_SNAPSHOT, origin, 4 + size);
+/// The encoded size of one member in a snapshot message.
+pub(crate) fn member_size((_, data): &Member) -> usize {
+    8 + 1 + data.as_ref().map_or(0, |d| 4 + d.len())
+}
+
+/// Encodes one message of `origin`'s snapshot `round` (an empty one is a
+/// heartbeat).
+pub(crate) fn encode_snapshot(
+    origin: NodeId,
+    round: u64,
+    rooms: &[RoomPart<&[Member]>],
+) -> Result<Vec<u8>, TooLong> {
+    let size: usize = rooms
+        .iter()
+        .map(|r| room_part_header(&r.room) + r.members.iter().map(member_size).sum::<usize>())
+        .sum();
+    let mut out = header(KIND_SNAPSHOT, origin, 8 + 4 + size);
+    out.extend_from_slice(&round.to_be_bytes());
     let count = u32::try_from(rooms.len()).map_err(|_| TooLong)?;
     out.extend_from_slice(&count.to_be_bytes());
     for room in rooms {
         put_str16(&mut out, &room.room)?;
+        out.extend_from_slice(&room.part.to_be_bytes());
+        out.extend_from_slice(&room.parts.to_be_bytes());
         encode_members(
             &mut out,
             room.members.iter().map(|(n, d)| (*n, d.as_deref())),
@@ -393,19 +438,34 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Wire, DecodeError> {
             Wire::Presence(origin, PresenceUpdate::Left { room, member })
         }
         KIND_SNAPSHOT => {
+            let round = r.u64()?;
             let raw = usize::try_from(r.u32()?).map_err(|_| DecodeError::Short)?;
-            let count = r.count(raw, 6)?;
+            let count = r.count(raw, room_part_header(""))?;
             let mut rooms = Vec::with_capacity(count);
             for _ in 0..count {
                 let room = Arc::from(r.str16()?);
+                let part = r.u32()?;
+                let parts = r.u32()?;
+                if part >= parts {
+                    return Err(DecodeError::Parts);
+                }
                 let members = r
                     .members(origin)?
                     .into_iter()
                     .map(|(m, d)| (m.number(), d))
                     .collect();
-                rooms.push(RoomSnapshot { room, members });
+                rooms.push(RoomPart {
+                    room,
+                    part,
+                    parts,
+                    members,
+                });
             }
-            Wire::Snapshot(origin, rooms)
+            Wire::Snapshot {
+                origin,
+                round,
+                rooms,
+            }
         }
         KIND_GOODBYE => Wire::Goodbye(origin),
         KIND_QUERY => {
@@ -486,15 +546,53 @@ mod tests {
             Ok(Wire::Presence(n, PresenceUpdate::Joined { member, data: Some(d), .. }))
                 if n == o && member == MemberId::new(o, 3) && &*d == "Ann"
         ));
-        let snap = vec![RoomSnapshot {
-            room: "r".into(),
-            members: vec![(1, None), (2, Some("x".into()))],
-        }];
-        let bytes = encode_snapshot(o, &snap).unwrap();
-        assert_eq!(bytes.len(), 10 + 4 + snapshot_room_size(&snap[0]));
-        assert!(
-            matches!(decode(&bytes), Ok(Wire::Snapshot(n, r)) if n == o && r[0].members.len() == 2)
+        let members: Vec<Member> = vec![(1, None), (2, Some("x".into()))];
+        let snap = [
+            RoomPart {
+                room: "r".into(),
+                part: 0,
+                parts: 1,
+                members: &members[..],
+            },
+            RoomPart {
+                room: "big".into(),
+                part: 2,
+                parts: 3,
+                members: &members[1..],
+            },
+        ];
+        let bytes = encode_snapshot(o, 9, &snap).unwrap();
+        assert_eq!(
+            bytes.len(),
+            SNAPSHOT_HEADER
+                + room_part_header("r")
+                + room_part_header("big")
+                + members.iter().map(member_size).sum::<usize>()
+                + member_size(&members[1])
         );
+        let Ok(Wire::Snapshot {
+            origin,
+            round: 9,
+            rooms,
+        }) = decode(&bytes)
+        else {
+            panic!()
+        };
+        assert_eq!(origin, o);
+        let back: Vec<_> = rooms
+            .iter()
+            .map(|r| RoomPart {
+                room: r.room.clone(),
+                part: r.part,
+                parts: r.parts,
+                members: &r.members[..],
+            })
+            .collect();
+        assert_eq!(back, snap);
+        assert!(matches!(
+            decode(&encode_snapshot(o, 1, &[]).unwrap()),
+            Ok(Wire::Snapshot { rooms, .. }) if rooms.is_empty()
+        ));
         assert!(matches!(decode(&encode_goodbye(o)), Ok(Wire::Goodbye(n)) if n == o));
         assert!(
             matches!(decode(&encode_query(o, 5, "q").unwrap()), Ok(Wire::Query { id: 5, room, .. }) if room == "q")
@@ -523,9 +621,12 @@ mod tests {
             .unwrap(),
             encode_snapshot(
                 o,
-                &[RoomSnapshot {
+                3,
+                &[RoomPart {
                     room: "r".into(),
-                    members: vec![(1, Some("d".into()))],
+                    part: 1,
+                    parts: 2,
+                    members: &[(1, Some("d".into()))][..],
                 }],
             )
             .unwrap(),
@@ -557,8 +658,31 @@ mod tests {
         // allocating for it.
         let mut forged = vec![VERSION, KIND_SNAPSHOT];
         forged.extend_from_slice(&1u64.to_be_bytes());
+        forged.extend_from_slice(&1u64.to_be_bytes());
         forged.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(decode(&forged), Err(DecodeError::Short)));
+        // A part not below its count, or a zero count, is refused.
+        for (part, parts) in [(0, 0), (1, 1), (5, 2), (u32::MAX, u32::MAX)] {
+            let mut forged = vec![VERSION, KIND_SNAPSHOT];
+            forged.extend_from_slice(&1u64.to_be_bytes());
+            forged.extend_from_slice(&1u64.to_be_bytes());
+            forged.extend_from_slice(&1u32.to_be_bytes());
+            forged.extend_from_slice(&1u16.to_be_bytes());
+            forged.push(b'r');
+            forged.extend_from_slice(&part.to_be_bytes());
+            forged.extend_from_slice(&parts.to_be_bytes());
+            forged.extend_from_slice(&0u32.to_be_bytes());
+            assert_eq!(
+                decode(&forged).err(),
+                Some(DecodeError::Parts),
+                "{part}/{parts}"
+            );
+        }
+        // The retired snapshot kind is an unknown kind.
+        let mut old = vec![VERSION, 4];
+        old.extend_from_slice(&1u64.to_be_bytes());
+        old.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(decode(&old).err(), Some(DecodeError::Tag(4)));
         assert!(matches!(decode(&[2, 1]), Err(DecodeError::Version(2))));
     }
 }

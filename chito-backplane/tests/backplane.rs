@@ -215,7 +215,65 @@ per_mode!(
     subscribed_only_while_a_local_member_exists,
     broker_killed_and_restarted,
     new_node_learns_existing_members_at_once,
+    large_room_reaches_other_nodes_in_parts,
 );
+
+/// A room whose members on one node do not fit in one message (30 000
+/// members with presence data: more than the 1 MiB `max_payload`; a small
+/// `snapshot_chunk_bytes` makes it dozens of parts) reaches a node that
+/// starts later completely: its snapshot parts are put back together and
+/// the room applied whole.
+async fn large_room_reaches_other_nodes_in_parts(mode: Mode) {
+    const MEMBERS: usize = 30_000;
+    let broker = Broker::start(mode);
+    let large = |name: &str| Settings {
+        presence_period: Duration::from_secs(60),
+        snapshot_chunk_bytes: 16 << 10,
+        queue_messages: 100_000,
+        ..settings(mode, name)
+    };
+    let a = node_with(&broker.url(mode), large("a")).await;
+    // One connection stands for every member (nothing is sent to them).
+    let connection = peer(&a.rooms);
+    let handle = a.rooms.handle(connection.id()).expect("the peer's handle");
+    let members: Vec<Membership> = (0..MEMBERS)
+        .map(|i| {
+            let m = a.rooms.add(handle.clone());
+            a.rooms
+                .set_presence_data(m.id(), format!("a member called number {i:05}"));
+            a.rooms.join(m.id(), "big");
+            m
+        })
+        .collect();
+    let small = a.rooms.add(handle.clone());
+    a.rooms.join(small.id(), "small");
+    // The joins' deltas are out before B exists: B learns the room from
+    // A's snapshot only (A answers B's first snapshot with its own).
+    eventually("A's queue drained", Duration::from_secs(20), || {
+        a.bp.stats().queued == 0
+    })
+    .await;
+    let b = node_with(&broker.url(mode), large("b")).await;
+    eventually("B to see every member", Duration::from_secs(20), || {
+        b.rooms.count("big") == MEMBERS
+    })
+    .await;
+    assert_eq!(b.rooms.count("small"), 1);
+    let last = members[MEMBERS - 1].id();
+    assert_eq!(
+        b.rooms.presence_data(last).as_deref(),
+        Some("a member called number 29999")
+    );
+    let (sa, sb) = (a.bp.stats(), b.bp.stats());
+    assert_eq!(sa.publish_too_large, 0);
+    assert!(
+        sa.presence_out >= 60,
+        "{} presence messages",
+        sa.presence_out
+    );
+    assert_eq!(sb.snapshot_rooms_dropped, 0);
+    assert_eq!(sb.bad_envelopes, 0);
+}
 
 /// A node that starts later sees the members of the nodes already there
 /// at once (they answer its first snapshot with theirs), not one presence
