@@ -201,15 +201,31 @@ impl BrokerBackplane {
     /// Graceful stop: publishes what is queued, then a goodbye (other nodes
     /// drop this node's members at once instead of after the presence
     /// expiry), and closes the broker connection. Waits at most
-    /// `Settings::publish_timeout` for the queue.
+    /// `Settings::publish_timeout` for the queue and as long again for the
+    /// close, so it returns even while the broker is away.
     pub async fn shutdown(&self) {
         let s = &self.shared;
-        let (tx, rx) = oneshot::channel();
-        if s.sink.get().is_some() && s.queue.send(Outgoing::Goodbye(tx)).await.is_ok() {
-            let _ = tokio::time::timeout(s.settings.publish_timeout, rx).await;
+        let limit = s.settings.publish_timeout;
+        if s.sink.get().is_some() {
+            // Bounded as a whole: with the broker away the queue can be
+            // full and never drain, and the goodbye never be sent.
+            let goodbye = async {
+                let (tx, rx) = oneshot::channel();
+                if s.queue.send(Outgoing::Goodbye(tx)).await.is_ok() {
+                    let _ = rx.await;
+                }
+            };
+            let _ = tokio::time::timeout(limit, goodbye).await;
         }
         s.closed.send_replace(true);
-        s.transport.close().await;
+        // A polite close (QUIT, drain) waits for the broker; one that is
+        // away must not hold the process: then the connection is dropped.
+        if tokio::time::timeout(limit, s.transport.close())
+            .await
+            .is_err()
+        {
+            s.transport.abort(&s.runtime);
+        }
         s.counters.set_connected(false);
     }
 }

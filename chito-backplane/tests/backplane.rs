@@ -216,7 +216,41 @@ per_mode!(
     broker_killed_and_restarted,
     new_node_learns_existing_members_at_once,
     large_room_reaches_other_nodes_in_parts,
+    shutdown_returns_while_the_broker_is_away,
 );
+
+/// With the broker killed, a publish queue that cannot drain and a client
+/// that keeps reconnecting, `shutdown` still returns: within its two
+/// bounds (queue, then close), not whenever the broker comes back.
+async fn shutdown_returns_while_the_broker_is_away(mode: Mode) {
+    let mut broker = Broker::start(mode);
+    let a = node_with(
+        &broker.url(mode),
+        Settings {
+            publish_timeout: Duration::from_millis(500),
+            queue_messages: 4,
+            ..settings(mode, "away")
+        },
+    )
+    .await;
+    let member = peer(&a.rooms);
+    a.rooms.join(member.id(), "r");
+    broker.kill();
+    for _ in 0..16 {
+        a.rooms
+            .emit("r", Message::Text("into a queue that cannot drain"));
+    }
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), a.bp.shutdown())
+        .await
+        .expect("shutdown returns with the broker away");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!a.bp.is_connected());
+}
 
 /// A room whose members on one node do not fit in one message (30 000
 /// members with presence data: more than the 1 MiB `max_payload`; a small
