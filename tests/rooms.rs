@@ -550,6 +550,37 @@ mod cluster {
     }
 
     #[tokio::test]
+    async fn emit_select_leaves_out_except_rooms_on_every_node() {
+        let (_bus, nodes) = cluster(2);
+        let (a, b) = (&nodes[0].0, &nodes[1].0);
+        let mut a1 = peer(a);
+        let mut a2 = peer(a);
+        let mut b1 = peer(b);
+        let mut b2 = peer(b);
+        let mut b3 = peer(b);
+        for (rooms, p) in [(a, &a1), (a, &a2), (b, &b1), (b, &b2), (b, &b3)] {
+            rooms.join(p.membership.id(), "all");
+        }
+        // "muted" has a member on each node; b3 is in "vip" too and is
+        // selected once although in both target rooms.
+        a.join(a2.membership.id(), "muted");
+        b.join(b2.membership.id(), "muted");
+        b.join(b3.membership.id(), "vip");
+        let select = chito::rooms::Select {
+            rooms: &["all", "vip"],
+            except_rooms: &["muted"],
+            except: Some(a1.membership.id()),
+        };
+        let report = a.emit_select(&select, &SharedMessage::text("hi".into()));
+        assert_eq!((report.delivered, report.published), (0, Publish::Queued));
+        assert_eq!(next_text(&mut b1.client).await, "hi");
+        assert_eq!(next_text(&mut b3.client).await, "hi");
+        for p in [&mut a1, &mut a2, &mut b2, &mut b3] {
+            nothing_arrives(&mut p.client).await;
+        }
+    }
+
+    #[tokio::test]
     async fn subscriptions_follow_the_first_and_last_local_member() {
         let (_bus, nodes) = cluster(2);
         let (a, bp) = (&nodes[0].0, &nodes[0].1);

@@ -608,7 +608,7 @@ impl Parser {
                     }
                     self.in_message = true;
                     self.offset = 0;
-                    self.check = self.messages % CHECK_EVERY == 0;
+                    self.check = self.messages.is_multiple_of(CHECK_EVERY);
                 }
                 0x8 => return Err("server sent a close frame".into()),
                 0x9 | 0xa if fin && len <= 125 => self.control = true,

@@ -4,7 +4,7 @@
 //! Every message starts with a header of 10 bytes:
 //!
 //! ```text
-//! version: u8 = 1 | kind: u8 | origin: u64 (the sending node's NodeId)
+//! version: u8 = 2 | kind: u8 | origin: u64 (the sending node's NodeId)
 //! ```
 //!
 //! and goes on by kind (integers big-endian; `str16` is a u16 length and
@@ -23,7 +23,8 @@
 //! | 8    | snapshot | `round: u64, rooms: u32`, per room `room: str16, part: u32, parts: u32, members: u32`, per member `number: u64, data: opt str32` |
 //!
 //! `target` is a byte 0 (rooms: `count: u16`, `count` × `room: str16`,
-//! `except: opt (node: u64, number: u64)`), 1 (everyone) or 2 (one member:
+//! `except: opt (node: u64, number: u64)`, `except_rooms: u16`,
+//! `except_rooms` × `room: str16`), 1 (everyone) or 2 (one member:
 //! `node: u64, number: u64`). `message` is a byte 0 (text) or 1 (binary)
 //! followed by the payload up to the end. Member numbers in presence,
 //! snapshots and replies belong to the origin node.
@@ -47,7 +48,8 @@ use chito::rooms::{Envelope, MemberId, NodeId, PresenceUpdate, RemoteMembers, Ta
 use chito::{Message, SharedMessage};
 
 /// The format version this crate writes and reads.
-pub(crate) const VERSION: u8 = 1;
+// 2: rooms targets carry except-rooms.
+pub(crate) const VERSION: u8 = 2;
 
 const KIND_EMIT: u8 = 1;
 const KIND_JOINED: u8 = 2;
@@ -147,6 +149,16 @@ fn put_opt_str32(out: &mut Vec<u8>, s: Option<&str>) -> Result<(), TooLong> {
     Ok(())
 }
 
+/// A list of room names: `count: u16`, then each as `str16`.
+fn put_rooms(out: &mut Vec<u8>, rooms: &[Arc<str>]) -> Result<(), TooLong> {
+    let count = u16::try_from(rooms.len()).map_err(|_| TooLong)?;
+    out.extend_from_slice(&count.to_be_bytes());
+    for room in rooms {
+        put_str16(out, room)?;
+    }
+    Ok(())
+}
+
 fn put_member(out: &mut Vec<u8>, m: MemberId) {
     out.extend_from_slice(&m.node().as_u64().to_be_bytes());
     out.extend_from_slice(&m.number().to_be_bytes());
@@ -163,13 +175,13 @@ pub(crate) fn encode_emit(e: &Envelope) -> Result<Vec<u8>, TooLong> {
     let mut out = header(KIND_EMIT, e.origin, 32 + payload.len());
     out.extend_from_slice(&e.seq.to_be_bytes());
     match &e.target {
-        Target::Rooms { rooms, except } => {
+        Target::Rooms {
+            rooms,
+            except,
+            except_rooms,
+        } => {
             out.push(0);
-            let count = u16::try_from(rooms.len()).map_err(|_| TooLong)?;
-            out.extend_from_slice(&count.to_be_bytes());
-            for room in rooms {
-                put_str16(&mut out, room)?;
-            }
+            put_rooms(&mut out, rooms)?;
             match except {
                 None => out.push(0),
                 Some(m) => {
@@ -177,6 +189,7 @@ pub(crate) fn encode_emit(e: &Envelope) -> Result<Vec<u8>, TooLong> {
                     put_member(&mut out, *m);
                 }
             }
+            put_rooms(&mut out, except_rooms)?;
         }
         Target::Everyone => out.push(1),
         Target::Member(m) => {
@@ -344,6 +357,17 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// What `put_rooms` wrote.
+    fn rooms(&mut self) -> Result<Vec<Arc<str>>, DecodeError> {
+        let raw = usize::from(self.u16()?);
+        let count = self.count(raw, 2)?;
+        let mut rooms = Vec::with_capacity(count);
+        for _ in 0..count {
+            rooms.push(Arc::from(self.str16()?));
+        }
+        Ok(rooms)
+    }
+
     fn member(&mut self) -> Result<MemberId, DecodeError> {
         let node = NodeId::from_u64(self.u64()?);
         Ok(MemberId::new(node, self.u64()?))
@@ -392,18 +416,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Wire, DecodeError> {
             let seq = r.u64()?;
             let target = match r.u8()? {
                 0 => {
-                    let raw = usize::from(r.u16()?);
-                    let count = r.count(raw, 2)?;
-                    let mut rooms = Vec::with_capacity(count);
-                    for _ in 0..count {
-                        rooms.push(Arc::from(r.str16()?));
-                    }
+                    let rooms = r.rooms()?;
                     let except = match r.u8()? {
                         0 => None,
                         1 => Some(r.member()?),
                         tag => return Err(DecodeError::Tag(tag)),
                     };
-                    Target::Rooms { rooms, except }
+                    let except_rooms = r.rooms()?;
+                    Target::Rooms {
+                        rooms,
+                        except,
+                        except_rooms,
+                    }
                 }
                 1 => Target::Everyone,
                 2 => Target::Member(r.member()?),
@@ -504,6 +528,7 @@ mod tests {
             target: Target::Rooms {
                 rooms: vec![Arc::from("a.b c"), Arc::from("ü>*")],
                 except: Some(MemberId::new(node(1), 9)),
+                except_rooms: vec![Arc::from("muted")],
             },
             message: SharedMessage::text("héllo".into()),
         };
@@ -513,9 +538,15 @@ mod tests {
         };
         assert_eq!((d.origin, d.seq), (e.origin, 42));
         assert!(matches!(d.message.message(), Message::Text("héllo")));
-        let Target::Rooms { rooms, except } = d.target else {
+        let Target::Rooms {
+            rooms,
+            except,
+            except_rooms,
+        } = d.target
+        else {
             panic!()
         };
+        assert_eq!(except_rooms, [Arc::from("muted")]);
         assert_eq!(rooms.len(), 2);
         assert_eq!(&*rooms[1], "ü>*");
         assert_eq!(except, Some(MemberId::new(node(1), 9)));
@@ -615,6 +646,7 @@ mod tests {
                 target: Target::Rooms {
                     rooms: vec!["room".into()],
                     except: None,
+                    except_rooms: vec!["other".into()],
                 },
                 message: SharedMessage::text("hi".into()),
             })
@@ -683,6 +715,6 @@ mod tests {
         old.extend_from_slice(&1u64.to_be_bytes());
         old.extend_from_slice(&0u32.to_be_bytes());
         assert_eq!(decode(&old).err(), Some(DecodeError::Tag(4)));
-        assert!(matches!(decode(&[2, 1]), Err(DecodeError::Version(2))));
+        assert!(matches!(decode(&[3, 1]), Err(DecodeError::Version(3))));
     }
 }

@@ -21,12 +21,16 @@ use crate::connection::SharedMessage;
 /// Who a published emit is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// Every member of any of `rooms`, one copy each, except `except`.
+    /// Every member of any of `rooms`, one copy each, except `except` and
+    /// the members of any of `except_rooms`.
     Rooms {
         /// The rooms (one for `emit`, several for `emit_many`).
         rooms: Vec<Arc<str>>,
         /// A member left out (`emit_except`).
         except: Option<MemberId>,
+        /// Rooms whose members are left out (`emit_select`): names, as
+        /// each node knows its own members of them exactly.
+        except_rooms: Vec<Arc<str>>,
     },
     /// Every member of every node ([`Rooms::broadcast`]).
     Everyone,

@@ -656,11 +656,12 @@ impl Rooms {
     /// every node.
     pub fn emit_shared(&self, room: &str, message: &SharedMessage) -> EmitReport {
         let mut report = EmitReport::default();
-        self.deliver_rooms(&[room], None, message, &mut report);
+        self.deliver_rooms(&[room], &Skip::default(), message, &mut report);
         self.finish(&mut report, message);
         report.published = self.publish(message, || Target::Rooms {
             rooms: vec![Arc::from(room)],
             except: None,
+            except_rooms: Vec::new(),
         });
         report
     }
@@ -670,11 +671,13 @@ impl Rooms {
     pub fn emit_except(&self, room: &str, message: Message<'_>, except: MemberId) -> EmitReport {
         let shared = SharedMessage::new(message);
         let mut report = EmitReport::default();
-        self.deliver_rooms(&[room], Some(except), &shared, &mut report);
+        let skip = Skip::member(except);
+        self.deliver_rooms(&[room], &skip, &shared, &mut report);
         self.finish(&mut report, &shared);
         report.published = self.publish(&shared, || Target::Rooms {
             rooms: vec![Arc::from(room)],
             except: Some(except),
+            except_rooms: Vec::new(),
         });
         report
     }
@@ -685,7 +688,7 @@ impl Rooms {
     pub fn emit_local(&self, room: &str, message: Message<'_>) -> EmitReport {
         let shared = SharedMessage::new(message);
         let mut report = EmitReport::default();
-        self.deliver_rooms(&[room], None, &shared, &mut report);
+        self.deliver_rooms(&[room], &Skip::default(), &shared, &mut report);
         self.finish(&mut report, &shared);
         report
     }
@@ -695,13 +698,49 @@ impl Rooms {
     pub fn emit_many(&self, rooms: &[&str], message: Message<'_>) -> EmitReport {
         let shared = SharedMessage::new(message);
         let mut report = EmitReport::default();
-        self.deliver_rooms(rooms, None, &shared, &mut report);
+        self.deliver_rooms(rooms, &Skip::default(), &shared, &mut report);
         self.finish(&mut report, &shared);
         report.published = self.publish(&shared, || Target::Rooms {
             rooms: rooms.iter().map(|r| Arc::from(*r)).collect(),
             except: None,
+            except_rooms: Vec::new(),
         });
         report
+    }
+
+    /// Sends a prepared message once to every member, on every node, of
+    /// any of `select.rooms`, except the members of any of
+    /// `select.except_rooms` and `select.except` (Socket.IO's
+    /// `to(rooms).except(rooms)`). The except-rooms travel as names: each
+    /// node leaves out its own members of them, as only it knows them
+    /// exactly.
+    pub fn emit_select(&self, select: &Select<'_>, message: &SharedMessage) -> EmitReport {
+        let mut report = EmitReport::default();
+        let skip = self.skip(select.except, select.except_rooms);
+        self.deliver_rooms(select.rooms, &skip, message, &mut report);
+        self.finish(&mut report, message);
+        report.published = self.publish(message, || Target::Rooms {
+            rooms: select.rooms.iter().map(|r| Arc::from(*r)).collect(),
+            except: select.except,
+            except_rooms: select.except_rooms.iter().map(|r| Arc::from(*r)).collect(),
+        });
+        report
+    }
+
+    /// Who an emit leaves out: `except`, and the local members of
+    /// `except_rooms` (collected once per emit).
+    fn skip<R: AsRef<str>>(&self, except: Option<MemberId>, except_rooms: &[R]) -> Skip {
+        let mut members = HashSet::new();
+        for room in except_rooms {
+            let room = room.as_ref();
+            if let Some(r) = read(self.room_shard(room)).get(room) {
+                members.extend(r.members.keys().copied());
+            }
+        }
+        Skip {
+            member: except,
+            members,
+        }
     }
 
     /// Sends `message` to every registered member, in a room or not, on
@@ -730,11 +769,11 @@ impl Rooms {
     }
 
     /// Queues `message` to the local members of any of `rooms` (one copy
-    /// each) but `except`.
+    /// each) but those `skip` names.
     fn deliver_rooms<R: AsRef<str>>(
         &self,
         rooms: &[R],
-        except: Option<MemberId>,
+        skip: &Skip,
         message: &SharedMessage,
         report: &mut EmitReport,
     ) {
@@ -749,7 +788,7 @@ impl Rooms {
             };
             let (delivered, full) = (report.delivered, report.full.len());
             for (id, handle) in &r.members {
-                if Some(*id) == except || seen.as_mut().is_some_and(|s| !s.insert(*id)) {
+                if skip.contains(*id) || seen.as_mut().is_some_and(|s| !s.insert(*id)) {
                     continue;
                 }
                 deliver(*id, handle, message, report);
@@ -842,8 +881,13 @@ impl Rooms {
         let message = &envelope.message;
         let mut report = EmitReport::default();
         match &envelope.target {
-            Target::Rooms { rooms, except } => {
-                self.deliver_rooms(rooms, *except, message, &mut report)
+            Target::Rooms {
+                rooms,
+                except,
+                except_rooms,
+            } => {
+                let skip = self.skip(*except, except_rooms);
+                self.deliver_rooms(rooms, &skip, message, &mut report)
             }
             Target::Everyone => self.deliver_everyone(message, &mut report),
             Target::Member(member) if member.node() == self.inner.node => {
@@ -971,6 +1015,38 @@ impl Rooms {
             }),
             None => None,
         }
+    }
+}
+
+/// Which rooms an emit selects, and whom it leaves out
+/// ([`Rooms::emit_select`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Select<'a> {
+    /// Every member of any of these rooms (one copy each)…
+    pub rooms: &'a [&'a str],
+    /// … but the members of any of these rooms…
+    pub except_rooms: &'a [&'a str],
+    /// … and this member (typically the sender).
+    pub except: Option<MemberId>,
+}
+
+/// The members an emit leaves out on this node.
+#[derive(Default)]
+struct Skip {
+    member: Option<MemberId>,
+    members: HashSet<MemberId>,
+}
+
+impl Skip {
+    fn member(id: MemberId) -> Skip {
+        Skip {
+            member: Some(id),
+            members: HashSet::new(),
+        }
+    }
+
+    fn contains(&self, id: MemberId) -> bool {
+        self.member == Some(id) || self.members.contains(&id)
     }
 }
 
