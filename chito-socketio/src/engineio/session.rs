@@ -1,0 +1,545 @@
+//! The sans-IO Engine.IO v4 session (docs/socketio.md §2): packets in,
+//! packets out, time passed in. No I/O and no clock read: the caller owns
+//! the transports and the timer, and asks [`Session::poll_timeout`] when to
+//! call [`Session::handle_timeout`].
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::config::EngineConfig;
+use super::packet::{decode_text, Outgoing, Packet, PacketType};
+use super::payload::{decode_payload, take_response_body, PayloadError, PayloadPacket};
+use super::query::{RequestError, TransportKind};
+use super::sid::Sid;
+use super::upgrade::{Probe, ProbeStatus, UpgradeRefusal, UpgradeSlot};
+
+/// Why a session closed: the reference server's reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed (a `1` packet, or its WebSocket went away).
+    TransportClose,
+    /// The client broke a transport rule (overlapping GET or POST, a
+    /// ping from the client, a body too large).
+    TransportError,
+    /// No pong within `pingTimeout` of a ping.
+    PingTimeout,
+    /// A packet did not decode.
+    ParseError,
+    /// The application closed the session.
+    ForcedClose,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The reason's text, as the reference server names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError => "transport error",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::ParseError => "parse error",
+            CloseReason::ForcedClose => "forced close",
+            CloseReason::ServerShutdown => "server shutting down",
+        }
+    }
+}
+
+/// What the application learns from a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A text message (the data of a `4` packet).
+    Text(String),
+    /// A binary message.
+    Binary(Bytes),
+    /// The session moved from polling to WebSocket.
+    Upgraded,
+    /// The session closed; reported exactly once, last.
+    Closed(CloseReason),
+}
+
+/// How to answer a polling GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetAction {
+    /// Answer 200 with this body now.
+    Respond(Bytes),
+    /// Hold the request; [`Session::take_poll_body`] gives its body later.
+    Park,
+    /// Answer with this error (the session may have closed).
+    Reject(RequestError),
+}
+
+/// Why a POST body was refused: the HTTP status to answer with. The
+/// session is closed in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostError {
+    /// 400 with this JSON error (unknown session, second POST, ...).
+    Request(RequestError),
+    /// 400: the body does not parse (`parse error`).
+    BadPayload,
+    /// 413: the body is larger than `maxPayload`.
+    TooLarge,
+}
+
+/// One Engine.IO session.
+#[derive(Debug)]
+pub struct Session {
+    sid: Sid,
+    config: EngineConfig,
+    transport: TransportKind,
+    closed: Option<CloseReason>,
+    /// Set once the session left polling through an upgrade: polling
+    /// requests then get `Session ID unknown` (docs/socketio.md §3).
+    upgraded_from_polling: bool,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    /// Packets for the next GET (polling, and polling while upgrading).
+    polling_queue: VecDeque<Outgoing>,
+    /// A GET is parked, waiting for [`Session::take_poll_body`].
+    get_parked: bool,
+    /// What the parked GET must answer regardless of the queue (`1` on a
+    /// server close, `6` on a client close or an upgrade).
+    parked_answer: Option<Bytes>,
+    post_in_flight: bool,
+    /// Packets for the WebSocket transport.
+    websocket_queue: VecDeque<Outgoing>,
+    upgrade: UpgradeSlot,
+    events: VecDeque<EngineEvent>,
+}
+
+const CLOSE_BODY: &[u8] = b"1";
+const NOOP_BODY: &[u8] = b"6";
+
+impl Session {
+    /// A new session on `transport`, its open packet queued: the body of
+    /// the handshake GET (answer it with [`Session::get_arrived`]) or the
+    /// first WebSocket message ([`Session::poll_transmit`]).
+    pub fn open(
+        sid: Sid,
+        transport: TransportKind,
+        config: &EngineConfig,
+        now: Instant,
+    ) -> Session {
+        let mut session = Session {
+            sid,
+            config: config.clone(),
+            transport,
+            closed: None,
+            upgraded_from_polling: false,
+            next_ping: Some(now + config.ping_interval),
+            pong_deadline: None,
+            polling_queue: VecDeque::new(),
+            get_parked: false,
+            parked_answer: None,
+            post_in_flight: false,
+            websocket_queue: VecDeque::new(),
+            upgrade: UpgradeSlot::Idle,
+            events: VecDeque::new(),
+        };
+        let open = Outgoing::Text(session.open_packet());
+        session.queue(open);
+        session
+    }
+
+    /// The open packet: exactly the five keys of Engine.IO v4 "Handshake".
+    /// `upgrades` lists `websocket` only on polling (nothing to upgrade to
+    /// from a WebSocket).
+    fn open_packet(&self) -> String {
+        let upgrades = if self.transport == TransportKind::Polling && self.config.allow_upgrades {
+            r#"["websocket"]"#
+        } else {
+            "[]"
+        };
+        format!(
+            r#"0{{"sid":"{}","upgrades":{},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            self.sid,
+            upgrades,
+            self.config.ping_interval.as_millis(),
+            self.config.ping_timeout.as_millis(),
+            self.config.max_payload
+        )
+    }
+
+    /// The session's id.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// The transport the session is on now.
+    pub fn transport(&self) -> TransportKind {
+        self.transport
+    }
+
+    /// Why the session closed, `None` while it is open.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.closed
+    }
+
+    /// Whether the session is closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// A WebSocket text message, or one packet of a polling body, on the
+    /// session's own transport.
+    pub fn recv_text(&mut self, text: &str, now: Instant) {
+        match decode_text(text) {
+            Ok(packet) => self.recv_packet(packet, now),
+            Err(_) => self.close(CloseReason::ParseError),
+        }
+    }
+
+    /// A binary message on the session's own transport.
+    pub fn recv_binary(&mut self, data: Bytes) {
+        if self.closed.is_none() {
+            self.events.push_back(EngineEvent::Binary(data));
+        }
+    }
+
+    fn recv_packet(&mut self, packet: Packet<'_>, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        match packet.kind {
+            PacketType::Message => self
+                .events
+                .push_back(EngineEvent::Text(packet.data.to_owned())),
+            PacketType::Pong => {
+                // Engine.IO v4 heartbeat: the pong ends the wait and the
+                // next ping comes pingInterval later. A pong nobody asked
+                // for changes nothing (it must not delay the next ping).
+                if self.pong_deadline.take().is_some() {
+                    self.next_ping = Some(now + self.config.ping_interval);
+                }
+            }
+            PacketType::Close => self.close(CloseReason::TransportClose),
+            PacketType::Noop => {}
+            // Since v4 the server pings: a client ping outside the probe
+            // is "invalid heartbeat direction" in the reference server.
+            PacketType::Ping => self.close(CloseReason::TransportError),
+            // The open packet is the server's; `5` belongs on the probing
+            // WebSocket only.
+            PacketType::Open | PacketType::Upgrade => self.close(CloseReason::ParseError),
+        }
+    }
+
+    /// A polling GET arrived for this session. Runs due timers first, so
+    /// a GET that comes after the pong deadline sees the session closed.
+    pub fn get_arrived(&mut self, now: Instant) -> GetAction {
+        self.handle_timeout(now);
+        if let Some(error) = self.polling_refusal() {
+            return GetAction::Reject(error);
+        }
+        if self.get_parked {
+            // Engine.IO v4 polling: one GET at a time. The parked one is
+            // answered `1` (close), the newcomer refused.
+            self.close(CloseReason::TransportError);
+            return GetAction::Reject(RequestError::BadRequest);
+        }
+        if self.upgrade.probed() {
+            // The probe succeeded: end every GET with a noop so the client
+            // can pause polling and send `5`.
+            return GetAction::Respond(Bytes::from_static(NOOP_BODY));
+        }
+        match take_response_body(&mut self.polling_queue, self.config.max_payload) {
+            Some(body) => GetAction::Respond(body),
+            None => {
+                self.get_parked = true;
+                GetAction::Park
+            }
+        }
+    }
+
+    /// The parked GET went away (the client disconnected; hyper dropped
+    /// its response): the next GET is not an overlap.
+    pub fn get_abandoned(&mut self) {
+        self.get_parked = false;
+    }
+
+    /// The body the parked GET answers now, if it has one: queued
+    /// packets, or the `1`/`6` that ends it.
+    pub fn take_poll_body(&mut self) -> Option<Bytes> {
+        if !self.get_parked {
+            return None;
+        }
+        let body = if let Some(answer) = self.parked_answer.take() {
+            answer
+        } else if self.upgrade.probed() {
+            Bytes::from_static(NOOP_BODY)
+        } else {
+            take_response_body(&mut self.polling_queue, self.config.max_payload)?
+        };
+        self.get_parked = false;
+        Some(body)
+    }
+
+    /// A polling POST arrived (before its body is read): only one may be
+    /// in flight (Engine.IO v4 polling).
+    pub fn post_begin(&mut self) -> Result<(), PostError> {
+        if let Some(error) = self.polling_refusal() {
+            return Err(PostError::Request(error));
+        }
+        if self.post_in_flight {
+            self.close(CloseReason::TransportError);
+            return Err(PostError::Request(RequestError::BadRequest));
+        }
+        self.post_in_flight = true;
+        Ok(())
+    }
+
+    /// The POST's whole body. Answer 200 `ok` on success.
+    pub fn post_body(&mut self, body: &[u8], now: Instant) -> Result<(), PostError> {
+        self.post_in_flight = false;
+        if self.closed.is_some() {
+            return Err(PostError::Request(RequestError::UnknownSid));
+        }
+        let packets = match decode_payload(body, self.config.max_payload) {
+            Ok(packets) => packets,
+            Err(PayloadError::TooLarge) => {
+                self.close(CloseReason::TransportError);
+                return Err(PostError::TooLarge);
+            }
+            Err(PayloadError::Packet(_)) => {
+                self.close(CloseReason::ParseError);
+                return Err(PostError::BadPayload);
+            }
+        };
+        for packet in packets {
+            match packet {
+                PayloadPacket::Text(packet) => self.recv_packet(packet, now),
+                PayloadPacket::Binary(data) => self.recv_binary(data),
+            }
+        }
+        Ok(())
+    }
+
+    /// The POST failed before its body was whole: too large for
+    /// `maxPayload` (413), binary content (v4 polling is text), or a read
+    /// error. The session closes (`transport error`).
+    pub fn post_failed(&mut self) {
+        self.post_in_flight = false;
+        self.close(CloseReason::TransportError);
+    }
+
+    /// Why a polling request cannot be served, if it cannot.
+    fn polling_refusal(&self) -> Option<RequestError> {
+        if self.closed.is_some() || self.upgraded_from_polling {
+            Some(RequestError::UnknownSid)
+        } else if self.transport == TransportKind::WebSocket {
+            Some(RequestError::BadRequest)
+        } else {
+            None
+        }
+    }
+
+    // -------------------------------------------------------------- upgrade
+
+    /// A WebSocket with this session's sid arrived: start probing.
+    pub fn begin_upgrade(&mut self, now: Instant) -> Result<(), UpgradeRefusal> {
+        if self.closed.is_some() {
+            return Err(UpgradeRefusal::SessionClosed);
+        }
+        if self.transport == TransportKind::WebSocket
+            || matches!(self.upgrade, UpgradeSlot::Probing(_))
+        {
+            return Err(UpgradeRefusal::AlreadyUpgraded);
+        }
+        if !self.config.allow_upgrades {
+            return Err(UpgradeRefusal::NotAllowed);
+        }
+        self.upgrade = UpgradeSlot::Probing(Probe::new(now + self.config.upgrade_timeout));
+        Ok(())
+    }
+
+    /// Where the upgrade stands (the probing WebSocket's driver reads it
+    /// after every call).
+    pub fn probe_status(&self) -> ProbeStatus {
+        if self.closed.is_some() && matches!(self.upgrade, UpgradeSlot::Probing(_)) {
+            return ProbeStatus::Failed;
+        }
+        self.upgrade.status()
+    }
+
+    /// A text message on the probing WebSocket.
+    pub fn recv_probe_text(&mut self, text: &str) {
+        if self.closed.is_some() {
+            return;
+        }
+        let UpgradeSlot::Probing(probe) = &mut self.upgrade else {
+            return;
+        };
+        match decode_text(text) {
+            Ok(Packet {
+                kind: PacketType::Ping,
+                data: "probe",
+            }) if !probe.probed => {
+                probe.probed = true;
+                probe
+                    .outbox
+                    .push_back(Outgoing::packet(PacketType::Pong, "probe"));
+                if self.get_parked {
+                    self.parked_answer = Some(Bytes::from_static(NOOP_BODY));
+                }
+            }
+            // The reference server completes on `5` whether or not the
+            // probe came first.
+            Ok(Packet {
+                kind: PacketType::Upgrade,
+                ..
+            }) => self.complete_upgrade(),
+            _ => self.upgrade = UpgradeSlot::Failed,
+        }
+    }
+
+    /// A binary message on the probing WebSocket: not part of the probe.
+    pub fn recv_probe_binary(&mut self) {
+        if matches!(self.upgrade, UpgradeSlot::Probing(_)) {
+            self.upgrade = UpgradeSlot::Failed;
+        }
+    }
+
+    /// The probing WebSocket closed: the session stays on polling.
+    pub fn probe_closed(&mut self) {
+        if matches!(self.upgrade, UpgradeSlot::Probing(_)) {
+            self.upgrade = UpgradeSlot::Failed;
+        }
+    }
+
+    /// The next packet for the probing WebSocket (`3probe`).
+    pub fn poll_probe_transmit(&mut self) -> Option<Outgoing> {
+        match &mut self.upgrade {
+            UpgradeSlot::Probing(probe) => probe.outbox.pop_front(),
+            _ => None,
+        }
+    }
+
+    fn complete_upgrade(&mut self) {
+        let previous = std::mem::replace(&mut self.upgrade, UpgradeSlot::Completed);
+        if let UpgradeSlot::Probing(probe) = previous {
+            self.websocket_queue.extend(probe.outbox);
+        }
+        // What was queued for polling goes out first, in order, on the
+        // WebSocket (docs/socketio.md §3, upgrade step 3).
+        self.websocket_queue.extend(self.polling_queue.drain(..));
+        self.transport = TransportKind::WebSocket;
+        self.upgraded_from_polling = true;
+        if self.get_parked {
+            self.parked_answer = Some(Bytes::from_static(NOOP_BODY));
+        }
+        self.events.push_back(EngineEvent::Upgraded);
+    }
+
+    // --------------------------------------------------------------- output
+
+    /// Queues a text message (`4` + text) for the client. Returns false
+    /// when the session is closed.
+    pub fn send_text(&mut self, text: &str) -> bool {
+        self.send(Outgoing::message(text))
+    }
+
+    /// Queues a binary message for the client. Returns false when the
+    /// session is closed.
+    pub fn send_binary(&mut self, data: Bytes) -> bool {
+        self.send(Outgoing::Binary(data))
+    }
+
+    /// Queues an encoded packet. Returns false when the session is closed.
+    pub fn send(&mut self, packet: Outgoing) -> bool {
+        if self.closed.is_some() {
+            return false;
+        }
+        self.queue(packet);
+        true
+    }
+
+    fn queue(&mut self, packet: Outgoing) {
+        match self.transport {
+            TransportKind::Polling => self.polling_queue.push_back(packet),
+            TransportKind::WebSocket => self.websocket_queue.push_back(packet),
+        }
+    }
+
+    /// The next packet to write on the session's WebSocket.
+    pub fn poll_transmit(&mut self) -> Option<Outgoing> {
+        if self.transport == TransportKind::WebSocket {
+            self.websocket_queue.pop_front()
+        } else {
+            None
+        }
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    /// Closes the session. The first reason wins; a parked GET is answered
+    /// `6` when the client closed and `1` otherwise (the reference
+    /// server's polling transport does the same).
+    pub fn close(&mut self, reason: CloseReason) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(reason);
+        self.next_ping = None;
+        self.pong_deadline = None;
+        if self.get_parked && self.parked_answer.is_none() {
+            self.parked_answer = Some(Bytes::from_static(
+                if reason == CloseReason::TransportClose {
+                    NOOP_BODY
+                } else {
+                    CLOSE_BODY
+                },
+            ));
+        }
+        if matches!(self.upgrade, UpgradeSlot::Probing(_)) {
+            self.upgrade = UpgradeSlot::Failed;
+        }
+        self.polling_queue.clear();
+        self.events.push_back(EngineEvent::Closed(reason));
+    }
+
+    // ----------------------------------------------------------------- time
+
+    /// When [`Session::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        [self.next_ping, self.pong_deadline, self.upgrade.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Runs whatever is due at `now`: the pong deadline (close with
+    /// `ping timeout`), the next ping, the upgrade deadline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        if self.pong_deadline.is_some_and(|deadline| deadline <= now) {
+            self.close(CloseReason::PingTimeout);
+            return;
+        }
+        if self.next_ping.is_some_and(|at| at <= now) {
+            self.next_ping = None;
+            self.pong_deadline = Some(now + self.config.ping_timeout);
+            self.queue(Outgoing::packet(PacketType::Ping, ""));
+        }
+        if self
+            .upgrade
+            .deadline()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.upgrade = UpgradeSlot::Failed;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

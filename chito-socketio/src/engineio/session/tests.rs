@@ -1,0 +1,446 @@
+//! Sans-IO tests of the session: every rule of docs/socketio.md §2–§3,
+//! time stepped by hand.
+
+use super::*;
+use std::time::Duration;
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        max_payload: 1_000_000,
+        upgrade_timeout: Duration::from_millis(1000),
+        allow_upgrades: true,
+    }
+}
+
+fn ms(start: Instant, millis: u64) -> Instant {
+    start + Duration::from_millis(millis)
+}
+
+fn sid() -> Sid {
+    Sid::from_bytes([7; 16])
+}
+
+fn polling(start: Instant) -> Session {
+    let mut session = Session::open(sid(), TransportKind::Polling, &config(), start);
+    match session.get_arrived(start) {
+        GetAction::Respond(_) => {}
+        other => panic!("handshake GET: {other:?}"),
+    }
+    session
+}
+
+fn body(action: GetAction) -> String {
+    match action {
+        GetAction::Respond(body) => String::from_utf8(body.to_vec()).unwrap(),
+        other => panic!("expected a body, got {other:?}"),
+    }
+}
+
+fn text(packet: Option<Outgoing>) -> String {
+    match packet {
+        Some(Outgoing::Text(text)) => text,
+        other => panic!("expected a text packet, got {other:?}"),
+    }
+}
+
+#[test]
+fn open_packet_has_exactly_the_five_keys() {
+    let start = Instant::now();
+    let mut session = Session::open(sid(), TransportKind::Polling, &config(), start);
+    let open = body(session.get_arrived(start));
+    assert_eq!(
+        open,
+        format!(
+            r#"0{{"sid":"{}","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}}"#,
+            sid()
+        )
+    );
+    let mut ws = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+    assert!(text(ws.poll_transmit()).contains(r#""upgrades":[]"#));
+    assert_eq!(ws.poll_transmit(), None);
+}
+
+#[test]
+fn polling_echo_flow() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    assert_eq!(session.post_begin(), Ok(()));
+    assert_eq!(session.post_body(b"4hello\x1ebAQIDBA==", start), Ok(()));
+    assert_eq!(
+        session.poll_event(),
+        Some(EngineEvent::Text("hello".into()))
+    );
+    assert_eq!(
+        session.poll_event(),
+        Some(EngineEvent::Binary(Bytes::from_static(&[1, 2, 3, 4])))
+    );
+    assert_eq!(session.poll_event(), None);
+    session.send_text("hello");
+    session.send_binary(Bytes::from_static(&[1, 2, 3, 4]));
+    assert_eq!(body(session.get_arrived(start)), "4hello\x1ebAQIDBA==");
+}
+
+#[test]
+fn parked_get_gets_later_packets() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    assert_eq!(session.take_poll_body(), None);
+    session.send_text("a");
+    session.send_text("b");
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"4a\x1e4b"[..]));
+    assert_eq!(session.take_poll_body(), None);
+}
+
+#[test]
+fn heartbeat_over_polling() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    assert_eq!(session.poll_timeout(), Some(ms(start, 300)));
+    assert_eq!(session.get_arrived(ms(start, 10)), GetAction::Park);
+    session.handle_timeout(ms(start, 299));
+    assert_eq!(session.take_poll_body(), None);
+    session.handle_timeout(ms(start, 300));
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"2"[..]));
+    assert_eq!(session.poll_timeout(), Some(ms(start, 500)));
+    // Any other packet is not a pong.
+    session.post_begin().unwrap();
+    session.post_body(b"4x", ms(start, 350)).unwrap();
+    assert_eq!(session.poll_timeout(), Some(ms(start, 500)));
+    session.post_begin().unwrap();
+    session.post_body(b"3", ms(start, 400)).unwrap();
+    assert_eq!(session.poll_timeout(), Some(ms(start, 700)));
+    // No pong this time: closed at the deadline, GETs refused after.
+    session.handle_timeout(ms(start, 700));
+    session.handle_timeout(ms(start, 899));
+    assert!(!session.is_closed());
+    assert_eq!(
+        session.get_arrived(ms(start, 900)),
+        GetAction::Reject(RequestError::UnknownSid)
+    );
+    assert_eq!(session.close_reason(), Some(CloseReason::PingTimeout));
+    assert_eq!(session.poll_timeout(), None);
+}
+
+#[test]
+fn unsolicited_pong_does_not_delay_the_ping() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    session.post_begin().unwrap();
+    session.post_body(b"3", ms(start, 250)).unwrap();
+    assert_eq!(session.poll_timeout(), Some(ms(start, 300)));
+}
+
+#[test]
+fn overlapping_get_closes_the_session() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    assert_eq!(
+        session.get_arrived(start),
+        GetAction::Reject(RequestError::BadRequest)
+    );
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"1"[..]));
+    assert_eq!(session.close_reason(), Some(CloseReason::TransportError));
+    assert_eq!(
+        session.get_arrived(start),
+        GetAction::Reject(RequestError::UnknownSid)
+    );
+}
+
+#[test]
+fn abandoned_get_is_not_an_overlap() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    session.get_abandoned();
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    assert!(!session.is_closed());
+}
+
+#[test]
+fn overlapping_post_closes_the_session() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    session.post_begin().unwrap();
+    assert_eq!(
+        session.post_begin(),
+        Err(PostError::Request(RequestError::BadRequest))
+    );
+    assert_eq!(session.close_reason(), Some(CloseReason::TransportError));
+}
+
+#[test]
+fn bad_bodies_close_the_session() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    session.post_begin().unwrap();
+    assert_eq!(session.post_body(b"abc", start), Err(PostError::BadPayload));
+    assert_eq!(session.close_reason(), Some(CloseReason::ParseError));
+    assert_eq!(
+        session.poll_event(),
+        Some(EngineEvent::Closed(CloseReason::ParseError))
+    );
+    assert_eq!(
+        session.get_arrived(start),
+        GetAction::Reject(RequestError::UnknownSid)
+    );
+
+    let mut session = polling(start);
+    session.post_begin().unwrap();
+    let big = vec![b'4'; 1_000_001];
+    assert_eq!(session.post_body(&big, start), Err(PostError::TooLarge));
+    assert_eq!(session.close_reason(), Some(CloseReason::TransportError));
+
+    for bad in [&b"0"[..], b"5", b"2", b"4a\x1e", b"", b"7"] {
+        let mut session = polling(start);
+        session.post_begin().unwrap();
+        let _ = session.post_body(bad, start);
+        assert!(session.is_closed(), "{bad:?} left the session open");
+    }
+}
+
+#[test]
+fn client_close_answers_the_parked_get_with_noop() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    session.post_begin().unwrap();
+    assert_eq!(session.post_body(b"1", start), Ok(()));
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"6"[..]));
+    assert_eq!(
+        session.poll_event(),
+        Some(EngineEvent::Closed(CloseReason::TransportClose))
+    );
+    assert_eq!(session.poll_event(), None);
+    assert_eq!(
+        session.get_arrived(start),
+        GetAction::Reject(RequestError::UnknownSid)
+    );
+    assert!(!session.send_text("late"));
+}
+
+#[test]
+fn server_close_answers_the_parked_get_with_close() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    session.close(CloseReason::ForcedClose);
+    session.close(CloseReason::PingTimeout);
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"1"[..]));
+    assert_eq!(session.close_reason(), Some(CloseReason::ForcedClose));
+    assert_eq!(
+        session.poll_event(),
+        Some(EngineEvent::Closed(CloseReason::ForcedClose))
+    );
+    assert_eq!(session.poll_event(), None);
+}
+
+#[test]
+fn get_response_respects_max_payload() {
+    let start = Instant::now();
+    let mut cfg = config();
+    cfg.max_payload = 10;
+    let mut session = Session::open(sid(), TransportKind::Polling, &cfg, start);
+    let _ = session.get_arrived(start);
+    session.send_text("12345");
+    session.send_text("12345");
+    assert_eq!(body(session.get_arrived(start)), "412345");
+    assert_eq!(body(session.get_arrived(start)), "412345");
+}
+
+#[test]
+fn websocket_session() {
+    let start = Instant::now();
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+    let _open = text(session.poll_transmit());
+    session.recv_text("4hello", start);
+    assert_eq!(
+        session.poll_event(),
+        Some(EngineEvent::Text("hello".into()))
+    );
+    session.recv_binary(Bytes::from_static(&[1, 2]));
+    assert_eq!(
+        session.poll_event(),
+        Some(EngineEvent::Binary(Bytes::from_static(&[1, 2])))
+    );
+    session.send_text("hello");
+    assert_eq!(text(session.poll_transmit()), "4hello");
+    // Heartbeat on WebSocket.
+    session.handle_timeout(ms(start, 300));
+    assert_eq!(text(session.poll_transmit()), "2");
+    session.recv_text("3", ms(start, 310));
+    assert_eq!(session.poll_timeout(), Some(ms(start, 610)));
+    // Polling requests for a WebSocket-only session are bad requests.
+    assert_eq!(
+        session.get_arrived(ms(start, 320)),
+        GetAction::Reject(RequestError::BadRequest)
+    );
+    assert_eq!(
+        session.begin_upgrade(start),
+        Err(UpgradeRefusal::AlreadyUpgraded)
+    );
+    session.recv_text("abc", start);
+    assert_eq!(session.close_reason(), Some(CloseReason::ParseError));
+}
+
+#[test]
+fn websocket_ping_timeout_and_close() {
+    let start = Instant::now();
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+    session.handle_timeout(ms(start, 300));
+    session.handle_timeout(ms(start, 500));
+    assert_eq!(session.close_reason(), Some(CloseReason::PingTimeout));
+
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+    session.recv_text("1", start);
+    assert_eq!(session.close_reason(), Some(CloseReason::TransportClose));
+}
+
+#[test]
+fn upgrade_with_probe() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    session.send_text("queued");
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"4queued"[..]));
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    assert_eq!(session.begin_upgrade(start), Ok(()));
+    assert_eq!(session.probe_status(), ProbeStatus::Probing);
+    assert_eq!(
+        session.begin_upgrade(start),
+        Err(UpgradeRefusal::AlreadyUpgraded)
+    );
+    // Polling goes on meanwhile.
+    session.send_text("during");
+    session.recv_probe_text("2probe");
+    assert_eq!(text(session.poll_probe_transmit()), "3probe");
+    // The parked GET, and every GET after the probe, gets a noop.
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"6"[..]));
+    assert_eq!(body(session.get_arrived(start)), "6");
+    session.recv_probe_text("5");
+    assert_eq!(session.probe_status(), ProbeStatus::Completed);
+    assert_eq!(session.transport(), TransportKind::WebSocket);
+    assert_eq!(session.poll_event(), Some(EngineEvent::Upgraded));
+    // What was queued for polling comes first on the WebSocket.
+    assert_eq!(text(session.poll_transmit()), "4during");
+    session.recv_text("4hello", start);
+    assert_eq!(
+        session.poll_event(),
+        Some(EngineEvent::Text("hello".into()))
+    );
+    assert_eq!(
+        session.get_arrived(start),
+        GetAction::Reject(RequestError::UnknownSid)
+    );
+    assert_eq!(
+        session.post_begin(),
+        Err(PostError::Request(RequestError::UnknownSid))
+    );
+    assert_eq!(
+        session.begin_upgrade(start),
+        Err(UpgradeRefusal::AlreadyUpgraded)
+    );
+}
+
+#[test]
+fn upgrade_without_waiting_for_the_probe_answer() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    session.begin_upgrade(start).unwrap();
+    session.recv_probe_text("2probe");
+    session.recv_probe_text("5");
+    assert_eq!(session.probe_status(), ProbeStatus::Completed);
+    assert_eq!(text(session.poll_transmit()), "3probe");
+}
+
+#[test]
+fn upgrade_failures_leave_the_session_on_polling() {
+    let start = Instant::now();
+    for failure in 0..4 {
+        let mut session = polling(start);
+        session.begin_upgrade(start).unwrap();
+        match failure {
+            0 => session.recv_probe_text("4hello"),
+            1 => session.recv_probe_binary(),
+            2 => session.probe_closed(),
+            _ => {
+                assert_eq!(session.poll_timeout(), Some(ms(start, 300)));
+                session.handle_timeout(ms(start, 300));
+                session.post_begin().unwrap();
+                session.post_body(b"3", ms(start, 300)).unwrap();
+                session.handle_timeout(ms(start, 1000));
+            }
+        }
+        assert_eq!(
+            session.probe_status(),
+            ProbeStatus::Failed,
+            "failure {failure}"
+        );
+        assert!(!session.is_closed());
+        assert_eq!(session.transport(), TransportKind::Polling);
+        // A new upgrade may be tried.
+        assert_eq!(session.begin_upgrade(start), Ok(()));
+    }
+}
+
+#[test]
+fn closing_during_the_probe_fails_it() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    session.begin_upgrade(start).unwrap();
+    session.close(CloseReason::ServerShutdown);
+    assert_eq!(session.probe_status(), ProbeStatus::Failed);
+    assert_eq!(
+        session.begin_upgrade(start),
+        Err(UpgradeRefusal::SessionClosed)
+    );
+}
+
+#[test]
+fn upgrades_can_be_disabled() {
+    let start = Instant::now();
+    let mut cfg = config();
+    cfg.allow_upgrades = false;
+    let mut session = Session::open(sid(), TransportKind::Polling, &cfg, start);
+    assert!(body(session.get_arrived(start)).contains(r#""upgrades":[]"#));
+    assert_eq!(
+        session.begin_upgrade(start),
+        Err(UpgradeRefusal::NotAllowed)
+    );
+}
+
+#[test]
+fn every_prefix_and_bit_flip_of_a_body_never_panics() {
+    let start = Instant::now();
+    let body: &[u8] = b"4hello\x1ebAQIDBA==\x1e3\x1e6\x1e1";
+    for end in 0..=body.len() {
+        let mut session = polling(start);
+        session.post_begin().unwrap();
+        let _ = session.post_body(&body[..end], start);
+        while session.poll_event().is_some() {}
+    }
+    for index in 0..body.len() {
+        for bit in 0..8 {
+            let mut flipped = body.to_vec();
+            flipped[index] ^= 1 << bit;
+            let mut session = polling(start);
+            session.post_begin().unwrap();
+            let _ = session.post_body(&flipped, start);
+            let _ = session.get_arrived(start);
+            let mut session = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+            if let Ok(text) = std::str::from_utf8(&flipped) {
+                session.recv_text(text, start);
+            }
+        }
+    }
+}
+
+#[test]
+fn close_reasons_have_the_reference_texts() {
+    assert_eq!(CloseReason::PingTimeout.as_str(), "ping timeout");
+    assert_eq!(CloseReason::TransportClose.as_str(), "transport close");
+    assert_eq!(CloseReason::ParseError.as_str(), "parse error");
+}
