@@ -18,3 +18,9 @@ pub use query::{RequestError, TransportKind};
 pub use session::{CloseReason, EngineEvent, GetAction, PostError, Session};
 pub use sid::{Sid, SidGenerator};
 pub use upgrade::{ProbeStatus, UpgradeRefusal};
+
+mod polling;
+pub mod server;
+mod websocket;
+
+pub use server::{EngineHandler, EngineIo, EngineServerConfig, EngineSocket};

@@ -1,0 +1,243 @@
+//! The WebSocket transport on chito (docs/socketio.md §3): the query is
+//! checked first (a bad one is an HTTP 400 with the JSON error, never a
+//! 101), then chito validates the handshake, and the upgraded stream runs
+//! on chito's tokio driver. One Engine.IO packet per WebSocket message.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chito::handshake::{Accept, UpgradeRequest};
+use chito::{CloseCode, Config, Connection, Message, OwnedEvent, Role};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use super::packet::Outgoing;
+use super::query::{RequestError, TransportKind};
+use super::server::{error_response, plain, Inner, SessionCell};
+use super::session::CloseReason;
+use super::sid::Sid;
+use super::upgrade::{ProbeStatus, UpgradeRefusal};
+
+/// What the upgraded WebSocket is for.
+enum Role2 {
+    /// A new WebSocket-only session.
+    Open,
+    /// An upgrade of a polling session.
+    Probe(Sid, Arc<SessionCell>),
+    /// A WebSocket for a session that has one already: accepted, then
+    /// closed at once (the suites check the first keeps working).
+    Refused,
+}
+
+/// chito's settings for Engine.IO WebSockets: chito's own keepalive off
+/// (Engine.IO's heartbeat is the one the clients check, §2), messages
+/// bounded by `maxPayload` (a bigger one closes with 1009, as `ws` does).
+fn websocket_config(inner: &Inner) -> Config {
+    let mut config = Config::default();
+    config.ping_interval = None;
+    config.idle_timeout = None;
+    config.max_message_size = inner.config.engine.max_payload;
+    config
+}
+
+pub(crate) fn handle(
+    inner: &Arc<Inner>,
+    mut request: Request<Incoming>,
+    sid: Option<String>,
+) -> Response<Full<Bytes>> {
+    let role = match sid {
+        None => Role2::Open,
+        Some(sid) => match inner.find(&sid) {
+            None => return error_response(RequestError::UnknownSid),
+            Some((sid, cell)) => {
+                let begun = cell.lock().begin_upgrade(Instant::now());
+                match begun {
+                    Ok(()) => Role2::Probe(sid, cell),
+                    Err(UpgradeRefusal::SessionClosed) => {
+                        return error_response(RequestError::UnknownSid)
+                    }
+                    Err(UpgradeRefusal::NotAllowed) => {
+                        return error_response(RequestError::BadRequest)
+                    }
+                    Err(UpgradeRefusal::AlreadyUpgraded) => Role2::Refused,
+                }
+            }
+        },
+    };
+    let config = websocket_config(inner);
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |target| target.as_str())
+        .to_owned();
+    let minor = u8::from(request.version() != hyper::Version::HTTP_10);
+    let accepted = UpgradeRequest::from_parts(
+        request.method().as_str(),
+        &target,
+        minor,
+        request
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        &config,
+    )
+    .and_then(|ws_request| ws_request.accept(Accept::default(), &config));
+    let accepted = match accepted {
+        Ok(accepted) => accepted,
+        Err(rejection) => {
+            if let Role2::Probe(sid, cell) = &role {
+                cell.lock().probe_closed();
+                inner.after_change(*sid, cell);
+            }
+            let status =
+                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return plain(
+                status,
+                "text/plain",
+                Bytes::from(rejection.reason().to_owned()),
+            );
+        }
+    };
+    let upgrade = hyper::upgrade::on(&mut request);
+    let negotiated = accepted.negotiated().clone();
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else {
+            if let Role2::Probe(sid, cell) = &role {
+                cell.lock().probe_closed();
+                inner.after_change(*sid, cell);
+            }
+            return;
+        };
+        let conn = Connection::with_negotiated(Role::Server, config, negotiated, &[]);
+        let ws = chito::tokio::Builder::new(TokioIo::new(upgraded)).upgraded(conn);
+        match role {
+            Role2::Open => {
+                let (sid, cell) = inner.open_session(TransportKind::WebSocket);
+                run(inner, sid, cell, ws, false).await;
+            }
+            Role2::Probe(sid, cell) => run(inner, sid, cell, ws, true).await,
+            Role2::Refused => {
+                let mut ws = ws;
+                let _ = ws.close(CloseCode::Normal, "").await;
+                // Drain until the closing handshake ends.
+                while ws.recv().await.is_ok() {}
+            }
+        }
+    });
+    let mut response = plain(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
+    response.headers_mut().remove(hyper::header::CONTENT_TYPE);
+    for (name, value) in accepted.headers() {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// Drives one WebSocket of a session: this task reads; a writer task
+/// moves the session's packets into chito's send queue.
+async fn run<S>(
+    inner: Arc<Inner>,
+    sid: Sid,
+    cell: Arc<SessionCell>,
+    mut ws: chito::tokio::WebSocket<S>,
+    probing: bool,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let handle = ws.handle();
+    let writer = tokio::spawn(write_loop(Arc::clone(&cell), handle, probing));
+    let mut main = !probing;
+    loop {
+        let event = ws.recv().await;
+        if !main && cell.lock().probe_status() == ProbeStatus::Completed {
+            main = true;
+        }
+        let mut session = cell.lock();
+        match event {
+            Ok(OwnedEvent::Text(text)) if main => session.recv_text(&text, Instant::now()),
+            Ok(OwnedEvent::Text(text)) => session.recv_probe_text(&text),
+            Ok(OwnedEvent::Binary(data)) if main => session.recv_binary(Bytes::from(data)),
+            Ok(OwnedEvent::Binary(_)) => session.recv_probe_binary(),
+            Ok(OwnedEvent::Ping(_) | OwnedEvent::Pong(_)) => {}
+            Ok(OwnedEvent::Close(_)) | Err(_) => {
+                if main {
+                    session.close(CloseReason::TransportClose);
+                } else {
+                    session.probe_closed();
+                }
+                drop(session);
+                inner.after_change(sid, &cell);
+                break;
+            }
+        }
+        drop(session);
+        inner.after_change(sid, &cell);
+    }
+    // The writer ends once it sees the session closed or the probe failed;
+    // if it is stuck behind a full queue, the connection is gone anyway.
+    writer.abort();
+}
+
+/// Moves packets from the session to the WebSocket, and closes it when
+/// the session closes (1000, or 1002 for a parse error: §9) or the probe
+/// fails (1000).
+async fn write_loop(cell: Arc<SessionCell>, handle: chito::tokio::Handle, mut probing: bool) {
+    let mut changed = cell.subscribe();
+    loop {
+        let (packets, close) = {
+            let mut session = cell.lock();
+            let mut packets = Vec::new();
+            if probing {
+                while let Some(packet) = session.poll_probe_transmit() {
+                    packets.push(packet);
+                }
+                match session.probe_status() {
+                    ProbeStatus::Completed => probing = false,
+                    ProbeStatus::Probing => {}
+                    ProbeStatus::Idle | ProbeStatus::Failed => {
+                        drop(session);
+                        let _ = handle.close(CloseCode::Normal, "");
+                        return;
+                    }
+                }
+            }
+            let mut close = None;
+            if !probing {
+                while let Some(packet) = session.poll_transmit() {
+                    packets.push(packet);
+                }
+                close = session.close_reason();
+            }
+            (packets, close)
+        };
+        for packet in packets {
+            let sent = match &packet {
+                Outgoing::Text(text) => handle.send(Message::Text(text)).await,
+                Outgoing::Binary(data) => handle.send(Message::Binary(data)).await,
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+        if let Some(reason) = close {
+            let code = if reason == CloseReason::ParseError {
+                CloseCode::ProtocolError
+            } else {
+                CloseCode::Normal
+            };
+            let _ = handle.close(code, "");
+            return;
+        }
+        if changed.changed().await.is_err() {
+            return;
+        }
+    }
+}
