@@ -173,12 +173,12 @@ impl Inner {
     /// to the application (outside the lock), forget it once closed.
     pub(crate) fn after_change(&self, sid: Sid, cell: &Arc<SessionCell>) {
         cell.notify();
-        let (events, closed) = {
+        let (events, finished) = {
             let mut session = cell.lock();
             let events: Vec<EngineEvent> = std::iter::from_fn(|| session.poll_event()).collect();
-            (events, session.is_closed())
+            (events, session.is_finished())
         };
-        if closed {
+        if finished {
             // Requests naming it now get `Session ID unknown`; a parked
             // GET keeps its own reference to take its last answer.
             self.sessions().remove(&sid);
@@ -196,13 +196,13 @@ impl Inner {
 }
 
 /// The session's timer: runs `handle_timeout` at `poll_timeout`, ends
-/// when the session closes.
+/// when the session is finished (closed, nothing left to answer).
 async fn run_timer(inner: Arc<Inner>, sid: Sid, cell: Arc<SessionCell>) {
     let mut changed = cell.subscribe();
     loop {
         let deadline = {
             let session = cell.lock();
-            if session.is_closed() {
+            if session.is_finished() {
                 break;
             }
             session.poll_timeout()

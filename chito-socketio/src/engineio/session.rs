@@ -107,7 +107,17 @@ pub struct Session {
     websocket_queue: VecDeque<Outgoing>,
     upgrade: UpgradeSlot,
     events: VecDeque<EngineEvent>,
+    /// After the client's own `1` on polling with no GET parked: until
+    /// then, one GET racing that POST still gets the `6` it would have
+    /// got had it arrived first (clients send the two concurrently).
+    close_noop_until: Option<Instant>,
 }
+
+/// How long a closed polling session still answers a GET racing the
+/// client's close POST with `6` (the reference server, single-threaded,
+/// sees them in arrival order; two requests on two connections may be
+/// handled in either order here).
+const CLOSE_NOOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 const CLOSE_BODY: &[u8] = b"1";
 const NOOP_BODY: &[u8] = b"6";
@@ -137,6 +147,7 @@ impl Session {
             websocket_queue: VecDeque::new(),
             upgrade: UpgradeSlot::Idle,
             events: VecDeque::new(),
+            close_noop_until: None,
         };
         let open = Outgoing::Text(session.open_packet());
         session.queue(open);
@@ -182,6 +193,13 @@ impl Session {
         self.closed.is_some()
     }
 
+    /// Whether the session is closed and has nothing left to answer: its
+    /// owner may forget it (requests naming it then get `Session ID
+    /// unknown`).
+    pub fn is_finished(&self) -> bool {
+        self.closed.is_some() && self.close_noop_until.is_none()
+    }
+
     // ---------------------------------------------------------------- input
 
     /// A WebSocket text message, or one packet of a polling body, on the
@@ -216,7 +234,12 @@ impl Session {
                     self.next_ping = Some(now + self.config.ping_interval);
                 }
             }
-            PacketType::Close => self.close(CloseReason::TransportClose),
+            PacketType::Close => {
+                if self.transport == TransportKind::Polling && !self.get_parked {
+                    self.close_noop_until = Some(now + CLOSE_NOOP_GRACE);
+                }
+                self.close(CloseReason::TransportClose);
+            }
             PacketType::Noop => {}
             // Since v4 the server pings: a client ping outside the probe
             // is "invalid heartbeat direction" in the reference server.
@@ -231,6 +254,9 @@ impl Session {
     /// a GET that comes after the pong deadline sees the session closed.
     pub fn get_arrived(&mut self, now: Instant) -> GetAction {
         self.handle_timeout(now);
+        if self.close_noop_until.take().is_some() {
+            return GetAction::Respond(Bytes::from_static(NOOP_BODY));
+        }
         if let Some(error) = self.polling_refusal() {
             return GetAction::Reject(error);
         }
@@ -508,7 +534,7 @@ impl Session {
     /// When [`Session::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed.is_some() {
-            return None;
+            return self.close_noop_until;
         }
         [self.next_ping, self.pong_deadline, self.upgrade.deadline()]
             .into_iter()
@@ -520,16 +546,23 @@ impl Session {
     /// `ping timeout`), the next ping, the upgrade deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed.is_some() {
+            if self.close_noop_until.is_some_and(|until| until <= now) {
+                self.close_noop_until = None;
+            }
             return;
+        }
+        if let Some(at) = self.next_ping.filter(|at| *at <= now) {
+            // The pong deadline counts from when the ping was due, not
+            // from when this call came: a late timer (or a GET arriving
+            // before it) sees the session exactly as if the timer had run
+            // on time — the client gets pingInterval + pingTimeout.
+            self.next_ping = None;
+            self.pong_deadline = Some(at + self.config.ping_timeout);
+            self.queue(Outgoing::packet(PacketType::Ping, ""));
         }
         if self.pong_deadline.is_some_and(|deadline| deadline <= now) {
             self.close(CloseReason::PingTimeout);
             return;
-        }
-        if self.next_ping.is_some_and(|at| at <= now) {
-            self.next_ping = None;
-            self.pong_deadline = Some(now + self.config.ping_timeout);
-            self.queue(Outgoing::packet(PacketType::Ping, ""));
         }
         if self
             .upgrade

@@ -367,10 +367,14 @@ fn upgrade_failures_leave_the_session_on_polling() {
             1 => session.recv_probe_binary(),
             2 => session.probe_closed(),
             _ => {
-                assert_eq!(session.poll_timeout(), Some(ms(start, 300)));
-                session.handle_timeout(ms(start, 300));
-                session.post_begin().unwrap();
-                session.post_body(b"3", ms(start, 300)).unwrap();
+                // Heartbeats answered on polling meanwhile.
+                for at in [300, 600, 900] {
+                    assert_eq!(session.poll_timeout(), Some(ms(start, at)));
+                    session.handle_timeout(ms(start, at));
+                    session.post_begin().unwrap();
+                    session.post_body(b"3", ms(start, at)).unwrap();
+                }
+                assert_eq!(session.poll_timeout(), Some(ms(start, 1000)));
                 session.handle_timeout(ms(start, 1000));
             }
         }
@@ -443,4 +447,48 @@ fn close_reasons_have_the_reference_texts() {
     assert_eq!(CloseReason::PingTimeout.as_str(), "ping timeout");
     assert_eq!(CloseReason::TransportClose.as_str(), "transport close");
     assert_eq!(CloseReason::ParseError.as_str(), "parse error");
+}
+
+#[test]
+fn a_late_timer_keeps_the_clients_deadline() {
+    // The timer never ran: a GET at pingInterval + pingTimeout finds the
+    // session closed, as if the ping had gone out on time.
+    let start = Instant::now();
+    let mut session = polling(start);
+    assert_eq!(
+        session.get_arrived(ms(start, 500)),
+        GetAction::Reject(RequestError::UnknownSid)
+    );
+    assert_eq!(session.close_reason(), Some(CloseReason::PingTimeout));
+    // Just before it, the GET gets the ping.
+    let mut session = polling(start);
+    assert_eq!(body(session.get_arrived(ms(start, 499))), "2");
+}
+
+#[test]
+fn a_get_racing_the_clients_close_gets_noop_once() {
+    let start = Instant::now();
+    let mut session = polling(start);
+    session.post_begin().unwrap();
+    session.post_body(b"1", start).unwrap();
+    assert!(session.is_closed());
+    assert!(!session.is_finished());
+    assert_eq!(session.poll_timeout(), Some(ms(start, 1000)));
+    assert_eq!(body(session.get_arrived(ms(start, 5))), "6");
+    assert!(session.is_finished());
+    assert_eq!(
+        session.get_arrived(ms(start, 6)),
+        GetAction::Reject(RequestError::UnknownSid)
+    );
+    // Unclaimed, the grace ends by itself.
+    let mut session = polling(start);
+    session.post_begin().unwrap();
+    session.post_body(b"1", start).unwrap();
+    session.handle_timeout(ms(start, 1000));
+    assert!(session.is_finished());
+    assert_eq!(session.poll_timeout(), None);
+    // A server-side close finishes at once.
+    let mut session = polling(start);
+    session.close(CloseReason::ForcedClose);
+    assert!(session.is_finished());
 }
