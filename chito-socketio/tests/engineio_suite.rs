@@ -11,9 +11,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Where the suite is read from: `shared/` beside the repository.
+/// Where the suite is read from: `$CHITO_PROTOCOL_SUITES/engine.io` if
+/// set, else `shared/` beside the checkout, else the workplace's
+/// `/work/shared` (a CI clone elsewhere, e.g. under /tmp). Missing
+/// everywhere is a failure naming every place looked at, never a skip.
 fn suite_source() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/protocol-suites/engine.io")
+    let mut places: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("CHITO_PROTOCOL_SUITES") {
+        places.push(PathBuf::from(dir).join("engine.io"));
+    }
+    places
+        .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/protocol-suites/engine.io"));
+    places.push(PathBuf::from("/work/shared/protocol-suites/engine.io"));
+    match places.iter().find(|p| p.join("test-suite/package.json").is_file()) {
+        Some(found) => found.clone(),
+        None => panic!("the engine.io protocol suite is not at any of {places:?}"),
+    }
 }
 
 /// The example binary cargo built next to this test
