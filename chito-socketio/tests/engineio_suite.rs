@@ -23,7 +23,10 @@ fn suite_source() -> PathBuf {
     places
         .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/protocol-suites/engine.io"));
     places.push(PathBuf::from("/work/shared/protocol-suites/engine.io"));
-    match places.iter().find(|p| p.join("test-suite/package.json").is_file()) {
+    match places
+        .iter()
+        .find(|p| p.join("test-suite/package.json").is_file())
+    {
         Some(found) => found.clone(),
         None => panic!("the engine.io protocol suite is not at any of {places:?}"),
     }

@@ -5,6 +5,7 @@
 //! sans-IO: no socket, no clock (time is passed in as an `Instant`).
 
 pub mod config;
+pub mod cors;
 pub mod packet;
 pub mod payload;
 pub mod query;
@@ -12,10 +13,11 @@ pub mod session;
 pub mod sid;
 pub mod upgrade;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, QueueOverflow};
+pub use cors::{Cors, CorsOrigin};
 pub use packet::{Outgoing, Packet, PacketError, PacketType};
 pub use query::{RequestError, TransportKind};
-pub use session::{CloseReason, EngineEvent, GetAction, PostError, Session};
+pub use session::{CloseReason, EngineEvent, GetAction, PostError, SendError, Session};
 pub use sid::{Sid, SidGenerator};
 pub use upgrade::{ProbeStatus, UpgradeRefusal};
 
@@ -23,4 +25,4 @@ mod polling;
 pub mod server;
 mod websocket;
 
-pub use server::{EngineHandler, EngineIo, EngineServerConfig, EngineSocket};
+pub use server::{AllowRequest, EngineHandler, EngineIo, EngineServerConfig, EngineSocket};

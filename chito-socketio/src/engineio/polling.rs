@@ -27,7 +27,14 @@ pub(crate) async fn handle(
         if request.method() != Method::GET {
             return error_response(RequestError::BadHandshakeMethod);
         }
-        let (sid, cell) = inner.open_session(TransportKind::Polling);
+        let Some((sid, cell)) = inner.open_session(TransportKind::Polling) else {
+            // `max_sessions` reached (or shutdown began) since the checks.
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                Bytes::from_static(b"too many sessions"),
+            );
+        };
         return get(inner, sid, cell).await;
     };
     let Some((sid, cell)) = inner.find(&sid) else {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,9 +19,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
 use super::config::EngineConfig;
+use super::cors::{Cors, CorsOrigin, CorsRequest};
 use super::packet::Outgoing;
 use super::query::{parse_query, RequestError, TransportKind};
-use super::session::{CloseReason, EngineEvent, Session};
+use super::session::{CloseReason, EngineEvent, SendError, Session};
 use super::sid::{Sid, SidGenerator};
 
 /// What the application does with an Engine.IO server's sessions.
@@ -43,8 +44,43 @@ pub struct EngineServerConfig {
     pub engine: EngineConfig,
     /// The path requests are served under (`/engine.io/`).
     pub path: String,
-    /// Answer `Access-Control-Allow-Origin: *` (the suites' `cors: {origin: "*"}`).
+    /// Answer `Access-Control-Allow-Origin: *` (the suites' `cors: {origin: "*"}`):
+    /// the same as `cors: Cors::any()`, kept for configurations written
+    /// before `cors`.
     pub cors_any_origin: bool,
+    /// CORS for browsers calling from other origins (docs/socketio.md §10);
+    /// off by default, as in the JavaScript server.
+    pub cors: Cors,
+    /// The most sessions open at once (0: no limit). A handshake past it is
+    /// answered 503 (docs/socketio.md §9), polling and WebSocket alike: a
+    /// temporary refusal the clients retry with their reconnection backoff.
+    pub max_sessions: usize,
+    /// Decides whether a handshake (a request without `sid`) may open a
+    /// session, as the JavaScript server's `allowRequest`; a refusal is
+    /// answered 403 `{"code":4,"message":"Forbidden"}`.
+    pub allow_request: Option<AllowRequest>,
+}
+
+/// The hook that accepts or refuses a handshake from its request line and
+/// headers (check an `Origin`, a cookie, a token in the query).
+#[derive(Clone)]
+pub struct AllowRequest(Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>);
+
+impl AllowRequest {
+    /// A hook that allows the handshakes for which `allow` returns true.
+    pub fn new(allow: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static) -> Self {
+        AllowRequest(Arc::new(allow))
+    }
+
+    fn allows(&self, parts: &http::request::Parts) -> bool {
+        (self.0)(parts)
+    }
+}
+
+impl std::fmt::Debug for AllowRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AllowRequest(..)")
+    }
 }
 
 impl Default for EngineServerConfig {
@@ -53,6 +89,9 @@ impl Default for EngineServerConfig {
             engine: EngineConfig::default(),
             path: "/engine.io/".to_owned(),
             cors_any_origin: false,
+            cors: Cors::default(),
+            max_sessions: 0,
+            allow_request: None,
         }
     }
 }
@@ -104,18 +143,35 @@ impl EngineSocket {
         self.sid
     }
 
-    /// Sends a text message. False when the session is closed.
+    /// Sends a text message. False when it was not queued (the session is
+    /// closed, or its queue is full: [`EngineSocket::try_send_text`] says
+    /// which).
     pub fn send_text(&self, text: &str) -> bool {
-        self.send(Outgoing::message(text))
+        self.try_send(Outgoing::message(text)).is_ok()
     }
 
-    /// Sends a binary message. False when the session is closed.
+    /// Sends a binary message. False when it was not queued.
     pub fn send_binary(&self, data: Bytes) -> bool {
-        self.send(Outgoing::Binary(data))
+        self.try_send(Outgoing::Binary(data)).is_ok()
     }
 
-    fn send(&self, packet: Outgoing) -> bool {
-        let sent = self.cell.lock().send(packet);
+    /// Sends a text message, saying why it was not queued: the session is
+    /// closed, or its queue is past `max_queued_bytes` (then the session's
+    /// `queue_overflow` policy applied).
+    pub fn try_send_text(&self, text: &str) -> Result<(), SendError> {
+        self.try_send(Outgoing::message(text))
+    }
+
+    /// Sends a binary message, saying why it was not queued.
+    pub fn try_send_binary(&self, data: Bytes) -> Result<(), SendError> {
+        self.try_send(Outgoing::Binary(data))
+    }
+
+    fn try_send(&self, packet: Outgoing) -> Result<(), SendError> {
+        let sent = self.cell.lock().try_send(packet);
+        // Wakes the GET, the writer and the timer task; a slow consumer
+        // closed here is reported and forgotten by the timer task, which
+        // sees it finished.
         self.cell.notify();
         sent
     }
@@ -132,6 +188,13 @@ pub(crate) struct Inner {
     sids: SidGenerator,
     sessions: Mutex<HashMap<Sid, Arc<SessionCell>>>,
     pub(crate) handler: Arc<dyn EngineHandler>,
+    /// `Some(deadline)` once [`EngineIo::shutdown`] started: handshakes are
+    /// refused, `serve` stops accepting, served connections finish by the
+    /// deadline.
+    shutdown: watch::Sender<Option<Instant>>,
+    /// Every WebSocket connection, so the shutdown can drop those still
+    /// open at its deadline.
+    pub(crate) websockets: chito::tokio::Shutdown,
 }
 
 impl Inner {
@@ -148,11 +211,25 @@ impl Inner {
         Some((sid, cell))
     }
 
-    /// A new session on `transport`, registered, its timer task running.
+    /// Whether shutdown has started.
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutdown.borrow().is_some()
+    }
+
+    /// Whether `max_sessions` sessions are open.
+    pub(crate) fn at_capacity(&self) -> bool {
+        let max = self.config.max_sessions;
+        max != 0 && self.sessions().len() >= max
+    }
+
+    /// A new session on `transport`, registered, its timer task running;
+    /// `None` when `max_sessions` are open or shutdown started (checked
+    /// under the lock the session is inserted with, so concurrent
+    /// handshakes cannot pass the limit together).
     pub(crate) fn open_session(
         self: &Arc<Self>,
         transport: TransportKind,
-    ) -> (Sid, Arc<SessionCell>) {
+    ) -> Option<(Sid, Arc<SessionCell>)> {
         let sid = self.sids.next_sid();
         let session = Session::open(sid, transport, &self.config.engine, Instant::now());
         let (changed, _) = watch::channel(0);
@@ -160,13 +237,20 @@ impl Inner {
             session: Mutex::new(session),
             changed,
         });
-        self.sessions().insert(sid, Arc::clone(&cell));
+        {
+            let mut sessions = self.sessions();
+            let max = self.config.max_sessions;
+            if self.shutting_down() || (max != 0 && sessions.len() >= max) {
+                return None;
+            }
+            sessions.insert(sid, Arc::clone(&cell));
+        }
         tokio::spawn(run_timer(Arc::clone(self), sid, Arc::clone(&cell)));
         self.handler.on_open(&EngineSocket {
             cell: Arc::clone(&cell),
             sid,
         });
-        (sid, cell)
+        Some((sid, cell))
     }
 
     /// After any change of a session: wake its waiters, hand its events
@@ -245,6 +329,8 @@ impl EngineIo {
                 sids: SidGenerator::new(),
                 sessions: Mutex::new(HashMap::new()),
                 handler: Arc::new(handler),
+                shutdown: watch::channel(None).0,
+                websockets: chito::tokio::Shutdown::new(),
             }),
         }
     }
@@ -254,17 +340,29 @@ impl EngineIo {
         self.inner.sessions().len()
     }
 
+    /// The CORS settings in force (`cors_any_origin` is `Cors::any()`).
+    fn cors(&self) -> Cors {
+        let config = &self.inner.config;
+        if config.cors_any_origin && config.cors.origin == CorsOrigin::Off {
+            Cors::any()
+        } else {
+            config.cors.clone()
+        }
+    }
+
     /// Answers one HTTP request (serve it with hyper's `with_upgrades`).
     pub async fn handle(
         &self,
         request: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let cors_request = CorsRequest::from_headers(request.headers());
+        let preflight = request.method() == Method::OPTIONS;
         let mut response = self.route(request).await;
-        if self.inner.config.cors_any_origin {
-            response.headers_mut().insert(
-                hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                hyper::header::HeaderValue::from_static("*"),
-            );
+        let cors = self.cors();
+        if preflight && response.status() == StatusCode::NO_CONTENT {
+            cors.apply_preflight(&cors_request, response.headers_mut());
+        } else {
+            cors.apply(&cors_request, response.headers_mut());
         }
         Ok(response)
     }
@@ -280,13 +378,9 @@ impl EngineIo {
             );
         }
         if request.method() == Method::OPTIONS {
-            // CORS preflight (docs/socketio.md §10).
-            let mut response = plain(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
-            response.headers_mut().insert(
-                hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
-                hyper::header::HeaderValue::from_static("GET,POST"),
-            );
-            return response;
+            // CORS preflight (docs/socketio.md §10): `handle` adds the
+            // headers the CORS settings allow.
+            return plain(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
         }
         let query = request.uri().query().map(str::to_owned);
         let parsed = match parse_query(query.as_deref()) {
@@ -294,31 +388,140 @@ impl EngineIo {
             Err(error) => return error_response(error),
         };
         let sid = parsed.sid.map(str::to_owned);
+        let request = if sid.is_none() {
+            match self.admit_handshake(request) {
+                Ok(request) => request,
+                Err(refusal) => return refusal,
+            }
+        } else {
+            request
+        };
         match parsed.transport {
             TransportKind::Polling => super::polling::handle(&self.inner, request, sid).await,
             TransportKind::WebSocket => super::websocket::handle(&self.inner, request, sid),
         }
     }
 
-    /// Serves HTTP/1.1 on `listener` until it fails.
+    /// The checks a handshake passes before a session is opened for it,
+    /// in the reference server's order (its `verify` runs `allowRequest`
+    /// last): not shutting down (503), the `allow_request` hook (403,
+    /// code 4), `max_sessions` (503).
+    #[allow(clippy::result_large_err)]
+    fn admit_handshake(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Request<Incoming>, Response<Full<Bytes>>> {
+        if self.inner.shutting_down() {
+            return Err(unavailable("server shutting down"));
+        }
+        let request = match &self.inner.config.allow_request {
+            Some(hook) => {
+                let (parts, body) = request.into_parts();
+                if !hook.allows(&parts) {
+                    return Err(error_response(RequestError::Forbidden));
+                }
+                Request::from_parts(parts, body)
+            }
+            None => request,
+        };
+        // Checked again when the session is inserted (`open_session`):
+        // this early answer spares a WebSocket its 101.
+        if self.inner.at_capacity() {
+            return Err(unavailable("too many sessions"));
+        }
+        Ok(request)
+    }
+
+    /// Serves HTTP/1.1 on `listener` until it fails or
+    /// [`EngineIo::shutdown`] starts; then stops accepting and returns
+    /// `Ok(())`, while the connections it served finish their requests
+    /// (hyper's graceful shutdown) within the shutdown's deadline.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let mut shutdown = self.inner.shutdown.subscribe();
         loop {
-            let (stream, _) = listener.accept().await?;
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(Option::is_some) => return Ok(()),
+            };
+            let (stream, _) = accepted?;
             let server = self.clone();
+            let mut shutdown = self.inner.shutdown.subscribe();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let server = server.clone();
                     async move { server.handle(request).await }
                 });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .with_upgrades();
+                tokio::pin!(connection);
                 // Errors of one connection (a client gone mid-request)
                 // concern that connection only.
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
+                let deadline = tokio::select! {
+                    _ = connection.as_mut() => return,
+                    deadline = shutdown.wait_for(Option::is_some) => match deadline {
+                        Ok(deadline) => *deadline,
+                        Err(_) => None,
+                    },
+                };
+                // Shutting down: the request in progress is answered (a
+                // parked GET gets the `1` of its session's close), then
+                // the connection closes instead of waiting for the next.
+                connection.as_mut().graceful_shutdown();
+                let deadline = deadline.unwrap_or_else(Instant::now);
+                let _ = tokio::time::timeout_at(deadline.into(), connection).await;
             });
         }
     }
+
+    /// Shuts the server down gracefully, within `grace`: new handshakes
+    /// are refused (503) and `serve` stops accepting; every session is
+    /// closed (`server shutting down`): a parked polling GET is answered
+    /// with the close packet `1`, a WebSocket gets what was queued for it
+    /// and then close 1001 (going away, RFC 6455 §7.4.1; docs/socketio.md
+    /// §9). WebSockets whose closing handshake has not ended by the
+    /// deadline are dropped. Returns how many had to be dropped.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let deadline = Instant::now() + grace;
+        self.inner.shutdown.send_replace(Some(deadline));
+        let sessions: Vec<(Sid, Arc<SessionCell>)> = self
+            .inner
+            .sessions()
+            .iter()
+            .map(|(sid, cell)| (*sid, Arc::clone(cell)))
+            .collect();
+        for (sid, cell) in sessions {
+            cell.lock().close(CloseReason::ServerShutdown);
+            self.inner.after_change(sid, &cell);
+        }
+        // The writers send what is queued, then the close: give them the
+        // grace before chito's shutdown sends its own 1001 and drops the
+        // rest (it would cut the queued messages short).
+        let websockets = &self.inner.websockets;
+        while websockets.live_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let dropped = websockets.shutdown(Duration::ZERO).await;
+        // Sessions still answering a GET racing a close (the 1 s grace of
+        // `Session::is_finished`) are forgotten now.
+        self.inner.sessions().clear();
+        dropped
+    }
+}
+
+/// 503 for a handshake the server cannot take now (docs/socketio.md §9):
+/// the clients retry with their reconnection backoff.
+fn unavailable(reason: &'static str) -> Response<Full<Bytes>> {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain",
+        Bytes::from_static(reason.as_bytes()),
+    );
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 /// A response with `status`, `content_type` and `body`.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::config::EngineConfig;
+use super::config::{EngineConfig, QueueOverflow};
 use super::packet::{decode_text, Outgoing, Packet, PacketType};
 use super::payload::{decode_payload, take_response_body, PayloadError, PayloadPacket};
 use super::query::{RequestError, TransportKind};
@@ -83,6 +83,41 @@ pub enum PostError {
     TooLarge,
 }
 
+/// Why a message was not queued for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The session is closed (or closing).
+    Closed,
+    /// The queue is full ([`QueueOverflow::Reject`]): this message was not
+    /// queued; the session goes on.
+    Full,
+    /// The queue was full and the session is now closed as a slow
+    /// consumer ([`QueueOverflow::CloseSession`]).
+    ClosedSlowConsumer,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::Closed => "session closed",
+            SendError::Full => "session queue full",
+            SendError::ClosedSlowConsumer => "session queue full: closed as a slow consumer",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// What one queued packet counts against `max_queued_bytes`: its size in
+/// the form its transport writes (base64 on polling, raw on WebSocket).
+fn queued_cost(transport: TransportKind, packet: &Outgoing) -> usize {
+    match (transport, packet) {
+        (TransportKind::Polling, packet) => packet.polling_len(),
+        (TransportKind::WebSocket, Outgoing::Text(text)) => text.len(),
+        (TransportKind::WebSocket, Outgoing::Binary(data)) => data.len(),
+    }
+}
+
 /// One Engine.IO session.
 #[derive(Debug)]
 pub struct Session {
@@ -105,6 +140,12 @@ pub struct Session {
     post_in_flight: bool,
     /// Packets for the WebSocket transport.
     websocket_queue: VecDeque<Outgoing>,
+    /// What the packets in `polling_queue` and `websocket_queue` count
+    /// against `max_queued_bytes` ([`queued_cost`]).
+    queued_bytes: usize,
+    /// The session was closed because its queue overflowed
+    /// ([`QueueOverflow::CloseSession`]): its WebSocket closes with 1008.
+    slow_consumer: bool,
     upgrade: UpgradeSlot,
     events: VecDeque<EngineEvent>,
     /// After the client's own `1` on polling with no GET parked: until
@@ -145,6 +186,8 @@ impl Session {
             parked_answer: None,
             post_in_flight: false,
             websocket_queue: VecDeque::new(),
+            queued_bytes: 0,
+            slow_consumer: false,
             upgrade: UpgradeSlot::Idle,
             events: VecDeque::new(),
             close_noop_until: None,
@@ -186,6 +229,20 @@ impl Session {
     /// Why the session closed, `None` while it is open.
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.closed
+    }
+
+    /// Whether the session was closed as a slow consumer (its queue
+    /// overflowed under [`QueueOverflow::CloseSession`]): the WebSocket
+    /// close code is then 1008 (policy violation), as chito's own
+    /// slow-consumer close.
+    pub fn closed_as_slow_consumer(&self) -> bool {
+        self.slow_consumer
+    }
+
+    /// The bytes of packets waiting for the client (what
+    /// `max_queued_bytes` bounds).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// Whether the session is closed.
@@ -271,7 +328,7 @@ impl Session {
             // can pause polling and send `5`.
             return GetAction::Respond(Bytes::from_static(NOOP_BODY));
         }
-        match take_response_body(&mut self.polling_queue, self.config.max_payload) {
+        match self.take_polling_body() {
             Some(body) => GetAction::Respond(body),
             None => {
                 self.get_parked = true;
@@ -297,10 +354,40 @@ impl Session {
         } else if self.upgrade.probed() {
             Bytes::from_static(NOOP_BODY)
         } else {
-            take_response_body(&mut self.polling_queue, self.config.max_payload)?
+            self.take_polling_body()?
         };
         self.get_parked = false;
         Some(body)
+    }
+
+    /// One GET response's worth of the polling queue, its bytes no longer
+    /// counted.
+    fn take_polling_body(&mut self) -> Option<Bytes> {
+        let before = self.polling_queue.len();
+        let body = take_response_body(&mut self.polling_queue, self.config.max_payload)?;
+        // The body is the taken packets' polling forms joined by one
+        // separator byte each: what they counted is the rest.
+        let separators = before
+            .saturating_sub(self.polling_queue.len())
+            .saturating_sub(1);
+        let taken = body.len().saturating_sub(separators);
+        self.queued_bytes = self.queued_bytes.saturating_sub(taken);
+        Some(body)
+    }
+
+    /// Counts the queues again (after packets moved between them).
+    fn recount_queued(&mut self) {
+        let polling: usize = self
+            .polling_queue
+            .iter()
+            .map(|packet| queued_cost(TransportKind::Polling, packet))
+            .sum();
+        let websocket: usize = self
+            .websocket_queue
+            .iter()
+            .map(|packet| queued_cost(TransportKind::WebSocket, packet))
+            .sum();
+        self.queued_bytes = polling.saturating_add(websocket);
     }
 
     /// A polling POST arrived (before its body is read): only one may be
@@ -451,6 +538,7 @@ impl Session {
         // What was queued for polling goes out first, in order, on the
         // WebSocket (docs/socketio.md §3, upgrade step 3).
         self.websocket_queue.extend(self.polling_queue.drain(..));
+        self.recount_queued();
         self.transport = TransportKind::WebSocket;
         self.upgraded_from_polling = true;
         if self.get_parked {
@@ -473,16 +561,45 @@ impl Session {
         self.send(Outgoing::Binary(data))
     }
 
-    /// Queues an encoded packet. Returns false when the session is closed.
+    /// Queues an encoded packet. Returns false when it was not queued
+    /// ([`Session::try_send`] says why).
     pub fn send(&mut self, packet: Outgoing) -> bool {
+        self.try_send(packet).is_ok()
+    }
+
+    /// Queues an encoded packet unless the session is closed or its queue
+    /// would pass `max_queued_bytes`; then the `queue_overflow` policy
+    /// applies (docs/socketio.md §9). A packet larger than the whole bound
+    /// still goes into an empty queue, as in chito's `Handle`: the bound
+    /// limits what piles up, not what may be sent (`maxPayload` does that).
+    pub fn try_send(&mut self, packet: Outgoing) -> Result<(), SendError> {
         if self.closed.is_some() {
-            return false;
+            return Err(SendError::Closed);
+        }
+        let cost = queued_cost(self.transport, &packet);
+        let fits = self.queued_bytes == 0
+            || self.queued_bytes.saturating_add(cost) <= self.config.max_queued_bytes;
+        if !fits {
+            return match self.config.queue_overflow {
+                QueueOverflow::Reject => Err(SendError::Full),
+                QueueOverflow::CloseSession => {
+                    self.slow_consumer = true;
+                    // What is queued would reach the client after a gap:
+                    // dropped, the client reconnects instead.
+                    self.websocket_queue.clear();
+                    self.close(CloseReason::TransportError);
+                    Err(SendError::ClosedSlowConsumer)
+                }
+            };
         }
         self.queue(packet);
-        true
+        Ok(())
     }
 
     fn queue(&mut self, packet: Outgoing) {
+        self.queued_bytes = self
+            .queued_bytes
+            .saturating_add(queued_cost(self.transport, &packet));
         match self.transport {
             TransportKind::Polling => self.polling_queue.push_back(packet),
             TransportKind::WebSocket => self.websocket_queue.push_back(packet),
@@ -491,11 +608,14 @@ impl Session {
 
     /// The next packet to write on the session's WebSocket.
     pub fn poll_transmit(&mut self) -> Option<Outgoing> {
-        if self.transport == TransportKind::WebSocket {
-            self.websocket_queue.pop_front()
-        } else {
-            None
+        if self.transport != TransportKind::WebSocket {
+            return None;
         }
+        let packet = self.websocket_queue.pop_front()?;
+        self.queued_bytes = self
+            .queued_bytes
+            .saturating_sub(queued_cost(TransportKind::WebSocket, &packet));
+        Some(packet)
     }
 
     /// The next event for the application.
@@ -526,6 +646,7 @@ impl Session {
             self.upgrade = UpgradeSlot::Failed;
         }
         self.polling_queue.clear();
+        self.recount_queued();
         self.events.push_back(EngineEvent::Closed(reason));
     }
 

@@ -113,12 +113,30 @@ pub(crate) fn handle(
             return;
         };
         let conn = Connection::with_negotiated(Role::Server, config, negotiated, &[]);
-        let ws = chito::tokio::Builder::new(TokioIo::new(upgraded)).upgraded(conn);
+        // chito's queue gets the same bound as the session's: the writer
+        // waits for room there, so what piles up stays in the session's
+        // queue, where `queue_overflow` applies.
+        let ws = chito::tokio::Builder::new(TokioIo::new(upgraded))
+            .max_queued_bytes(inner.config.engine.max_queued_bytes)
+            .shutdown(&inner.websockets)
+            .upgraded(conn);
         match role {
-            Role2::Open => {
-                let (sid, cell) = inner.open_session(TransportKind::WebSocket);
-                run(inner, sid, cell, ws, false).await;
-            }
+            Role2::Open => match inner.open_session(TransportKind::WebSocket) {
+                Some((sid, cell)) => run(inner, sid, cell, ws, false).await,
+                None => {
+                    // `max_sessions` reached (or shutdown began) between
+                    // the check and the 101: 1013 "try again later"
+                    // (RFC 6455 §7.4.1 registry), 1001 when going away.
+                    let code = if inner.shutting_down() {
+                        CloseCode::GoingAway
+                    } else {
+                        CloseCode::TryAgainLater
+                    };
+                    let mut ws = ws;
+                    let _ = ws.close(code, "").await;
+                    while ws.recv().await.is_ok() {}
+                }
+            },
             Role2::Probe(sid, cell) => run(inner, sid, cell, ws, true).await,
             Role2::Refused => {
                 let mut ws = ws;
@@ -191,6 +209,7 @@ async fn run<S>(
 /// fails (1000).
 async fn write_loop(cell: Arc<SessionCell>, handle: chito::tokio::Handle, mut probing: bool) {
     let mut changed = cell.subscribe();
+    let mut slow_consumer = false;
     loop {
         let (packets, close) = {
             let mut session = cell.lock();
@@ -215,6 +234,7 @@ async fn write_loop(cell: Arc<SessionCell>, handle: chito::tokio::Handle, mut pr
                     packets.push(packet);
                 }
                 close = session.close_reason();
+                slow_consumer = session.closed_as_slow_consumer();
             }
             (packets, close)
         };
@@ -228,10 +248,14 @@ async fn write_loop(cell: Arc<SessionCell>, handle: chito::tokio::Handle, mut pr
             }
         }
         if let Some(reason) = close {
-            let code = if reason == CloseReason::ParseError {
-                CloseCode::ProtocolError
-            } else {
-                CloseCode::Normal
+            // docs/socketio.md §9: 1002 for a parse error, 1001 when the
+            // server goes away, 1008 for a slow consumer (as chito's own
+            // overflow close), 1000 for every other Engine.IO close.
+            let code = match reason {
+                CloseReason::ParseError => CloseCode::ProtocolError,
+                CloseReason::ServerShutdown => CloseCode::GoingAway,
+                _ if slow_consumer => CloseCode::PolicyViolation,
+                _ => CloseCode::Normal,
             };
             let _ = handle.close(code, "");
             return;

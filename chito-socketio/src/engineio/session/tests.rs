@@ -11,6 +11,7 @@ fn config() -> EngineConfig {
         max_payload: 1_000_000,
         upgrade_timeout: Duration::from_millis(1000),
         allow_upgrades: true,
+        ..EngineConfig::default()
     }
 }
 
@@ -491,4 +492,152 @@ fn a_get_racing_the_clients_close_gets_noop_once() {
     let mut session = polling(start);
     session.close(CloseReason::ForcedClose);
     assert!(session.is_finished());
+}
+
+// ------------------------------------------------- max_queued_bytes (§9)
+
+fn bounded(max_queued_bytes: usize, queue_overflow: QueueOverflow) -> EngineConfig {
+    EngineConfig {
+        max_queued_bytes,
+        queue_overflow,
+        ..config()
+    }
+}
+
+#[test]
+fn a_full_polling_queue_rejects_the_message_and_the_session_goes_on() {
+    let start = Instant::now();
+    let cfg = bounded(10, QueueOverflow::Reject);
+    let mut session = Session::open(sid(), TransportKind::Polling, &cfg, start);
+    body(session.get_arrived(start));
+    assert_eq!(session.queued_bytes(), 0);
+    assert_eq!(session.try_send(Outgoing::message("hello")), Ok(()));
+    assert_eq!(session.queued_bytes(), 6);
+    assert_eq!(
+        session.try_send(Outgoing::message("world")),
+        Err(SendError::Full)
+    );
+    assert!(!session.send_text("again"));
+    assert!(!session.is_closed());
+    // Binary counts in its polling form: `b` + base64 (4 bytes → 9).
+    assert_eq!(
+        session.try_send(Outgoing::Binary(Bytes::from_static(&[1, 2, 3, 4]))),
+        Err(SendError::Full)
+    );
+    // The ping is not refused by a full queue: a slow client is not
+    // mistaken for a dead one.
+    session.handle_timeout(ms(start, 300));
+    assert_eq!(body(session.get_arrived(ms(start, 301))), "4hello\x1e2");
+    assert_eq!(session.queued_bytes(), 0);
+    assert_eq!(session.try_send(Outgoing::message("world")), Ok(()));
+    assert_eq!(
+        session.try_send(Outgoing::Binary(Bytes::from_static(&[1, 2, 3]))),
+        Err(SendError::Full)
+    );
+}
+
+#[test]
+fn one_message_larger_than_the_bound_goes_into_an_empty_queue() {
+    let start = Instant::now();
+    let mut session = polling_with(bounded(4, QueueOverflow::Reject), start);
+    let big = "x".repeat(100);
+    assert_eq!(session.try_send(Outgoing::message(&big)), Ok(()));
+    assert_eq!(session.queued_bytes(), 101);
+    assert_eq!(
+        session.try_send(Outgoing::message("y")),
+        Err(SendError::Full)
+    );
+    assert_eq!(body(session.get_arrived(start)), format!("4{big}"));
+    assert_eq!(session.queued_bytes(), 0);
+}
+
+fn polling_with(cfg: EngineConfig, start: Instant) -> Session {
+    let mut session = Session::open(sid(), TransportKind::Polling, &cfg, start);
+    body(session.get_arrived(start));
+    session
+}
+
+#[test]
+fn close_session_policy_closes_a_polling_slow_consumer_and_answers_its_get() {
+    let start = Instant::now();
+    let mut session = polling_with(bounded(10, QueueOverflow::CloseSession), start);
+    assert_eq!(session.try_send(Outgoing::message("hello")), Ok(()));
+    assert_eq!(
+        session.try_send(Outgoing::message("world")),
+        Err(SendError::ClosedSlowConsumer)
+    );
+    assert_eq!(session.close_reason(), Some(CloseReason::TransportError));
+    assert!(session.closed_as_slow_consumer());
+    assert_eq!(session.queued_bytes(), 0);
+    assert_eq!(
+        session.try_send(Outgoing::message("x")),
+        Err(SendError::Closed)
+    );
+    assert_eq!(
+        session.poll_event(),
+        Some(EngineEvent::Closed(CloseReason::TransportError))
+    );
+    assert_eq!(
+        session.get_arrived(start),
+        GetAction::Reject(RequestError::UnknownSid)
+    );
+}
+
+#[test]
+fn close_session_policy_answers_a_parked_get_with_close() {
+    let start = Instant::now();
+    let mut session = polling_with(bounded(10, QueueOverflow::CloseSession), start);
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    // Parked: the queue empties into the GET as soon as it is taken.
+    assert_eq!(session.try_send(Outgoing::message("hello")), Ok(()));
+    assert_eq!(
+        session.try_send(Outgoing::message("world")),
+        Err(SendError::ClosedSlowConsumer)
+    );
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"1"[..]));
+}
+
+#[test]
+fn a_websocket_queue_counts_raw_bytes_and_drains_with_poll_transmit() {
+    let start = Instant::now();
+    let cfg = bounded(8, QueueOverflow::CloseSession);
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &cfg, start);
+    assert!(text(session.poll_transmit()).starts_with("0{"));
+    assert_eq!(session.queued_bytes(), 0);
+    // Raw on WebSocket: 6 bytes of binary count 6, not base64's 9.
+    assert_eq!(
+        session.try_send(Outgoing::Binary(Bytes::from_static(&[0; 6]))),
+        Ok(())
+    );
+    assert_eq!(session.queued_bytes(), 6);
+    assert_eq!(session.try_send(Outgoing::message("a")), Ok(()));
+    assert_eq!(session.queued_bytes(), 8);
+    assert!(session.poll_transmit().is_some());
+    assert_eq!(session.queued_bytes(), 2);
+    assert_eq!(session.try_send(Outgoing::message("bcdef")), Ok(()));
+    assert_eq!(
+        session.try_send(Outgoing::message("g")),
+        Err(SendError::ClosedSlowConsumer)
+    );
+    assert!(session.closed_as_slow_consumer());
+    // What was queued is dropped: the client reconnects rather than
+    // getting the stream with a gap.
+    assert_eq!(session.poll_transmit(), None);
+    assert_eq!(session.queued_bytes(), 0);
+}
+
+#[test]
+fn the_upgrade_moves_the_polling_queue_and_its_count() {
+    let start = Instant::now();
+    let mut session = polling_with(bounded(1 << 20, QueueOverflow::Reject), start);
+    assert!(session.send(Outgoing::Binary(Bytes::from_static(&[1, 2, 3]))));
+    assert_eq!(session.queued_bytes(), 5);
+    session.begin_upgrade(start).unwrap();
+    session.recv_probe_text("2probe");
+    session.recv_probe_text("5");
+    assert_eq!(session.transport(), TransportKind::WebSocket);
+    // `3probe` (6) and the binary message raw (3).
+    assert_eq!(session.queued_bytes(), 9);
+    while session.poll_transmit().is_some() {}
+    assert_eq!(session.queued_bytes(), 0);
 }
