@@ -201,6 +201,34 @@ fn collecting(
     Ok(attachments)
 }
 
+/// Deserializes one received argument with `attachments` in place of its
+/// placeholders (what [`BinaryPacket::deserialize_arg`] does, for callers
+/// that keep the attachments apart from the packet's text).
+pub(crate) fn deserialize_with_attachments<'de, T: Deserialize<'de>>(
+    attachments: &[Bytes],
+    arg: &'de str,
+) -> Result<T, serde_json::Error> {
+    let scope = Scope::enter(&INCOMING, attachments.to_vec());
+    let result = serde_json::from_str(arg);
+    scope.exit();
+    result
+}
+
+/// Appends received attachments to the ones the running encode collects,
+/// so arguments forwarded as received (placeholders and all) keep their
+/// attachments. Returns the number of the first one: the forwarded
+/// placeholders are right only if it is 0 (they were numbered from 0 by
+/// the sender). `None` when no binary-aware encode is running.
+pub(crate) fn forward_attachments(attachments: &[Bytes]) -> Option<usize> {
+    OUTGOING.with(|cell| {
+        cell.borrow_mut().as_mut().map(|collected| {
+            let first = collected.len();
+            collected.extend(attachments.iter().cloned());
+            first
+        })
+    })
+}
+
 /// Bounds on incoming attachments (docs/socketio.md §9).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BinaryLimits {

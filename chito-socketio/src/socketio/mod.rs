@@ -1,4 +1,21 @@
-//! Socket.IO v5: packets, binary attachments, namespaces, acknowledgements.
+//! Socket.IO v5: packets, binary attachments, namespaces, sockets,
+//! acknowledgements, and the [`SocketIo`] server on Engine.IO.
 
+pub mod ack;
+pub mod args;
 pub mod binary;
+pub mod broadcast;
+mod client;
+pub mod io;
+pub mod namespace;
 pub mod packet;
+mod rooms;
+pub mod socket;
+
+pub use ack::{AckError, AckFuture};
+pub use args::{Args, ArgsError};
+pub use binary::Binary;
+pub use broadcast::BroadcastOperator;
+pub use io::{DynNamespaceRef, NamespaceRef, SocketIo, SocketIoBuilder, SocketIoConfig};
+pub use namespace::ConnectError;
+pub use socket::{Ack, DisconnectReason, EmitError, Socket};

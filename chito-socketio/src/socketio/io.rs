@@ -1,0 +1,362 @@
+//! [`SocketIo`]: the Socket.IO server on [`EngineIo`] (docs/socketio.md
+//! §8): namespaces, their sockets, emits from anywhere.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use serde::Serialize;
+
+use super::ack::AckIds;
+use super::binary::BinaryLimits;
+use super::broadcast::BroadcastOperator;
+use super::client::Client;
+use super::namespace::{ConnectError, Middleware, Namespace, Namespaces};
+use super::packet::MAIN_NAMESPACE;
+use super::socket::{EmitError, Socket};
+use crate::engineio::{
+    EngineConfig, EngineEvent, EngineHandler, EngineIo, EngineServerConfig, EngineSocket, Sid,
+    SidGenerator,
+};
+
+/// A Socket.IO server's settings (docs/socketio.md §9; defaults are the
+/// JS server's unless noted).
+#[derive(Debug, Clone)]
+pub struct SocketIoConfig {
+    /// The Engine.IO layer's (path `/socket.io/`).
+    pub engine: EngineServerConfig,
+    /// How long a session may stay without a connected namespace
+    /// (`connectTimeout`, 45 000 ms).
+    pub connect_timeout: Duration,
+    /// How long `emit_with_ack` waits by default (socketioxide's 5 000 ms;
+    /// JS waits forever without `.timeout`).
+    pub ack_timeout: Duration,
+    /// Most unanswered `emit_with_ack` per socket (ours, 1 024).
+    pub max_pending_acks: usize,
+    /// Most namespaces one client may connect to (ours, 32).
+    pub max_namespaces_per_client: usize,
+    /// Most namespaces dynamic patterns may create (ours, 1 024).
+    pub max_dynamic_namespaces: usize,
+    /// Bounds on incoming attachments.
+    pub binary_limits: BinaryLimits,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineServerConfig {
+                path: "/socket.io/".to_owned(),
+                ..EngineServerConfig::default()
+            },
+            connect_timeout: Duration::from_millis(45_000),
+            ack_timeout: Duration::from_millis(5_000),
+            max_pending_acks: 1_024,
+            max_namespaces_per_client: 32,
+            max_dynamic_namespaces: 1_024,
+            binary_limits: BinaryLimits::default(),
+        }
+    }
+}
+
+/// What every client and socket of a server shares.
+pub(crate) struct IoInner {
+    pub(crate) config: SocketIoConfig,
+    pub(crate) namespaces: Namespaces,
+    pub(crate) ack_ids: AckIds,
+    /// Socket ids: 16 random bytes, base64url, like Engine.IO sids but
+    /// from their own generator (a socket id is public, a session id is a
+    /// secret, docs/socketio.md §2).
+    pub(crate) socket_ids: SidGenerator,
+    clients: Mutex<HashMap<Sid, Arc<Client>>>,
+}
+
+impl IoInner {
+    fn clients(&self) -> MutexGuard<'_, HashMap<Sid, Arc<Client>>> {
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The bridge from Engine.IO sessions to Socket.IO clients.
+struct Bridge(Arc<IoInner>);
+
+impl EngineHandler for Bridge {
+    fn on_open(&self, socket: &EngineSocket) {
+        let client = Client::new(socket.clone(), Arc::clone(&self.0), Instant::now());
+        client.arm_connect_timeout();
+        self.0.clients().insert(socket.sid(), client);
+    }
+
+    fn on_event(&self, socket: &EngineSocket, event: EngineEvent) {
+        let Some(client) = self.0.clients().get(&socket.sid()).cloned() else {
+            return;
+        };
+        match event {
+            EngineEvent::Text(text) => client.on_text(&text),
+            EngineEvent::Binary(data) => client.on_binary(data),
+            EngineEvent::Upgraded => {}
+            EngineEvent::Closed(reason) => {
+                self.0.clients().remove(&socket.sid());
+                client.on_closed(reason);
+            }
+        }
+    }
+}
+
+/// A Socket.IO v5 server. Cheap to clone.
+#[derive(Clone)]
+pub struct SocketIo {
+    engine: EngineIo,
+    inner: Arc<IoInner>,
+}
+
+impl std::fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIo")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl SocketIo {
+    /// A builder with the default settings.
+    pub fn builder() -> SocketIoBuilder {
+        SocketIoBuilder {
+            config: SocketIoConfig::default(),
+        }
+    }
+
+    /// A server with `config`.
+    pub fn new(config: SocketIoConfig) -> Self {
+        let inner = Arc::new(IoInner {
+            namespaces: Namespaces::new(config.max_dynamic_namespaces),
+            ack_ids: AckIds::new(),
+            socket_ids: SidGenerator::new(),
+            clients: Mutex::new(HashMap::new()),
+            config,
+        });
+        // The main namespace always exists, as in JS: a client may connect
+        // to `/` before (or without) a handler for it.
+        inner.namespaces.add(MAIN_NAMESPACE, Arc::new(|_| {}));
+        let engine = EngineIo::new(inner.config.engine.clone(), Bridge(Arc::clone(&inner)));
+        Self { engine, inner }
+    }
+
+    /// Registers the namespace `name` (`/`, `/admin`); `handler` runs for
+    /// each socket that connects to it, after its CONNECT has been answered.
+    /// Registering a name again replaces its handler.
+    pub fn ns<F>(&self, name: &str, handler: F) -> NamespaceRef
+    where
+        F: Fn(Socket) + Send + Sync + 'static,
+    {
+        NamespaceRef(self.inner.namespaces.add(name, Arc::new(handler)))
+    }
+
+    /// Registers dynamic namespaces: a CONNECT to a name no static
+    /// namespace has, which `matcher` accepts, creates that namespace with
+    /// `handler` (JS `io.of(regex)`).
+    pub fn dyn_ns<M, F>(&self, matcher: M, handler: F) -> DynNamespaceRef
+    where
+        M: Fn(&str) -> bool + Send + Sync + 'static,
+        F: Fn(Socket) + Send + Sync + 'static,
+    {
+        DynNamespaceRef(
+            self.inner
+                .namespaces
+                .add_dynamic(Arc::new(matcher), Arc::new(handler)),
+        )
+    }
+
+    /// The namespace `name`, if it exists.
+    pub fn of(&self, name: &str) -> Option<NamespaceRef> {
+        self.inner.namespaces.get(name).map(NamespaceRef)
+    }
+
+    fn main(&self) -> BroadcastOperator {
+        let namespace = match self.inner.namespaces.get(MAIN_NAMESPACE) {
+            Some(namespace) => namespace,
+            // Registered in `new`; re-registered only if something removed it.
+            None => self.inner.namespaces.add(MAIN_NAMESPACE, Arc::new(|_| {})),
+        };
+        BroadcastOperator::new(namespace)
+    }
+
+    /// An emit to the sockets of `/` in `room`.
+    pub fn to(&self, room: &str) -> BroadcastOperator {
+        self.main().to(room)
+    }
+
+    /// An emit to the sockets of `/` not in `room`.
+    pub fn except(&self, room: &str) -> BroadcastOperator {
+        self.main().except(room)
+    }
+
+    /// Sends `event` with one argument to every socket of `/`.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        self.main().emit(event, data)
+    }
+
+    /// The Engine.IO layer under this server.
+    pub fn engine(&self) -> &EngineIo {
+        &self.engine
+    }
+
+    /// Answers one HTTP request (serve it with hyper's `with_upgrades`).
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        self.engine.handle(request).await
+    }
+
+    /// Serves HTTP/1.1 on `listener` until it fails.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        self.engine.clone().serve(listener).await
+    }
+}
+
+/// Builds a [`SocketIo`].
+#[derive(Debug, Clone)]
+pub struct SocketIoBuilder {
+    config: SocketIoConfig,
+}
+
+impl SocketIoBuilder {
+    /// The path served (`/socket.io/`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.config.engine.path = path.into();
+        self
+    }
+
+    /// `pingInterval` (25 000 ms).
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.engine.engine.ping_interval = interval;
+        self
+    }
+
+    /// `pingTimeout` (20 000 ms).
+    pub fn ping_timeout(mut self, timeout: Duration) -> Self {
+        self.config.engine.engine.ping_timeout = timeout;
+        self
+    }
+
+    /// `maxPayload` (JS `maxHttpBufferSize`, 1 000 000 bytes).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.config.engine.engine.max_payload = bytes;
+        self
+    }
+
+    /// `connectTimeout` (45 000 ms).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The default `emit_with_ack` timeout (5 000 ms).
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ack_timeout = timeout;
+        self
+    }
+
+    /// Answers `Access-Control-Allow-Origin: *` (JS `cors: {origin: "*"}`).
+    pub fn cors_any_origin(mut self) -> Self {
+        self.config.engine.cors_any_origin = true;
+        self
+    }
+
+    /// The Engine.IO protocol settings all at once.
+    pub fn engine_config(mut self, engine: EngineConfig) -> Self {
+        self.config.engine.engine = engine;
+        self
+    }
+
+    /// Every setting all at once.
+    pub fn config(mut self, config: SocketIoConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> SocketIo {
+        SocketIo::new(self.config)
+    }
+}
+
+/// A registered namespace: add middlewares, emit to its sockets.
+#[derive(Clone)]
+pub struct NamespaceRef(Arc<Namespace>);
+
+impl std::fmt::Debug for NamespaceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("NamespaceRef").field(&self.0.name).finish()
+    }
+}
+
+impl NamespaceRef {
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Adds a connect middleware: it runs, in order of addition, before
+    /// the socket is connected; an `Err` refuses it with a CONNECT_ERROR
+    /// `{"message":…[,"data":…]}`.
+    pub fn with<F>(self, middleware: F) -> Self
+    where
+        F: Fn(&Socket) -> Result<(), ConnectError> + Send + Sync + 'static,
+    {
+        self.0.add_middleware(Arc::new(middleware));
+        self
+    }
+
+    /// An emit to the namespace's sockets in `room`.
+    pub fn to(&self, room: &str) -> BroadcastOperator {
+        BroadcastOperator::new(Arc::clone(&self.0)).to(room)
+    }
+
+    /// An emit to the namespace's sockets not in `room`.
+    pub fn except(&self, room: &str) -> BroadcastOperator {
+        BroadcastOperator::new(Arc::clone(&self.0)).except(room)
+    }
+
+    /// Sends `event` with one argument to every socket of the namespace.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        BroadcastOperator::new(Arc::clone(&self.0)).emit(event, data)
+    }
+
+    /// The sockets connected now.
+    pub fn sockets(&self) -> Vec<Socket> {
+        self.0.sockets()
+    }
+}
+
+/// A dynamic namespace pattern: add middlewares shared by every namespace
+/// it creates.
+#[derive(Clone)]
+pub struct DynNamespaceRef(Arc<Mutex<Vec<Middleware>>>);
+
+impl std::fmt::Debug for DynNamespaceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynNamespaceRef").finish_non_exhaustive()
+    }
+}
+
+impl DynNamespaceRef {
+    /// Adds a connect middleware to every namespace of the pattern.
+    pub fn with<F>(self, middleware: F) -> Self
+    where
+        F: Fn(&Socket) -> Result<(), ConnectError> + Send + Sync + 'static,
+    {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Arc::new(middleware));
+        self
+    }
+}
