@@ -199,3 +199,22 @@ write("inflate", "deflater-nct", bytes([7, 200, 0, 0]) + text[:100])
 write("roundtrip", "text", b"\x00\x00\x06\x01\x00" + "héllo wörld".encode() * 3)
 write("roundtrip", "mixed", bytes(range(0, 256, 3)))
 write("roundtrip", "deflate", b"\x03\x0f\x0f\x05" + text[:120])
+
+# ------------------------------------------------- engineio_packet_payload
+# Raw bytes: one Engine.IO packet, a polling body, a query (docs/socketio.md
+# §2-§3); the suites' shapes.
+write("engineio_packet_payload", "message", b"4hello")
+write("engineio_packet_payload", "probe", b"2probe")
+write("engineio_packet_payload", "body", b"4test1\x1e4test2\x1ebAQIDBA==\x1e3\x1e1")
+write("engineio_packet_payload", "utf8", "4€ é\x1e4😀".encode())
+write("engineio_packet_payload", "query",
+      b"EIO=4&transport=polling&t=N8hyd6w&sid=AAECAwQFBgcICQoLDA0ODw")
+
+# --------------------------------------------------------- socketio_packet
+# Structured (`arbitrary`: a list of text and binary frames); any bytes
+# decode to some list. These start from Socket.IO packets (§4).
+write("socketio_packet", "event", b'\x00\x0d2["hello",1]\x01\x03abc')
+write("socketio_packet", "binary-event",
+      b'\x00\x3051-["up",{"_placeholder":true,"num":0}]\x01\x04\x01\x02\x03\x04')
+write("socketio_packet", "namespace-ack", b'\x00\x133/admin,12["ok",{}]')
+write("socketio_packet", "connect", b'\x00\x0f0/chat,{"a":"b"}')

@@ -30,9 +30,12 @@ declare -A MAX_LEN=(
     [handshake_response]=4096
     [inflate]=4096
     [roundtrip]=4096
+    [engineio_packet_payload]=4096
+    [socketio_packet]=4096
 )
 ALL_TARGETS=(frame_header server_connection client_connection handshake_request
-             handshake_response inflate roundtrip)
+             handshake_response inflate roundtrip
+             engineio_packet_payload socketio_packet)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
