@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::{read, Rooms};
+
 /// Node-wide figures of a [`Rooms`](super::Rooms) registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomsStats {
@@ -84,4 +86,49 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 
 pub(crate) fn get(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
+}
+
+impl Rooms {
+    /// This node's figures.
+    pub fn stats(&self) -> RoomsStats {
+        let c = &self.inner.counters;
+        let remote = read(&self.inner.remote);
+        RoomsStats {
+            members: self.member_count(),
+            rooms: self.inner.rooms.iter().map(|s| read(s).len()).sum(),
+            remote_nodes: remote.nodes().len(),
+            remote_members: remote.member_count(),
+            emits: get(&c.emits),
+            deliveries: get(&c.deliveries),
+            bytes_out: get(&c.bytes_out),
+            full: get(&c.full),
+            closed: get(&c.closed),
+            published: get(&c.published),
+            publish_failed: get(&c.publish_failed),
+            remote_received: get(&c.remote_received),
+            remote_dropped: get(&c.remote_dropped),
+        }
+    }
+
+    /// The figures of `room` on this node; `None` if it has no member on
+    /// any node.
+    pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
+        let remote_members = read(&self.inner.remote).count(room);
+        let stats = read(self.room_shard(room)).get(room).map(|r| RoomStats {
+            local_members: r.members.len(),
+            remote_members,
+            emits: get(&r.counters.emits),
+            deliveries: get(&r.counters.deliveries),
+            bytes_out: get(&r.counters.bytes_out),
+            full: get(&r.counters.full),
+        });
+        match stats {
+            Some(stats) => Some(stats),
+            None if remote_members > 0 => Some(RoomStats {
+                remote_members,
+                ..RoomStats::default()
+            }),
+            None => None,
+        }
+    }
 }
