@@ -32,6 +32,7 @@ const SANS_IO: &[&[&str]] = &[
     &["engineio", "config"],
     &["socketio", "packet"],
     &["socketio", "binary"],
+    &["socketio", "recovery"],
 ];
 
 /// Paths a sans-IO module must not name (matched on whole identifiers,

@@ -4,12 +4,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
 use super::binary;
 use super::namespace::Namespace;
 use super::packet::Prefix;
+use super::recovery::Selection;
 use super::socket::EmitError;
 
 /// An emit under construction: a namespace, target rooms (none: every
@@ -77,6 +79,17 @@ impl BroadcastOperator {
             args,
             None,
         )?;
+        // With recovery on, the emit is logged once with its offset
+        // spliced in (docs/socketio.md §7), and that packet is sent.
+        if let Some(recovery) = &self.namespace.recovery {
+            let packet = recovery.log(text, attachments, self.selection(), Instant::now());
+            for id in self.selected() {
+                if let Some(socket) = self.namespace.socket(&id) {
+                    let _ = socket.send_logged(&packet);
+                }
+            }
+            return Ok(());
+        }
         for id in self.selected() {
             if let Some(socket) = self.namespace.socket(&id) {
                 // One recipient gone is not the emit's failure.
@@ -84,6 +97,16 @@ impl BroadcastOperator {
             }
         }
         Ok(())
+    }
+
+    /// Whom the emit is for, as the recovery log keeps it.
+    fn selection(&self) -> Selection {
+        Selection {
+            rooms: self.rooms.clone(),
+            sockets: Vec::new(),
+            except_rooms: self.except.clone(),
+            except_sockets: self.except_socket.iter().cloned().collect(),
+        }
     }
 
     /// The ids of the selected sockets.

@@ -15,8 +15,9 @@ use super::ack::AckIds;
 use super::args::Args;
 use super::binary::{BinaryPacket, Reassembler};
 use super::io::{IoInner, SocketIoConfig};
-use super::namespace::ConnectError;
+use super::namespace::{ConnectError, Namespace};
 use super::packet::{self, Packet, PacketData, Prefix};
+use super::recovery::{self, Resumed};
 use super::socket::{DisconnectReason, Socket};
 use crate::engineio::{CloseReason, EngineSocket};
 
@@ -53,6 +54,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Serialize)]
 struct Connected<'a> {
     sid: &'a str,
+    /// With recovery on: the private session id the client sends back to
+    /// resume (socket.io-protocol v5, CONNECT `{"sid","pid"}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<&'a str>,
 }
 
 /// The CONNECT_ERROR for a namespace that does not exist (the reference
@@ -205,7 +210,7 @@ impl Client {
             // A second CONNECT for a connected namespace: answered with
             // the same sid (docs/socketio.md §13.3 leaves the JS behaviour
             // to be pinned by the client tests).
-            self.send_connected(name, existing.id());
+            self.send_connected(name, &existing);
             return;
         }
         if count >= self.io.config.max_namespaces_per_client {
@@ -221,12 +226,29 @@ impl Client {
             // JS `handshake.auth` is `{}` when the client sent nothing.
             None => RawValue::from_string("{}".to_owned()).unwrap_or_default(),
         };
-        let id: Arc<str> = Arc::from(self.io.socket_ids.next_sid().as_str());
+        let (auth, resumed) = resume(&namespace, auth);
+        let id: Arc<str> = match &resumed {
+            Some(resumed) => Arc::clone(&resumed.sid),
+            None => Arc::from(self.io.socket_ids.next_sid().as_str()),
+        };
         let socket = Socket::new(id, Arc::clone(&namespace), Arc::clone(self), auth);
-        for middleware in namespace.middlewares() {
-            if let Err(refusal) = middleware(&socket) {
-                self.send_connect_error(name, &refusal);
-                return;
+        if let Some(recovery) = &namespace.recovery {
+            match &resumed {
+                Some(resumed) => socket.set_session(Arc::clone(&resumed.pid), true),
+                None => socket.set_session(recovery.shared().next_pid(), false),
+            }
+        }
+        let skip_middlewares = resumed.is_some()
+            && namespace
+                .recovery
+                .as_ref()
+                .is_some_and(|recovery| recovery.shared().config().skip_middlewares);
+        if !skip_middlewares {
+            for middleware in namespace.middlewares() {
+                if let Err(refusal) = middleware(&socket) {
+                    self.send_connect_error(name, &refusal);
+                    return;
+                }
             }
         }
         {
@@ -237,20 +259,37 @@ impl Client {
             state.sockets.insert(name.to_owned(), socket.clone());
         }
         socket.mark_connected();
-        namespace.insert_socket(socket.clone());
-        // The CONNECT answer precedes anything the handler emits (the
-        // suite reads `40{"sid"}` and then `42["auth",…]`).
-        self.send_connected(name, socket.id());
-        socket.hold();
+        match (&resumed, &namespace.recovery) {
+            (Some(resumed), Some(recovery)) => {
+                // Held before it can be reached, so nothing emitted to it
+                // precedes the CONNECT answer or the missed packets.
+                socket.hold_for_replay();
+                namespace.insert_socket(socket.clone());
+                for room in &resumed.rooms {
+                    socket.join(room);
+                }
+                self.send_connected(name, &socket);
+                socket.replay(|| recovery.missed(&resumed.sid, &resumed.rooms, resumed.after));
+            }
+            _ => {
+                namespace.insert_socket(socket.clone());
+                // The CONNECT answer precedes anything the handler emits
+                // (the suite reads `40{"sid"}` and then `42["auth",…]`).
+                self.send_connected(name, &socket);
+                socket.hold();
+            }
+        }
         (namespace.handler())(socket.clone());
         socket.release_later();
     }
 
-    fn send_connected(&self, namespace: &str, sid: &str) {
+    fn send_connected(&self, namespace: &str, socket: &Socket) {
         let mut text = String::new();
-        if packet::encode_connect(&mut text, Prefix::Bare, namespace, Some(&Connected { sid }))
-            .is_ok()
-        {
+        let connected = Connected {
+            sid: socket.id(),
+            pid: socket.pid().map(|pid| &**pid),
+        };
+        if packet::encode_connect(&mut text, Prefix::Bare, namespace, Some(&connected)).is_ok() {
             self.send_packet(&text, &[]);
         }
     }
@@ -286,4 +325,19 @@ impl Client {
             socket.closed(reason);
         }
     }
+}
+
+/// With recovery on: the auth without the client's `pid` and `offset`,
+/// and the session they resume, if it is still kept and the offset still
+/// logged (socket.io's `Namespace._createSocket`); any other case is a
+/// fresh socket.
+fn resume(namespace: &Namespace, auth: Box<RawValue>) -> (Box<RawValue>, Option<Resumed>) {
+    let Some(recovery) = &namespace.recovery else {
+        return (auth, None);
+    };
+    let (auth, credentials) = recovery::split_auth(auth);
+    let resumed = credentials.and_then(|credentials| {
+        recovery.take_session(&credentials.pid, &credentials.offset, Instant::now())
+    });
+    (auth, resumed)
 }

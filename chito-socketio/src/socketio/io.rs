@@ -18,6 +18,7 @@ use super::broadcast::BroadcastOperator;
 use super::client::Client;
 use super::namespace::{ConnectError, Middleware, Namespace, Namespaces};
 use super::packet::MAIN_NAMESPACE;
+use super::recovery::{Recovery, RecoveryConfig};
 use super::socket::{EmitError, Socket};
 use crate::engineio::{
     EngineConfig, EngineEvent, EngineHandler, EngineIo, EngineServerConfig, EngineSocket, Sid,
@@ -44,6 +45,9 @@ pub struct SocketIoConfig {
     pub max_dynamic_namespaces: usize,
     /// Bounds on incoming attachments.
     pub binary_limits: BinaryLimits,
+    /// Connection state recovery (docs/socketio.md §7); `None`, the
+    /// default, leaves it off, as in JS.
+    pub connection_state_recovery: Option<RecoveryConfig>,
 }
 
 impl Default for SocketIoConfig {
@@ -59,6 +63,7 @@ impl Default for SocketIoConfig {
             max_namespaces_per_client: 32,
             max_dynamic_namespaces: 1_024,
             binary_limits: BinaryLimits::default(),
+            connection_state_recovery: None,
         }
     }
 }
@@ -135,7 +140,10 @@ impl SocketIo {
     /// A server with `config`.
     pub fn new(config: SocketIoConfig) -> Self {
         let inner = Arc::new(IoInner {
-            namespaces: Namespaces::new(config.max_dynamic_namespaces),
+            namespaces: Namespaces::new(
+                config.max_dynamic_namespaces,
+                config.connection_state_recovery.clone().map(Recovery::new),
+            ),
             ack_ids: AckIds::new(),
             socket_ids: SidGenerator::new(),
             clients: Mutex::new(HashMap::new()),
@@ -267,6 +275,15 @@ impl SocketIoBuilder {
     /// Answers `Access-Control-Allow-Origin: *` (JS `cors: {origin: "*"}`).
     pub fn cors_any_origin(mut self) -> Self {
         self.config.engine.cors_any_origin = true;
+        self
+    }
+
+    /// Turns connection state recovery on (JS `connectionStateRecovery`;
+    /// off by default): a client that lost its connection and comes back
+    /// within `max_disconnection_duration` gets its socket id, rooms and
+    /// the events it missed (docs/socketio.md §7).
+    pub fn connection_state_recovery(mut self, recovery: RecoveryConfig) -> Self {
+        self.config.connection_state_recovery = Some(recovery);
         self
     }
 

@@ -9,6 +9,7 @@ mod client;
 pub mod io;
 pub mod namespace;
 pub mod packet;
+mod recovery;
 mod rooms;
 pub mod socket;
 
@@ -18,4 +19,5 @@ pub use binary::Binary;
 pub use broadcast::BroadcastOperator;
 pub use io::{DynNamespaceRef, NamespaceRef, SocketIo, SocketIoBuilder, SocketIoConfig};
 pub use namespace::ConnectError;
+pub use recovery::RecoveryConfig;
 pub use socket::{Ack, DisconnectReason, EmitError, Socket};

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::recovery::{NamespaceRecovery, Recovery};
 use super::rooms::RoomTable;
 use super::socket::Socket;
 
@@ -73,6 +74,8 @@ pub(crate) struct Namespace {
     /// `Handle`s, and a Socket.IO socket may be on polling: until the
     /// core's `Sink` lands (docs/socketio.md §5), rooms live here).
     pub(crate) rooms: Mutex<RoomTable>,
+    /// Its event log and disconnected sessions, with recovery on.
+    pub(crate) recovery: Option<NamespaceRecovery>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,8 +87,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Namespace {
-    fn new(name: &str, handler: ConnectHandler, middlewares: Arc<Mutex<Vec<Middleware>>>) -> Self {
+    fn new(
+        name: &str,
+        handler: ConnectHandler,
+        middlewares: Arc<Mutex<Vec<Middleware>>>,
+        recovery: Option<&Arc<Recovery>>,
+    ) -> Self {
         Self {
+            recovery: recovery.map(|shared| NamespaceRecovery::new(Arc::clone(shared))),
             name: Arc::from(name),
             handler: RwLock::new(handler),
             middlewares,
@@ -153,14 +162,16 @@ pub(crate) struct Namespaces {
     dynamic: RwLock<Vec<Arc<DynamicNamespace>>>,
     dynamic_created: Mutex<usize>,
     max_dynamic: usize,
+    recovery: Option<Arc<Recovery>>,
 }
 
 /// The longest namespace name accepted (docs/socketio.md §4).
 const MAX_NAME_BYTES: usize = 256;
 
 impl Namespaces {
-    pub(crate) fn new(max_dynamic: usize) -> Self {
+    pub(crate) fn new(max_dynamic: usize, recovery: Option<Arc<Recovery>>) -> Self {
         Self {
+            recovery,
             by_name: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(Vec::new()),
             dynamic_created: Mutex::new(0),
@@ -183,6 +194,7 @@ impl Namespaces {
             name,
             handler,
             Arc::new(Mutex::new(Vec::new())),
+            self.recovery.as_ref(),
         ));
         by_name.insert(name.to_owned(), Arc::clone(&namespace));
         namespace
@@ -252,6 +264,7 @@ impl Namespaces {
             name,
             Arc::clone(&pattern.handler),
             Arc::clone(&pattern.middlewares),
+            self.recovery.as_ref(),
         ));
         by_name.insert(name.to_owned(), Arc::clone(&namespace));
         Some(namespace)
@@ -268,7 +281,7 @@ mod tests {
 
     #[test]
     fn static_names_resolve_and_unknown_ones_do_not() {
-        let namespaces = Namespaces::new(4);
+        let namespaces = Namespaces::new(4, None);
         namespaces.add("/custom", noop());
         assert!(namespaces.resolve("/custom").is_some());
         assert!(namespaces.resolve("/random").is_none());
@@ -276,7 +289,7 @@ mod tests {
 
     #[test]
     fn dynamic_names_are_created_once_and_bounded() {
-        let namespaces = Namespaces::new(2);
+        let namespaces = Namespaces::new(2, None);
         namespaces.add_dynamic(Arc::new(|name: &str| name.starts_with("/team-")), noop());
         let a = namespaces.resolve("/team-a").expect("matches");
         let again = namespaces.resolve("/team-a").expect("exists");
@@ -288,7 +301,7 @@ mod tests {
 
     #[test]
     fn malformed_names_never_reach_a_matcher() {
-        let namespaces = Namespaces::new(8);
+        let namespaces = Namespaces::new(8, None);
         namespaces.add_dynamic(Arc::new(|_: &str| true), noop());
         assert!(namespaces.resolve("/a\u{1f}b").is_none());
         assert!(namespaces

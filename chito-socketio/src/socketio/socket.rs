@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use super::broadcast::BroadcastOperator;
 use super::client::Client;
 use super::namespace::Namespace;
 use super::packet::{self, EncodeError, Prefix};
+use super::recovery::{LoggedPacket, Missed, Selection};
 
 /// Why a socket disconnected; [`as_str`](Self::as_str) gives the JS
 /// server's strings, which applications compare against.
@@ -56,6 +57,23 @@ impl DisconnectReason {
             Self::ClientNamespaceDisconnect => "client namespace disconnect",
             Self::ServerNamespaceDisconnect => "server namespace disconnect",
         }
+    }
+
+    /// Whether a socket gone for this reason keeps its session for
+    /// connection state recovery: socket.io's
+    /// `RECOVERABLE_DISCONNECT_REASONS` (a broken or closed transport, a
+    /// missed heartbeat, the server's own close or shutdown). Leaving or
+    /// being removed from the namespace on purpose, and a protocol
+    /// violation, are final.
+    pub(crate) fn is_recoverable(self) -> bool {
+        matches!(
+            self,
+            Self::TransportClose
+                | Self::TransportError
+                | Self::PingTimeout
+                | Self::ForcedClose
+                | Self::ServerShuttingDown
+        )
     }
 }
 
@@ -116,6 +134,12 @@ struct SocketInner {
     /// Packets emitted while the connect handler runs, sent a moment after
     /// the CONNECT answer (see [`Socket::hold`]); `None` once released.
     held: Mutex<Option<Vec<HeldPacket>>>,
+    /// With recovery on: the private session id, and whether the socket
+    /// resumed a session (docs/socketio.md §7).
+    session: OnceLock<(Arc<str>, bool)>,
+    /// The last log sequence number its missed packets were taken
+    /// through: a live logged packet at or below it was replayed already.
+    replayed_through: AtomicU64,
 }
 
 /// How long packets emitted by the connect handler wait after the CONNECT
@@ -163,7 +187,31 @@ impl Socket {
             disconnect_handlers: Mutex::new(Vec::new()),
             acks: Mutex::new(PendingAcks::new(max_pending)),
             held: Mutex::new(None),
+            session: OnceLock::new(),
+            replayed_through: AtomicU64::new(0),
         }))
+    }
+
+    /// With recovery on, before it connects: its private session id and
+    /// whether it resumes one.
+    pub(crate) fn set_session(&self, pid: Arc<str>, recovered: bool) {
+        let _ = self.0.session.set((pid, recovered));
+    }
+
+    /// The private session id (`pid`), with recovery on.
+    pub(crate) fn pid(&self) -> Option<&Arc<str>> {
+        self.0.session.get().map(|(pid, _)| pid)
+    }
+
+    /// Whether this socket resumed a disconnected session (connection
+    /// state recovery, docs/socketio.md §7): same id and rooms as before,
+    /// and the events it missed were delivered before any emitted since.
+    /// Always false with recovery off (JS `socket.recovered`).
+    pub fn recovered(&self) -> bool {
+        self.0
+            .session
+            .get()
+            .is_some_and(|(_, recovered)| *recovered)
     }
 
     /// The socket's id (public: other clients may learn it; it is not the
@@ -274,13 +322,70 @@ impl Socket {
         let mut text = String::new();
         let attachments =
             binary::encode_event(&mut text, Prefix::Bare, self.ns(), event, args, ack_id)?;
+        // socket.io: with recovery on, an event without ack to one socket
+        // is logged as an emit to that socket alone.
+        if let (Some(recovery), None) = (&self.0.namespace.recovery, ack_id) {
+            let selection = Selection::socket(self.id_arc());
+            let packet = recovery.log(text, attachments, selection, Instant::now());
+            return self.send_logged(&packet);
+        }
         self.send_raw(&text, &attachments)
+    }
+
+    /// Sends an emit's packet; a logged one already delivered by the
+    /// replay of missed packets is dropped (docs/socketio.md §7, "No
+    /// duplicates").
+    pub(crate) fn send_logged(&self, packet: &LoggedPacket) -> Result<(), EmitError> {
+        self.send_raw_after(&packet.text, &packet.attachments, packet.seq)
+    }
+
+    /// Holds what the socket emits from now on, as [`hold`](Self::hold),
+    /// and drops every logged packet until [`replay`](Self::replay): one
+    /// queued before the replay was logged before it and is among the
+    /// missed packets if the session was selected.
+    pub(crate) fn hold_for_replay(&self) {
+        self.0.replayed_through.store(u64::MAX, Ordering::Release);
+        self.hold();
+    }
+
+    /// Queues the missed packets `missed()` takes, ahead of anything
+    /// emitted to the socket after them. They are taken under the lock
+    /// live emits queue under, so a live packet is either among them (and
+    /// dropped when it comes) or queued after them.
+    pub(crate) fn replay(&self, missed: impl FnOnce() -> Missed) {
+        let mut held = lock(&self.0.held);
+        let missed = missed();
+        self.0
+            .replayed_through
+            .store(missed.through, Ordering::Release);
+        for packet in missed.packets {
+            match held.as_mut() {
+                Some(held) => held.push((packet.text.to_string(), packet.attachments.to_vec())),
+                None => {
+                    if !self.0.client.send_packet(&packet.text, &packet.attachments) {
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// Sends an encoded packet (without the Engine.IO `4`) and its
     /// attachments.
     pub(crate) fn send_raw(&self, text: &str, attachments: &[Bytes]) -> Result<(), EmitError> {
+        self.send_raw_after(text, attachments, None)
+    }
+
+    fn send_raw_after(
+        &self,
+        text: &str,
+        attachments: &[Bytes],
+        seq: Option<u64>,
+    ) -> Result<(), EmitError> {
         let mut held = lock(&self.0.held);
+        if seq.is_some_and(|seq| seq <= self.0.replayed_through.load(Ordering::Acquire)) {
+            return Ok(());
+        }
         if let Some(held) = held.as_mut() {
             held.push((text.to_owned(), attachments.to_vec()));
             return Ok(());
@@ -402,6 +507,14 @@ impl Socket {
         if !self.0.connected.swap(false, Ordering::AcqRel) {
             return;
         }
+        // socket.io: a transport-level loss keeps the session (id, rooms)
+        // for a recovering CONNECT; leaving on purpose is final.
+        if let (Some(recovery), Some(pid)) = (&self.0.namespace.recovery, self.pid()) {
+            if reason.is_recoverable() {
+                let rooms = self.rooms();
+                recovery.persist(Arc::clone(pid), self.id_arc(), rooms, Instant::now());
+            }
+        }
         self.0.namespace.remove_socket(&self.0.id);
         // Dropping the senders tells the waiting AckFutures.
         drop(lock(&self.0.acks).drain());
@@ -438,5 +551,38 @@ impl Ack {
         let mut text = String::new();
         let attachments = binary::encode_ack(&mut text, Prefix::Bare, self.socket.ns(), id, args)?;
         self.socket.send_raw(&text, &attachments)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DisconnectReason::{self, *};
+
+    #[test]
+    fn only_transport_level_reasons_are_recoverable() {
+        let all = [
+            TransportClose,
+            TransportError,
+            PingTimeout,
+            ParseError,
+            ForcedClose,
+            ServerShuttingDown,
+            ClientNamespaceDisconnect,
+            ServerNamespaceDisconnect,
+        ];
+        let recoverable: Vec<DisconnectReason> = all
+            .into_iter()
+            .filter(|reason| reason.is_recoverable())
+            .collect();
+        assert_eq!(
+            recoverable,
+            [
+                TransportClose,
+                TransportError,
+                PingTimeout,
+                ForcedClose,
+                ServerShuttingDown
+            ]
+        );
     }
 }
