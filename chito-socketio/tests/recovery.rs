@@ -4,10 +4,12 @@
 //! and last offset.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chito::OwnedEvent;
-use chito_socketio::socketio::{Ack, Args, RecoveryConfig, Socket, SocketIo};
+use chito_socketio::socketio::{Ack, Args, Binary, RecoveryConfig, Socket, SocketIo};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -23,16 +25,30 @@ enum Seen {
     Disconnected(&'static str),
 }
 
-async fn start(recovery: RecoveryConfig) -> (SocketAddr, SocketIo, UnboundedReceiver<Seen>) {
+/// A server on an ephemeral port; `/` counts its middleware's runs.
+async fn start(
+    recovery: RecoveryConfig,
+) -> (
+    SocketAddr,
+    SocketIo,
+    UnboundedReceiver<Seen>,
+    Arc<AtomicUsize>,
+) {
     let io = SocketIo::builder()
         .connection_state_recovery(recovery)
         .build();
     let (seen, seen_rx) = unbounded_channel();
-    io.ns("/", move |socket: Socket| on_connect(socket, seen.clone()));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&runs);
+    io.ns("/", move |socket: Socket| on_connect(socket, seen.clone()))
+        .with(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(io.clone().serve(listener));
-    (addr, io, seen_rx)
+    (addr, io, seen_rx, runs)
 }
 
 fn on_connect(socket: Socket, seen: UnboundedSender<Seen>) {
@@ -169,8 +185,9 @@ async fn join_and_drop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_client_gets_exactly_what_it_missed_then_live_events() {
-    let (addr, io, mut seen) = start(RecoveryConfig::default()).await;
+    let (addr, io, mut seen, runs) = start(RecoveryConfig::default()).await;
     let (sid, pid, last) = join_and_drop(addr, &io, &mut seen, "r").await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 
     for i in 1..=3 {
         io.to("r").emit("missed", &i).unwrap();
@@ -191,6 +208,8 @@ async fn a_reconnecting_client_gets_exactly_what_it_missed_then_live_events() {
     assert!(recovered);
     // The client library's keys are not the application's.
     assert_eq!(seen_auth, r#"{"token":"t"}"#);
+    // skip_middlewares (the default): the middleware did not run again.
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 
     let mut offsets = vec![last];
     for i in 1..=3 {
@@ -223,7 +242,7 @@ async fn after_the_duration_the_client_gets_a_fresh_session() {
         max_disconnection_duration: Duration::from_millis(200),
         ..RecoveryConfig::default()
     };
-    let (addr, io, mut seen) = start(recovery).await;
+    let (addr, io, mut seen, _) = start(recovery).await;
     let (sid, pid, last) = join_and_drop(addr, &io, &mut seen, "r").await;
     io.to("r").emit("missed", &1).unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -246,7 +265,7 @@ async fn after_the_duration_the_client_gets_a_fresh_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_credentials_get_a_fresh_session_and_keep_the_real_one() {
-    let (addr, io, mut seen) = start(RecoveryConfig::default()).await;
+    let (addr, io, mut seen, _) = start(RecoveryConfig::default()).await;
     let (sid, pid, last) = join_and_drop(addr, &io, &mut seen, "r").await;
     io.to("r").emit("missed", &1).unwrap();
 
@@ -282,7 +301,7 @@ async fn garbage_credentials_get_a_fresh_session_and_keep_the_real_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_emitted_throughout_a_reconnection_arrive_once_in_order() {
     const COUNT: u64 = 10_000;
-    let (addr, io, mut seen) = start(RecoveryConfig::default()).await;
+    let (addr, io, mut seen, _) = start(RecoveryConfig::default()).await;
     let mut client = RawClient::open(addr).await;
     let (sid, pid) = client.connect(&serde_json::json!({})).await;
     connected(&mut seen).await;
@@ -332,4 +351,40 @@ async fn events_emitted_throughout_a_reconnection_arrive_once_in_order() {
     assert_eq!(misplaced, [], "(position, number) from {first}");
     assert_eq!(got.len() as u64, COUNT - first);
     assert_eq!(client.try_next(Duration::from_millis(200)).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_binary_event_comes_back_with_its_attachment_and_middlewares_run_if_asked() {
+    let recovery = RecoveryConfig {
+        skip_middlewares: false,
+        ..RecoveryConfig::default()
+    };
+    let (addr, io, mut seen, runs) = start(recovery).await;
+    let (sid, pid, last) = join_and_drop(addr, &io, &mut seen, "r").await;
+    io.to("r")
+        .emit("bin", &Binary::from(vec![1u8, 2, 3]))
+        .unwrap();
+
+    let mut client = RawClient::open(addr).await;
+    let (again, _) = client
+        .connect(&serde_json::json!({"pid": pid, "offset": last}))
+        .await;
+    assert_eq!(again, sid);
+    assert!(connected(&mut seen).await.1);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // A BINARY_EVENT with one attachment; the offset after the placeholder.
+    let text = client.next().await;
+    let args = text.strip_prefix("51-").unwrap();
+    let args: Vec<Value> = serde_json::from_str(args).unwrap();
+    assert_eq!(args[0], "bin");
+    assert_eq!(args[1], serde_json::json!({"_placeholder": true, "num": 0}));
+    assert!(args[2].is_string());
+    let attachment = tokio::time::timeout(Duration::from_secs(5), client.ws.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&attachment, OwnedEvent::Binary(data) if data[..] == [1, 2, 3]),
+        "{attachment:?}"
+    );
 }
