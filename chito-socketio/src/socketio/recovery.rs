@@ -408,6 +408,8 @@ impl NamespaceRecovery {
         }
         let mut state = self.state();
         self.evict_sessions(&mut state, now);
+        // A namespace that stopped emitting still lets its old entries go.
+        self.evict_log(&mut state, now);
         while state.sessions.len() >= max && !state.by_age.is_empty() {
             self.drop_oldest_session(&mut state);
         }
@@ -770,25 +772,32 @@ mod tests {
     fn the_log_is_bounded_by_time_and_bytes() {
         let t0 = Instant::now();
         let ns = namespace(config());
-        let old = ns.log(event("old"), vec![], to_room("r"), t0);
-        let pid = ns.shared.next_pid();
-        ns.persist(Arc::clone(&pid), "sid".into(), vec!["r".into()], t0);
-        // The session is young, but the entry its offset names is gone.
+        ns.log(event("old"), vec![], to_room("r"), t0);
         let t1 = t0 + Duration::from_secs(121);
         ns.log(event("new"), vec![], to_room("r"), t1);
         assert_eq!(ns.log_len().0, 1);
+        // A disconnection alone sweeps the log too.
+        let t2 = t1 + Duration::from_secs(121);
+        ns.persist(ns.shared.next_pid(), "other".into(), vec![], t2);
+        assert_eq!(ns.log_len(), (0, 0));
 
         let small = RecoveryConfig {
             max_log_bytes: 3 * (ENTRY_OVERHEAD + 20),
             ..config()
         };
         let ns = namespace(small.clone());
+        let old = ns.log(event("old"), vec![], to_room("r"), t0);
+        let pid = ns.shared.next_pid();
+        ns.persist(Arc::clone(&pid), "sid".into(), vec!["r".into()], t0);
         for _ in 0..10 {
             ns.log(event("e"), vec![], to_room("r"), t0);
         }
         let (entries, bytes) = ns.log_len();
         assert!(bytes <= small.max_log_bytes, "{bytes}");
         assert!((1..10).contains(&entries), "{entries}");
+        // The session is young, but the entry its offset names is gone:
+        // what it missed cannot be known, so it does not resume.
+        assert_eq!(ns.take_session(&pid, &offset_of(&old), t0), None);
         // An entry larger than the bound alone is not kept at all.
         ns.log(
             event("big"),
@@ -797,7 +806,6 @@ mod tests {
             t0,
         );
         assert_eq!(ns.log_len(), (0, 0));
-        let _ = old;
     }
 
     #[test]
