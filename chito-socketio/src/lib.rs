@@ -20,4 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod engineio;
+pub mod service;
 pub mod socketio;
+
+pub use service::SocketIoService;

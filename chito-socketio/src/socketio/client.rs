@@ -14,8 +14,9 @@ use serde_json::value::RawValue;
 use super::ack::AckIds;
 use super::args::Args;
 use super::binary::{BinaryPacket, Reassembler};
+use super::handler::MiddlewareVerdict;
 use super::io::{IoInner, SocketIoConfig};
-use super::namespace::ConnectError;
+use super::namespace::{ConnectError, Middleware, Namespace};
 use super::packet::{self, Packet, PacketData, Prefix};
 use super::socket::{DisconnectReason, Socket};
 use crate::engineio::{CloseReason, EngineSocket};
@@ -78,6 +79,10 @@ impl Client {
 
     pub(crate) fn config(&self) -> &SocketIoConfig {
         &self.io.config
+    }
+
+    pub(crate) fn io(&self) -> &Arc<IoInner> {
+        &self.io
     }
 
     pub(crate) fn ack_ids(&self) -> &AckIds {
@@ -223,27 +228,77 @@ impl Client {
         };
         let id: Arc<str> = Arc::from(self.io.socket_ids.next_sid().as_str());
         let socket = Socket::new(id, Arc::clone(&namespace), Arc::clone(self), auth);
-        for middleware in namespace.middlewares() {
-            if let Err(refusal) = middleware(&socket) {
-                self.send_connect_error(name, &refusal);
-                return;
+        let middlewares = namespace.middlewares();
+        self.run_middlewares(namespace, socket, middlewares, 0);
+    }
+
+    /// Runs the middlewares from `next` on, in order; the first refusal
+    /// answers CONNECT_ERROR. An async one is awaited on a task of its own
+    /// before the rest run (packets for the namespace meanwhile are
+    /// dropped: the socket is not connected yet, and the clients buffer
+    /// their emits until `connect`).
+    fn run_middlewares(
+        self: &Arc<Self>,
+        namespace: Arc<Namespace>,
+        socket: Socket,
+        middlewares: Vec<Middleware>,
+        next: usize,
+    ) {
+        for (index, middleware) in middlewares.iter().enumerate().skip(next) {
+            match middleware(&socket) {
+                MiddlewareVerdict::Ready(Ok(())) => {}
+                MiddlewareVerdict::Ready(Err(refusal)) => {
+                    self.send_connect_error(&namespace.name, &refusal);
+                    return;
+                }
+                MiddlewareVerdict::Pending(verdict) => {
+                    let client = Arc::clone(self);
+                    tokio::spawn(async move {
+                        match verdict.await {
+                            Ok(()) => {
+                                client.run_middlewares(namespace, socket, middlewares, index + 1)
+                            }
+                            Err(refusal) => client.send_connect_error(&namespace.name, &refusal),
+                        }
+                    });
+                    return;
+                }
             }
         }
-        {
-            let mut state = lock(&self.state);
-            if state.closed {
-                return;
+        self.finish_connect(&namespace, socket);
+    }
+
+    /// The middlewares accepted the socket: the connect handler's
+    /// extractors run (a refusal answers CONNECT_ERROR), then the socket
+    /// is connected and the CONNECT answered, then the handler runs.
+    fn finish_connect(&self, namespace: &Arc<Namespace>, socket: Socket) {
+        let name: &str = &namespace.name;
+        let mut connected = false;
+        let mut connect = || {
+            {
+                let mut state = lock(&self.state);
+                if state.closed || state.sockets.contains_key(name) {
+                    return false;
+                }
+                state.sockets.insert(name.to_owned(), socket.clone());
             }
-            state.sockets.insert(name.to_owned(), socket.clone());
+            socket.mark_connected();
+            namespace.insert_socket(socket.clone());
+            // The CONNECT answer precedes anything the handler emits (the
+            // suite reads `40{"sid"}` and then `42["auth",…]`).
+            self.send_connected(name, socket.id());
+            socket.hold();
+            connected = true;
+            true
+        };
+        let handled = (namespace.handler())(&socket, &mut connect);
+        if let Err(refusal) = handled {
+            self.io.handler_counters.refused_connect();
+            self.send_connect_error(name, &refusal.connect_error());
         }
-        socket.mark_connected();
-        namespace.insert_socket(socket.clone());
-        // The CONNECT answer precedes anything the handler emits (the
-        // suite reads `40{"sid"}` and then `42["auth",…]`).
-        self.send_connected(name, socket.id());
-        socket.hold();
-        (namespace.handler())(socket.clone());
-        socket.release_later();
+        if connected {
+            socket.release_later();
+        }
     }
 
     fn send_connected(&self, namespace: &str, sid: &str) {
