@@ -23,14 +23,22 @@ use crate::engineio::EngineIo;
 /// request's extensions, where hyper (with `with_upgrades`) and axum's
 /// `serve` put it. Always ready; cheap to clone.
 ///
-/// With axum (feature `axum` of this crate builds the example's test):
+/// With axum (this crate's feature `axum` only builds this example and
+/// `tests/axum_service.rs`; the service itself needs no axum type):
 ///
-/// ```ignore
+#[cfg_attr(feature = "axum", doc = "```no_run")]
+#[cfg_attr(not(feature = "axum"), doc = "```ignore")]
+/// use chito_socketio::socketio::{Socket, SocketIo};
+///
+/// # async fn run() -> std::io::Result<()> {
 /// let io = SocketIo::builder().build();
+/// io.ns("/", |socket: Socket| { let _ = socket.emit("hello", "world"); });
 /// let app = axum::Router::new()
 ///     .route("/health", axum::routing::get(|| async { "ok" }))
 ///     .route_service("/socket.io/", io.service());
-/// axum::serve(listener, app).await?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(listener, app).await
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct SocketIoService {

@@ -488,3 +488,99 @@ impl StateMap {
             .cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socketio::Binary;
+
+    fn args(raw: &[&str], attachments: &[Bytes]) -> Args {
+        let owned: Vec<Box<RawValue>> = raw
+            .iter()
+            .map(|text| RawValue::from_string((*text).to_owned()).unwrap())
+            .collect();
+        let borrowed: Vec<&RawValue> = owned.iter().map(|raw| raw.as_ref()).collect();
+        Args::new(&borrowed, attachments)
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Point {
+        x: i32,
+        y: i32,
+    }
+
+    #[test]
+    fn one_argument_is_the_payload_itself() {
+        let point: Point = event_payload(&args(&[r#"{"x":1,"y":2}"#], &[])).unwrap();
+        assert_eq!(point, Point { x: 1, y: 2 });
+        // A one-element tuple is not the single argument's shape.
+        assert!(event_payload::<(Point,)>(&args(&[r#"{"x":1,"y":2}"#], &[])).is_err());
+    }
+
+    #[test]
+    fn several_or_no_arguments_are_read_from_their_array() {
+        let pair: (u8, String) = event_payload(&args(&["1", r#""a""#], &[])).unwrap();
+        assert_eq!(pair, (1, "a".to_owned()));
+        let all: Vec<u8> = event_payload(&args(&["1", "2", "3"], &[])).unwrap();
+        assert_eq!(all, [1, 2, 3]);
+        let none: Vec<u8> = event_payload(&args(&[], &[])).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_mismatch_is_serdes_error() {
+        let error = event_payload::<Point>(&args(&[r#"{"x":1}"#], &[])).unwrap_err();
+        assert!(error.to_string().contains("missing field `y`"), "{error}");
+        assert!(event_payload::<(u8, u8)>(&args(&["1", r#""b""#], &[])).is_err());
+        assert!(event_payload::<u8>(&args(&["300"], &[])).is_err());
+    }
+
+    #[test]
+    fn binary_fields_receive_their_attachment_without_a_copy() {
+        #[derive(serde::Deserialize)]
+        struct Upload {
+            name: String,
+            file: Binary,
+        }
+        let attachment = Bytes::from(vec![7u8; 64]);
+        let received = args(
+            &[r#"{"name":"a.bin","file":{"_placeholder":true,"num":0}}"#],
+            std::slice::from_ref(&attachment),
+        );
+        let upload: Upload = event_payload(&received).unwrap();
+        assert_eq!(upload.name, "a.bin");
+        assert_eq!(upload.file.0, attachment);
+        // The same buffer: the extractor shares the received bytes.
+        assert_eq!(upload.file.0.as_ptr(), attachment.as_ptr());
+        // A placeholder naming a missing attachment is a mismatch.
+        let missing = args(
+            &[r#"{"name":"b","file":{"_placeholder":true,"num":1}}"#],
+            &[],
+        );
+        assert!(event_payload::<Upload>(&missing).is_err());
+    }
+
+    #[test]
+    fn auth_is_read_from_the_connect_payload() {
+        #[derive(serde::Deserialize)]
+        struct Auth {
+            token: String,
+        }
+        let raw = RawValue::from_string(r#"{"token":"t"}"#.to_owned()).unwrap();
+        let auth: Auth = auth_payload(&raw).unwrap();
+        assert_eq!(auth.token, "t");
+        let empty = RawValue::from_string("{}".to_owned()).unwrap();
+        assert!(auth_payload::<Auth>(&empty).is_err());
+    }
+
+    #[test]
+    fn state_map_gives_a_copy_by_type() {
+        let mut states = StateMap::default();
+        states.insert(5u32);
+        states.insert("name");
+        states.insert(6u32);
+        assert_eq!(states.get::<u32>(), Some(6));
+        assert_eq!(states.get::<&str>(), Some("name"));
+        assert_eq!(states.get::<u64>(), None);
+    }
+}
