@@ -182,6 +182,12 @@ async fn args_event_bin_state_and_extension_extractors() {
         socket.on("bin", |Bin(attachments): Bin, ack: Ack| {
             let _ = ack.send(&(attachments.len(),));
         });
+        // Two Acks: the first takes the id, the second answers nothing.
+        socket.on("two-acks", |first: Ack, second: Ack| {
+            assert!(!second.is_requested());
+            let _ = second.send(&(2,));
+            let _ = first.send(&(1,));
+        });
         // Two extractors wanting the Args: one gets a clone, one the Args.
         socket.on("twice", |a: Args, b: Args, ack: Ack| {
             let _ = ack.send(&(a.len(), b.len()));
@@ -202,6 +208,9 @@ async fn args_event_bin_state_and_extension_extractors() {
     assert_eq!(client.recv().await, r#"431["p:ann"]"#);
     client.send(r#"422["twice",1,2,3]"#).await;
     assert_eq!(client.recv().await, r#"432[3,3]"#);
+    client.send(r#"425["two-acks"]"#).await;
+    assert_eq!(client.recv().await, r#"435[1]"#);
+    assert!(client.silent(Duration::from_millis(100)).await);
     client.send(r#"423["no-state"]"#).await;
     assert!(client.silent(Duration::from_millis(200)).await);
     assert_eq!(io.handler_stats().refused_events, 1);
@@ -363,4 +372,47 @@ fn extensions_insert_get_remove_by_type() {
     assert_eq!(extensions.remove::<u32>(), Some(7));
     assert_eq!(extensions.get::<u32>(), None);
     assert!(!extensions.contains::<u64>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_namespaces_take_extractor_handlers_and_the_earlier_forms_compile() {
+    let io = SocketIo::builder().build();
+    io.dyn_ns(
+        |name: &str| name.starts_with("/team-"),
+        |socket: Socket, Data(auth): Data<Auth>| {
+            let _ = socket.emit("team", &(socket.ns(), auth.name.as_str()));
+            // The form handlers had before extractors.
+            socket.on("old", |socket: Socket, args: Args, ack: Ack| {
+                let _ = socket.emit_args("old-back", &args);
+                let _ = ack.send(&(args.len(),));
+            });
+            socket.on_disconnect(|_socket: Socket, _reason: DisconnectReason| {});
+        },
+    )
+    .with(|socket: &Socket| {
+        if socket.ns().len() < 20 {
+            Ok(())
+        } else {
+            Err(ConnectError::new("name too long"))
+        }
+    });
+    let addr = start(&io).await;
+    let mut client = Client::open(addr).await;
+    client.send(r#"40/team-a,{"name":"cy"}"#).await;
+    let connected = client.recv().await;
+    assert!(connected.starts_with("40/team-a,{\"sid\":"), "{connected}");
+    assert_eq!(
+        client.recv().await,
+        r#"42/team-a,["team",["/team-a","cy"]]"#
+    );
+    client.send(r#"42/team-a,1["old","x"]"#).await;
+    assert_eq!(client.recv().await, r#"42/team-a,["old-back","x"]"#);
+    assert_eq!(client.recv().await, r#"43/team-a,1[1]"#);
+    client
+        .send(r#"40/team-with-a-long-name,{"name":"cy"}"#)
+        .await;
+    assert_eq!(
+        client.recv().await,
+        r#"44/team-with-a-long-name,{"message":"name too long"}"#
+    );
 }

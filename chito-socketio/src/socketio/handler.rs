@@ -97,6 +97,7 @@ mod marker {
 }
 
 /// A future a handler returned, boxed to be stored or awaited later.
+#[doc(hidden)]
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// An event handler: `Fn(E1, …, En)` of [`FromEvent`] extractors
