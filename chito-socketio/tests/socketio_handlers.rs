@@ -416,3 +416,26 @@ async fn dynamic_namespaces_take_extractor_handlers_and_the_earlier_forms_compil
         r#"44/team-with-a-long-name,{"message":"name too long"}"#
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connect_during_an_async_middleware_gets_the_same_socket() {
+    let io = SocketIo::builder().build();
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counted = connects.clone();
+    io.ns("/", move |_socket: Socket| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    })
+    .with(|| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    });
+    let addr = start(&io).await;
+    let mut client = Client::open(addr).await;
+    client.send("40").await;
+    client.send("40").await;
+    let first = client.recv().await;
+    let second = client.recv().await;
+    assert!(first.starts_with("40{\"sid\":"), "{first}");
+    assert_eq!(first, second);
+    assert_eq!(connects.load(Ordering::SeqCst), 1);
+}

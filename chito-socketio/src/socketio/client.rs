@@ -275,12 +275,25 @@ impl Client {
         let name: &str = &namespace.name;
         let mut connected = false;
         let mut connect = || {
-            {
+            let existing = {
                 let mut state = lock(&self.state);
-                if state.closed || state.sockets.contains_key(name) {
+                if state.closed {
                     return false;
                 }
-                state.sockets.insert(name.to_owned(), socket.clone());
+                match state.sockets.get(name) {
+                    Some(existing) => Some(existing.id_arc()),
+                    None => {
+                        state.sockets.insert(name.to_owned(), socket.clone());
+                        None
+                    }
+                }
+            };
+            if let Some(existing) = existing {
+                // A second CONNECT whose async middlewares finished after
+                // the first's: answered as `connect` answers one that
+                // arrives later, with the connected socket's id.
+                self.send_connected(name, &existing);
+                return false;
             }
             socket.mark_connected();
             namespace.insert_socket(socket.clone());
