@@ -23,7 +23,8 @@ use super::socket::{DisconnectReason, Socket};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandlerStats {
     /// Events dropped because an extractor refused them (a [`Data<T>`]
-    /// whose payload is not a `T`, a missing extension or state).
+    /// whose payload is not a `T`, a missing extension or state), and
+    /// disconnect handlers not run for the same reason.
     ///
     /// [`Data<T>`]: super::Data
     pub refused_events: u64,
