@@ -179,6 +179,13 @@ async fn args_event_bin_state_and_extension_extractors() {
         socket.on("no-state", |State(_): State<u64>, ack: Ack| {
             let _ = ack.send(&("unreachable",));
         });
+        // No u8 extension: `Extension` refuses, `Option<Extension>` is None.
+        socket.on("no-ext", |Extension(_): Extension<u8>, ack: Ack| {
+            let _ = ack.send(&("unreachable",));
+        });
+        socket.on("maybe-ext", |ext: Option<Extension<u8>>, ack: Ack| {
+            let _ = ack.send(&(ext.is_none(),));
+        });
         socket.on("bin", |Bin(attachments): Bin, ack: Ack| {
             let _ = ack.send(&(attachments.len(),));
         });
@@ -214,6 +221,11 @@ async fn args_event_bin_state_and_extension_extractors() {
     client.send(r#"423["no-state"]"#).await;
     assert!(client.silent(Duration::from_millis(200)).await);
     assert_eq!(io.handler_stats().refused_events, 1);
+    client.send(r#"426["no-ext"]"#).await;
+    assert!(client.silent(Duration::from_millis(200)).await);
+    assert_eq!(io.handler_stats().refused_events, 2);
+    client.send(r#"427["maybe-ext"]"#).await;
+    assert_eq!(client.recv().await, r#"437[true]"#);
 
     // One binary attachment (socket.io-protocol: 5<n>-…, then the frame).
     client
@@ -300,6 +312,21 @@ async fn connect_auth_and_middlewares_sync_async_and_by_reference() {
     // Auth that is not an Auth: the middleware's Data refuses first.
     let (_client, refused) = Client::connect(addr, r#"{"nom":"x"}"#).await;
     assert_eq!(refused, r#"44{"message":"invalid auth payload"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_data_gives_a_connect_handler_the_auth_error() {
+    let io = SocketIo::builder().build();
+    io.ns("/", |socket: Socket, TryData(auth): TryData<Auth>| {
+        let _ = socket.emit("auth-ok", &auth.is_ok());
+    });
+    let addr = start(&io).await;
+    let (mut client, connected) = Client::connect(addr, r#"{"other":1}"#).await;
+    assert!(connected.starts_with("40{\"sid\":"), "{connected}");
+    assert_eq!(client.recv().await, r#"42["auth-ok",false]"#);
+    let (mut client, _) = Client::connect(addr, r#"{"name":"n"}"#).await;
+    assert_eq!(client.recv().await, r#"42["auth-ok",true]"#);
+    assert_eq!(io.handler_stats().refused_connects, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
