@@ -16,17 +16,13 @@ use chito_socketio::socketio::{Ack, Args, Socket, SocketIo};
 fn main_namespace(socket: Socket) {
     // The reference server emits `socket.handshake.auth`.
     let _ = socket.emit("auth", socket.auth());
-    socket.on("message", |socket: Socket, args: Args, _ack: Ack| {
+    // Handlers name only the extractors they use, in any order.
+    socket.on("message", |socket: Socket, args: Args| {
         // `socket.emit("message-back", ...args)`: the arguments go back as
         // received, attachments too.
         let _ = socket.emit_args("message-back", &args);
     });
-    socket.on(
-        "message-with-ack",
-        |_socket: Socket, args: Args, ack: Ack| {
-            let _ = ack.send(&args);
-        },
-    );
+    socket.on("message-with-ack", |args: Args, ack: Ack| ack.send(&args));
 }
 
 fn custom_namespace(socket: Socket) {

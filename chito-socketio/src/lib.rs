@@ -17,7 +17,13 @@
 //!   `emit_with_ack`, acknowledgements both ways, rooms local to the
 //!   process, broadcasts encoded once, disconnect reasons. It passes the
 //!   official socket.io protocol suite (32/32, `tests/socketio_suite.rs`).
+//! - Handlers are functions of extractors ([`socketio::extract`]: `Data<T>`,
+//!   `Ack`, `State<T>`, …), sync or async; [`SocketIoService`] mounts a
+//!   server in hyper 1 or axum as a tower `Service`.
 #![deny(missing_docs)]
 
 pub mod engineio;
+pub mod service;
 pub mod socketio;
+
+pub use service::SocketIoService;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chito::OwnedEvent;
-use chito_socketio::socketio::{Ack, Args, Binary, RecoveryConfig, Socket, SocketIo};
+use chito_socketio::socketio::{
+    Ack, Args, Binary, DisconnectReason, RecoveryConfig, Socket, SocketIo,
+};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -41,7 +43,7 @@ async fn start(
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&runs);
     io.ns("/", move |socket: Socket| on_connect(socket, seen.clone()))
-        .with(move |_| {
+        .with(move |_: &Socket| {
             counted.fetch_add(1, Ordering::SeqCst);
             Ok(())
         });
@@ -62,7 +64,7 @@ fn on_connect(socket: Socket, seen: UnboundedSender<Seen>) {
         socket.join(&room);
         let _ = ack.send(&("joined",));
     });
-    socket.on_disconnect(move |_, reason| {
+    socket.on_disconnect(move |reason: DisconnectReason| {
         let _ = seen.send(Seen::Disconnected(reason.as_str()));
     });
 }

@@ -25,4 +25,6 @@ mod polling;
 pub mod server;
 mod websocket;
 
-pub use server::{AllowRequest, EngineHandler, EngineIo, EngineServerConfig, EngineSocket};
+pub use server::{
+    AllowRequest, EngineHandler, EngineIo, EngineServerConfig, EngineSocket, RequestBody,
+};

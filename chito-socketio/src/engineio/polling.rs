@@ -5,21 +5,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::query::{RequestError, TransportKind};
-use super::server::{error_response, plain, Inner, SessionCell};
+use super::server::{error_response, plain, BodyError, Inner, RequestBody, SessionCell};
 use super::session::{GetAction, PostError};
 use super::sid::Sid;
 
 /// v4 polling bodies are text: `text/plain; charset=UTF-8`.
 const TEXT: &str = "text/plain; charset=UTF-8";
 
-pub(crate) async fn handle(
+pub(crate) async fn handle<B: RequestBody>(
     inner: &Arc<Inner>,
-    request: Request<Incoming>,
+    request: Request<B>,
     sid: Option<String>,
 ) -> Response<Full<Bytes>> {
     let Some(sid) = sid else {
@@ -94,11 +93,11 @@ async fn get(inner: &Arc<Inner>, sid: Sid, cell: Arc<SessionCell>) -> Response<F
     }
 }
 
-async fn post(
+async fn post<B: RequestBody>(
     inner: &Arc<Inner>,
     sid: Sid,
     cell: Arc<SessionCell>,
-    request: Request<Incoming>,
+    request: Request<B>,
 ) -> Response<Full<Bytes>> {
     let begun = cell.lock().post_begin();
     if let Err(error) = begun {
@@ -116,21 +115,14 @@ async fn post(
         return error_response(RequestError::BadRequest);
     }
     let max_payload = inner.config.engine.max_payload;
-    let body = match Limited::new(request.into_body(), max_payload)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
+    let body = match request.into_body().collect_limited(max_payload).await {
+        Ok(body) => body,
         Err(error) => {
             cell.lock().post_failed();
             inner.after_change(sid, &cell);
-            let too_large = error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            return if too_large {
-                plain(StatusCode::PAYLOAD_TOO_LARGE, TEXT, Bytes::new())
-            } else {
-                error_response(RequestError::BadRequest)
+            return match error {
+                BodyError::TooLarge => plain(StatusCode::PAYLOAD_TOO_LARGE, TEXT, Bytes::new()),
+                BodyError::Failed => error_response(RequestError::BadRequest),
             };
         }
     };

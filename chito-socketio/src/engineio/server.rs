@@ -9,12 +9,13 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
@@ -35,6 +36,41 @@ pub trait EngineHandler: Send + Sync + 'static {
     /// Something happened on a session: a message, its upgrade, its close
     /// (last, once).
     fn on_event(&self, socket: &EngineSocket, event: EngineEvent);
+}
+
+/// A request body the server reads (polling POSTs): hyper's `Incoming`,
+/// axum's `Body`, any [`Body`] of [`Bytes`] chunks.
+pub trait RequestBody: Send + 'static {
+    /// The whole body, refused past `limit` bytes.
+    #[doc(hidden)]
+    fn collect_limited(self, limit: usize)
+        -> impl Future<Output = Result<Bytes, BodyError>> + Send;
+}
+
+/// Why a request body was not read.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum BodyError {
+    /// It is longer than the limit.
+    TooLarge,
+    /// The connection failed while it was read.
+    Failed,
+}
+
+impl<B> RequestBody for B
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn collect_limited(self, limit: usize) -> Result<Bytes, BodyError> {
+        match Limited::new(self, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(BodyError::TooLarge)
+            }
+            Err(_) => Err(BodyError::Failed),
+        }
+    }
 }
 
 /// An Engine.IO server's settings beyond the protocol's.
@@ -350,10 +386,11 @@ impl EngineIo {
         }
     }
 
-    /// Answers one HTTP request (serve it with hyper's `with_upgrades`).
-    pub async fn handle(
+    /// Answers one HTTP request (serve it with hyper's `with_upgrades`;
+    /// under axum the upgrade is in the request's extensions alike).
+    pub async fn handle<B: RequestBody>(
         &self,
-        request: Request<Incoming>,
+        request: Request<B>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let cors_request = CorsRequest::from_headers(request.headers());
         let preflight = request.method() == Method::OPTIONS;
@@ -367,7 +404,7 @@ impl EngineIo {
         Ok(response)
     }
 
-    async fn route(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn route<B: RequestBody>(&self, request: Request<B>) -> Response<Full<Bytes>> {
         let path = request.uri().path();
         let base = self.inner.config.path.trim_end_matches('/');
         if path != self.inner.config.path && path != base {
@@ -407,10 +444,7 @@ impl EngineIo {
     /// last): not shutting down (503), the `allow_request` hook (403,
     /// code 4), `max_sessions` (503).
     #[allow(clippy::result_large_err)]
-    fn admit_handshake(
-        &self,
-        request: Request<Incoming>,
-    ) -> Result<Request<Incoming>, Response<Full<Bytes>>> {
+    fn admit_handshake<B>(&self, request: Request<B>) -> Result<Request<B>, Response<Full<Bytes>>> {
         if self.inner.shutting_down() {
             return Err(unavailable("server shutting down"));
         }

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use chito::handshake::{Accept, UpgradeRequest};
 use chito::{CloseCode, Config, Connection, Message, OwnedEvent, Role};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
@@ -43,9 +42,9 @@ fn websocket_config(inner: &Inner) -> Config {
     config
 }
 
-pub(crate) fn handle(
+pub(crate) fn handle<B>(
     inner: &Arc<Inner>,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
     sid: Option<String>,
 ) -> Response<Full<Bytes>> {
     let role = match sid {

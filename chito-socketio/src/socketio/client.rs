@@ -14,8 +14,9 @@ use serde_json::value::RawValue;
 use super::ack::AckIds;
 use super::args::Args;
 use super::binary::{BinaryPacket, Reassembler};
+use super::handler::MiddlewareVerdict;
 use super::io::{IoInner, SocketIoConfig};
-use super::namespace::{ConnectError, Namespace};
+use super::namespace::{ConnectError, Middleware, Namespace};
 use super::packet::{self, Packet, PacketData, Prefix};
 use super::recovery::{self, Resumed};
 use super::socket::{DisconnectReason, Socket};
@@ -83,6 +84,10 @@ impl Client {
 
     pub(crate) fn config(&self) -> &SocketIoConfig {
         &self.io.config
+    }
+
+    pub(crate) fn io(&self) -> &Arc<IoInner> {
+        &self.io
     }
 
     pub(crate) fn ack_ids(&self) -> &AckIds {
@@ -243,44 +248,120 @@ impl Client {
                 .recovery
                 .as_ref()
                 .is_some_and(|recovery| recovery.shared().config().skip_middlewares);
-        if !skip_middlewares {
-            for middleware in namespace.middlewares() {
-                if let Err(refusal) = middleware(&socket) {
-                    self.send_connect_error(name, &refusal);
+        let middlewares = if skip_middlewares {
+            Vec::new()
+        } else {
+            namespace.middlewares()
+        };
+        self.run_middlewares(namespace, socket, resumed, middlewares, 0);
+    }
+
+    /// Runs the middlewares from `next` on, in order; the first refusal
+    /// answers CONNECT_ERROR. An async one is awaited on a task of its own
+    /// before the rest run (packets for the namespace meanwhile are
+    /// dropped: the socket is not connected yet, and the clients buffer
+    /// their emits until `connect`).
+    fn run_middlewares(
+        self: &Arc<Self>,
+        namespace: Arc<Namespace>,
+        socket: Socket,
+        resumed: Option<Resumed>,
+        middlewares: Vec<Middleware>,
+        next: usize,
+    ) {
+        for (index, middleware) in middlewares.iter().enumerate().skip(next) {
+            match middleware(&socket) {
+                MiddlewareVerdict::Ready(Ok(())) => {}
+                MiddlewareVerdict::Ready(Err(refusal)) => {
+                    self.send_connect_error(&namespace.name, &refusal);
+                    return;
+                }
+                MiddlewareVerdict::Pending(verdict) => {
+                    let client = Arc::clone(self);
+                    tokio::spawn(async move {
+                        match verdict.await {
+                            Ok(()) => client.run_middlewares(
+                                namespace,
+                                socket,
+                                resumed,
+                                middlewares,
+                                index + 1,
+                            ),
+                            Err(refusal) => client.send_connect_error(&namespace.name, &refusal),
+                        }
+                    });
                     return;
                 }
             }
         }
-        {
-            let mut state = lock(&self.state);
-            if state.closed {
-                return;
-            }
-            state.sockets.insert(name.to_owned(), socket.clone());
-        }
-        socket.mark_connected();
-        match (&resumed, &namespace.recovery) {
-            (Some(resumed), Some(recovery)) => {
-                // Held before it can be reached, so nothing emitted to it
-                // precedes the CONNECT answer or the missed packets.
-                socket.hold_for_replay();
-                namespace.insert_socket(socket.clone());
-                for room in &resumed.rooms {
-                    socket.join(room);
+        self.finish_connect(&namespace, socket, resumed.as_ref());
+    }
+
+    /// The middlewares accepted the socket: the connect handler's
+    /// extractors run (a refusal answers CONNECT_ERROR), then the socket
+    /// is connected and the CONNECT answered, then the handler runs.
+    fn finish_connect(
+        &self,
+        namespace: &Arc<Namespace>,
+        socket: Socket,
+        resumed: Option<&Resumed>,
+    ) {
+        let name: &str = &namespace.name;
+        let mut connected = false;
+        let mut connect = || {
+            let existing = {
+                let mut state = lock(&self.state);
+                if state.closed {
+                    return false;
                 }
-                self.send_connected(name, &socket);
-                socket.replay(|| recovery.missed(&resumed.sid, &resumed.rooms, resumed.after));
+                match state.sockets.get(name) {
+                    Some(existing) => Some(existing.clone()),
+                    None => {
+                        state.sockets.insert(name.to_owned(), socket.clone());
+                        None
+                    }
+                }
+            };
+            if let Some(existing) = existing {
+                // A second CONNECT whose async middlewares finished after
+                // the first's: answered as `connect` answers one that
+                // arrives later, with the connected socket's id.
+                self.send_connected(name, &existing);
+                return false;
             }
-            _ => {
-                namespace.insert_socket(socket.clone());
-                // The CONNECT answer precedes anything the handler emits
-                // (the suite reads `40{"sid"}` and then `42["auth",…]`).
-                self.send_connected(name, &socket);
-                socket.hold();
+            socket.mark_connected();
+            match (resumed, &namespace.recovery) {
+                (Some(resumed), Some(recovery)) => {
+                    // Held before it can be reached, so nothing emitted to
+                    // it precedes the CONNECT answer or the missed packets.
+                    socket.hold_for_replay();
+                    namespace.insert_socket(socket.clone());
+                    for room in &resumed.rooms {
+                        socket.join(room);
+                    }
+                    self.send_connected(name, &socket);
+                    socket.replay(|| recovery.missed(&resumed.sid, &resumed.rooms, resumed.after));
+                }
+                _ => {
+                    namespace.insert_socket(socket.clone());
+                    // The CONNECT answer precedes anything the handler
+                    // emits (the suite reads `40{"sid"}` and then
+                    // `42["auth",…]`).
+                    self.send_connected(name, &socket);
+                    socket.hold();
+                }
             }
+            connected = true;
+            true
+        };
+        let handled = (namespace.handler())(&socket, &mut connect);
+        if let Err(refusal) = handled {
+            self.io.handler_counters.refused_connect();
+            self.send_connect_error(name, &refusal.connect_error());
         }
-        (namespace.handler())(socket.clone());
-        socket.release_later();
+        if connected {
+            socket.release_later();
+        }
     }
 
     fn send_connected(&self, namespace: &str, socket: &Socket) {

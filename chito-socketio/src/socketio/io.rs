@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde::Serialize;
 
@@ -16,10 +15,15 @@ use super::ack::AckIds;
 use super::binary::BinaryLimits;
 use super::broadcast::BroadcastOperator;
 use super::client::Client;
-use super::namespace::{ConnectError, Middleware, Namespace, Namespaces};
+use super::extract::StateMap;
+use super::handler::{ConnectHandler, ConnectMiddleware, HandlerCounters, HandlerStats};
+use super::namespace::{
+    boxed_connect_handler, boxed_middleware, Middleware, Namespace, Namespaces,
+};
 use super::packet::MAIN_NAMESPACE;
 use super::recovery::{Recovery, RecoveryConfig};
 use super::socket::{EmitError, Socket};
+use crate::engineio::server::RequestBody;
 use crate::engineio::{
     EngineConfig, EngineEvent, EngineHandler, EngineIo, EngineServerConfig, EngineSocket, Sid,
     SidGenerator,
@@ -77,6 +81,9 @@ pub(crate) struct IoInner {
     /// from their own generator (a socket id is public, a session id is a
     /// secret, docs/socketio.md §2).
     pub(crate) socket_ids: SidGenerator,
+    /// The values [`State<T>`](super::State) reads.
+    pub(crate) state: StateMap,
+    pub(crate) handler_counters: HandlerCounters,
     clients: Mutex<HashMap<Sid, Arc<Client>>>,
 }
 
@@ -115,6 +122,35 @@ impl EngineHandler for Bridge {
 }
 
 /// A Socket.IO v5 server. Cheap to clone.
+///
+/// ```no_run
+/// use chito_socketio::socketio::{Ack, ConnectError, Data, DisconnectReason, Socket, SocketIo, State};
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Auth { token: String }
+///
+/// #[derive(Clone)]
+/// struct Greeting(&'static str);
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let io = SocketIo::builder().with_state(Greeting("hello")).build();
+/// io.ns("/", |socket: Socket, State(greeting): State<Greeting>| {
+///     let _ = socket.emit("welcome", greeting.0);
+///     socket.on("ping", |ack: Ack| ack.send(&("pong",)));
+///     socket.on_disconnect(|socket: Socket, reason: DisconnectReason| {
+///         println!("{} left: {reason}", socket.id());
+///     });
+/// });
+/// // A connect middleware reading the CONNECT's auth; async ones work alike.
+/// io.ns("/admin", |socket: Socket| { let _ = socket.emit("hi", "admin"); })
+///     .with(|Data(auth): Data<Auth>| {
+///         if auth.token == "secret" { Ok(()) } else { Err(ConnectError::new("not authorized")) }
+///     });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// io.serve(listener).await
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct SocketIo {
     engine: EngineIo,
@@ -134,11 +170,16 @@ impl SocketIo {
     pub fn builder() -> SocketIoBuilder {
         SocketIoBuilder {
             config: SocketIoConfig::default(),
+            state: StateMap::default(),
         }
     }
 
     /// A server with `config`.
     pub fn new(config: SocketIoConfig) -> Self {
+        Self::with_parts(config, StateMap::default())
+    }
+
+    fn with_parts(config: SocketIoConfig, state: StateMap) -> Self {
         let inner = Arc::new(IoInner {
             namespaces: Namespaces::new(
                 config.max_dynamic_namespaces,
@@ -146,39 +187,61 @@ impl SocketIo {
             ),
             ack_ids: AckIds::new(),
             socket_ids: SidGenerator::new(),
+            state,
+            handler_counters: HandlerCounters::default(),
             clients: Mutex::new(HashMap::new()),
             config,
         });
         // The main namespace always exists, as in JS: a client may connect
         // to `/` before (or without) a handler for it.
-        inner.namespaces.add(MAIN_NAMESPACE, Arc::new(|_| {}));
+        inner
+            .namespaces
+            .add(MAIN_NAMESPACE, boxed_connect_handler(|| {}));
         let engine = EngineIo::new(inner.config.engine.clone(), Bridge(Arc::clone(&inner)));
         Self { engine, inner }
     }
 
     /// Registers the namespace `name` (`/`, `/admin`); `handler` runs for
-    /// each socket that connects to it, after its CONNECT has been answered.
+    /// each socket that connects to it, after its CONNECT has been
+    /// answered. It is a function of [extractors](super::extract)
+    /// ([`Socket`], [`Data<T>`](super::Data) from the CONNECT's auth,
+    /// [`TryData<T>`](super::TryData), [`Extension<T>`](super::Extension),
+    /// [`State<T>`](super::State)), sync or async; an extractor that
+    /// refuses (auth that is not the `Data`'s `T`) refuses the connection
+    /// with the CONNECT_ERROR `invalid auth payload`.
     /// Registering a name again replaces its handler.
-    pub fn ns<F>(&self, name: &str, handler: F) -> NamespaceRef
+    pub fn ns<H, M>(&self, name: &str, handler: H) -> NamespaceRef
     where
-        F: Fn(Socket) + Send + Sync + 'static,
+        H: ConnectHandler<M>,
+        M: 'static,
     {
-        NamespaceRef(self.inner.namespaces.add(name, Arc::new(handler)))
+        NamespaceRef(
+            self.inner
+                .namespaces
+                .add(name, boxed_connect_handler(handler)),
+        )
     }
 
     /// Registers dynamic namespaces: a CONNECT to a name no static
     /// namespace has, which `matcher` accepts, creates that namespace with
-    /// `handler` (JS `io.of(regex)`).
-    pub fn dyn_ns<M, F>(&self, matcher: M, handler: F) -> DynNamespaceRef
+    /// `handler` (as [`ns`](Self::ns)'s; JS `io.of(regex)`).
+    pub fn dyn_ns<F, H, M>(&self, matcher: F, handler: H) -> DynNamespaceRef
     where
-        M: Fn(&str) -> bool + Send + Sync + 'static,
-        F: Fn(Socket) + Send + Sync + 'static,
+        F: Fn(&str) -> bool + Send + Sync + 'static,
+        H: ConnectHandler<M>,
+        M: 'static,
     {
         DynNamespaceRef(
             self.inner
                 .namespaces
-                .add_dynamic(Arc::new(matcher), Arc::new(handler)),
+                .add_dynamic(Arc::new(matcher), boxed_connect_handler(handler)),
         )
+    }
+
+    /// What handlers did not do (events refused by their extractors,
+    /// handlers that failed), since the server started.
+    pub fn handler_stats(&self) -> HandlerStats {
+        self.inner.handler_counters.snapshot()
     }
 
     /// The namespace `name`, if it exists.
@@ -190,7 +253,10 @@ impl SocketIo {
         let namespace = match self.inner.namespaces.get(MAIN_NAMESPACE) {
             Some(namespace) => namespace,
             // Registered in `new`; re-registered only if something removed it.
-            None => self.inner.namespaces.add(MAIN_NAMESPACE, Arc::new(|_| {})),
+            None => self
+                .inner
+                .namespaces
+                .add(MAIN_NAMESPACE, boxed_connect_handler(|| {})),
         };
         BroadcastOperator::new(namespace)
     }
@@ -216,11 +282,17 @@ impl SocketIo {
     }
 
     /// Answers one HTTP request (serve it with hyper's `with_upgrades`).
-    pub async fn handle(
+    pub async fn handle<B: RequestBody>(
         &self,
-        request: Request<Incoming>,
+        request: Request<B>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         self.engine.handle(request).await
+    }
+
+    /// This server as a tower [`Service`](tower_service::Service), for
+    /// hyper 1 and axum (`route_service("/socket.io/", io.service())`).
+    pub fn service(&self) -> crate::service::SocketIoService {
+        crate::service::SocketIoService::new(self.engine.clone())
     }
 
     /// Serves HTTP/1.1 on `listener` until it fails.
@@ -233,6 +305,7 @@ impl SocketIo {
 #[derive(Debug, Clone)]
 pub struct SocketIoBuilder {
     config: SocketIoConfig,
+    state: StateMap,
 }
 
 impl SocketIoBuilder {
@@ -299,9 +372,16 @@ impl SocketIoBuilder {
         self
     }
 
+    /// Gives handlers `value` through the [`State<T>`](super::State)
+    /// extractor (one value per type; a second replaces the first).
+    pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
     /// The server.
     pub fn build(self) -> SocketIo {
-        SocketIo::new(self.config)
+        SocketIo::with_parts(self.config, self.state)
     }
 }
 
@@ -323,12 +403,16 @@ impl NamespaceRef {
 
     /// Adds a connect middleware: it runs, in order of addition, before
     /// the socket is connected; an `Err` refuses it with a CONNECT_ERROR
-    /// `{"message":…[,"data":…]}`.
-    pub fn with<F>(self, middleware: F) -> Self
+    /// `{"message":…[,"data":…]}`. A middleware is a function of
+    /// [extractors](super::extract) (as the connect handler's) returning
+    /// `Result<(), ConnectError>`, or a future of one (awaited before the
+    /// next middleware runs), or `Fn(&Socket) -> Result<(), ConnectError>`.
+    pub fn with<H, M>(self, middleware: H) -> Self
     where
-        F: Fn(&Socket) -> Result<(), ConnectError> + Send + Sync + 'static,
+        H: ConnectMiddleware<M>,
+        M: 'static,
     {
-        self.0.add_middleware(Arc::new(middleware));
+        self.0.add_middleware(boxed_middleware(middleware));
         self
     }
 
@@ -365,15 +449,17 @@ impl std::fmt::Debug for DynNamespaceRef {
 }
 
 impl DynNamespaceRef {
-    /// Adds a connect middleware to every namespace of the pattern.
-    pub fn with<F>(self, middleware: F) -> Self
+    /// Adds a connect middleware (as [`NamespaceRef::with`]'s) to every
+    /// namespace of the pattern.
+    pub fn with<H, M>(self, middleware: H) -> Self
     where
-        F: Fn(&Socket) -> Result<(), ConnectError> + Send + Sync + 'static,
+        H: ConnectMiddleware<M>,
+        M: 'static,
     {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(Arc::new(middleware));
+            .push(boxed_middleware(middleware));
         self
     }
 }

@@ -6,6 +6,8 @@ pub mod args;
 pub mod binary;
 pub mod broadcast;
 mod client;
+pub mod extract;
+pub mod handler;
 pub mod io;
 pub mod namespace;
 pub mod packet;
@@ -17,6 +19,13 @@ pub use ack::{AckError, AckFuture};
 pub use args::{Args, ArgsError};
 pub use binary::Binary;
 pub use broadcast::BroadcastOperator;
+pub use extract::{
+    Bin, Data, Event, Extension, Extensions, FromConnect, FromDisconnect, FromEvent, Rejection,
+    State, TryData,
+};
+pub use handler::{
+    ConnectHandler, ConnectMiddleware, DisconnectHandler, EventHandler, HandlerResult, HandlerStats,
+};
 pub use io::{DynNamespaceRef, NamespaceRef, SocketIo, SocketIoBuilder, SocketIoConfig};
 pub use namespace::ConnectError;
 pub use recovery::RecoveryConfig;

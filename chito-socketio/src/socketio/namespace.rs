@@ -10,16 +10,42 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::extract::Rejection;
+use super::handler::{ConnectHandler, ConnectMiddleware, MiddlewareVerdict};
 use super::recovery::{NamespaceRecovery, Recovery};
 use super::rooms::RoomTable;
 use super::socket::Socket;
 
-/// What runs when a socket has connected to a namespace.
-pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
+/// What runs when a socket connects to a namespace: its extractors (a
+/// refusal is answered with a CONNECT_ERROR), then `connect()` (the
+/// CONNECT answered; false if the session closed meanwhile), then the
+/// handler.
+pub(crate) type BoxedConnectHandler =
+    Arc<dyn Fn(&Socket, &mut dyn FnMut() -> bool) -> Result<(), Rejection> + Send + Sync>;
 
 /// A connect middleware: runs before the socket is connected; an `Err`
 /// refuses the connection with a CONNECT_ERROR.
-pub(crate) type Middleware = Arc<dyn Fn(&Socket) -> Result<(), ConnectError> + Send + Sync>;
+pub(crate) type Middleware = Arc<dyn Fn(&Socket) -> MiddlewareVerdict + Send + Sync>;
+
+/// Boxes a connect handler.
+pub(crate) fn boxed_connect_handler<H, M>(handler: H) -> BoxedConnectHandler
+where
+    H: ConnectHandler<M>,
+    M: 'static,
+{
+    Arc::new(move |socket: &Socket, connect: &mut dyn FnMut() -> bool| {
+        handler.call(socket, connect)
+    })
+}
+
+/// Boxes a connect middleware.
+pub(crate) fn boxed_middleware<H, M>(middleware: H) -> Middleware
+where
+    H: ConnectMiddleware<M>,
+    M: 'static,
+{
+    Arc::new(move |socket: &Socket| middleware.call(socket))
+}
 
 /// Why a connect middleware refused a socket: sent to the client as the
 /// CONNECT_ERROR payload `{"message":…[,"data":…]}` (socket.io-protocol,
@@ -65,7 +91,7 @@ impl std::error::Error for ConnectError {}
 /// One namespace: its handler, middlewares, sockets and rooms.
 pub(crate) struct Namespace {
     pub(crate) name: Arc<str>,
-    handler: RwLock<ConnectHandler>,
+    handler: RwLock<BoxedConnectHandler>,
     /// Shared with the dynamic namespace that created this one, so a
     /// middleware added to the pattern applies to every child.
     middlewares: Arc<Mutex<Vec<Middleware>>>,
@@ -89,7 +115,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Namespace {
     fn new(
         name: &str,
-        handler: ConnectHandler,
+        handler: BoxedConnectHandler,
         middlewares: Arc<Mutex<Vec<Middleware>>>,
         recovery: Option<&Arc<Recovery>>,
     ) -> Self {
@@ -103,7 +129,7 @@ impl Namespace {
         }
     }
 
-    pub(crate) fn handler(&self) -> ConnectHandler {
+    pub(crate) fn handler(&self) -> BoxedConnectHandler {
         Arc::clone(
             &self
                 .handler
@@ -112,7 +138,7 @@ impl Namespace {
         )
     }
 
-    fn set_handler(&self, handler: ConnectHandler) {
+    fn set_handler(&self, handler: BoxedConnectHandler) {
         *self
             .handler
             .write()
@@ -152,7 +178,7 @@ impl Namespace {
 /// A pattern of dynamic namespaces (the JS server's `io.of(regex)`).
 struct DynamicNamespace {
     matcher: Arc<dyn Fn(&str) -> bool + Send + Sync>,
-    handler: ConnectHandler,
+    handler: BoxedConnectHandler,
     middlewares: Arc<Mutex<Vec<Middleware>>>,
 }
 
@@ -181,7 +207,7 @@ impl Namespaces {
 
     /// Registers `name` with `handler`, or gives an existing one the new
     /// handler (its middlewares and sockets stay).
-    pub(crate) fn add(&self, name: &str, handler: ConnectHandler) -> Arc<Namespace> {
+    pub(crate) fn add(&self, name: &str, handler: BoxedConnectHandler) -> Arc<Namespace> {
         let mut by_name = self
             .by_name
             .write()
@@ -204,7 +230,7 @@ impl Namespaces {
     pub(crate) fn add_dynamic(
         &self,
         matcher: Arc<dyn Fn(&str) -> bool + Send + Sync>,
-        handler: ConnectHandler,
+        handler: BoxedConnectHandler,
     ) -> Arc<Mutex<Vec<Middleware>>> {
         let middlewares = Arc::new(Mutex::new(Vec::new()));
         self.dynamic
@@ -275,8 +301,8 @@ impl Namespaces {
 mod tests {
     use super::*;
 
-    fn noop() -> ConnectHandler {
-        Arc::new(|_| {})
+    fn noop() -> BoxedConnectHandler {
+        boxed_connect_handler(|| {})
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
@@ -18,6 +19,9 @@ use super::args::Args;
 use super::binary;
 use super::broadcast::BroadcastOperator;
 use super::client::Client;
+use super::extract::{EventParts, Extensions};
+use super::handler::{DisconnectHandler, EventHandler};
+use super::io::IoInner;
 use super::namespace::Namespace;
 use super::packet::{self, EncodeError, Prefix};
 use super::recovery::{LoggedPacket, Missed, Selection};
@@ -112,11 +116,11 @@ impl From<EncodeError> for EmitError {
     }
 }
 
-/// An event handler: the socket, the event's arguments, the ack to answer.
-pub(crate) type EventHandler = Arc<dyn Fn(Socket, Args, Ack) + Send + Sync>;
+/// An event handler, its extractors included.
+type BoxedEventHandler = Arc<dyn Fn(EventParts<'_>) + Send + Sync>;
 /// A packet's text (without the Engine.IO `4`) and its attachments.
 type HeldPacket = (String, Vec<Bytes>);
-type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
+type BoxedDisconnectHandler = Arc<dyn Fn(&Socket, DisconnectReason) + Send + Sync>;
 
 /// One client connected to one namespace. Cheap to clone (a reference).
 #[derive(Clone)]
@@ -128,8 +132,13 @@ struct SocketInner {
     client: Arc<Client>,
     auth: Box<RawValue>,
     connected: AtomicBool,
-    handlers: Mutex<HashMap<String, EventHandler>>,
-    disconnect_handlers: Mutex<Vec<DisconnectHandler>>,
+    handlers: Mutex<HashMap<String, BoxedEventHandler>>,
+    disconnect_handlers: Mutex<Vec<BoxedDisconnectHandler>>,
+    /// Typed values local to this process ([`Socket::extensions`]).
+    extensions: Extensions,
+    /// `socket.data`: the application's serializable value, as JSON
+    /// ([`Socket::set_data`]); the seam for presence across nodes.
+    data: Mutex<Option<Box<RawValue>>>,
     acks: Mutex<PendingAcks<oneshot::Sender<Args>>>,
     /// Packets emitted while the connect handler runs, sent a moment after
     /// the CONNECT answer (see [`Socket::hold`]); `None` once released.
@@ -185,6 +194,8 @@ impl Socket {
             connected: AtomicBool::new(false),
             handlers: Mutex::new(HashMap::new()),
             disconnect_handlers: Mutex::new(Vec::new()),
+            extensions: Extensions::default(),
+            data: Mutex::new(None),
             acks: Mutex::new(PendingAcks::new(max_pending)),
             held: Mutex::new(None),
             session: OnceLock::new(),
@@ -244,22 +255,95 @@ impl Socket {
         self.0.connected.store(true, Ordering::Release);
     }
 
-    /// Handles the event `event`: `handler(socket, args, ack)` runs on the
-    /// task that received the packet, so it should not block; spawn a task
-    /// for slow work. A second handler for the same event replaces the first.
-    pub fn on<F>(&self, event: impl Into<String>, handler: F)
-    where
-        F: Fn(Socket, Args, Ack) + Send + Sync + 'static,
-    {
-        lock(&self.0.handlers).insert(event.into(), Arc::new(handler));
+    /// The server this socket belongs to.
+    pub(crate) fn io(&self) -> &Arc<IoInner> {
+        self.0.client.io()
     }
 
-    /// Runs `handler` once when the socket disconnects, with the reason.
-    pub fn on_disconnect<F>(&self, handler: F)
+    /// Handles the event `event` with `handler`, a function of
+    /// [extractors](super::extract) in any order ([`Socket`],
+    /// [`Data<T>`](super::Data), [`TryData<T>`](super::TryData), [`Args`],
+    /// [`Bin`](super::Bin), [`Ack`], [`Event`](super::Event),
+    /// [`Extension<T>`](super::Extension), [`State<T>`](super::State)).
+    ///
+    /// A sync handler runs on the task that received the packet, so it
+    /// should not block; an async one (returning a future) is spawned. An
+    /// extractor that refuses (a payload that is not the `Data`'s `T`)
+    /// drops the event, counted in [`HandlerStats`](super::HandlerStats).
+    /// A second handler for the same event replaces the first.
+    ///
+    /// ```no_run
+    /// use chito_socketio::socketio::{Ack, Args, Data, Socket, SocketIo};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Deserialize, Serialize)]
+    /// struct ChatMsg { room: String, text: String }
+    ///
+    /// let io = SocketIo::builder().build();
+    /// io.ns("/", |socket: Socket| {
+    ///     // Sync: runs inline.
+    ///     socket.on("join", |socket: Socket, Data(room): Data<String>| {
+    ///         socket.join(&room);
+    ///     });
+    ///     // Async: spawned; `?` counts a failure.
+    ///     socket.on("chat", |socket: Socket, Data(msg): Data<ChatMsg>, ack: Ack| async move {
+    ///         socket.within(&msg.room).emit("chat", &msg)?;
+    ///         ack.send(&("ok",))
+    ///     });
+    ///     // The raw arguments, attachments included, echoed as received.
+    ///     socket.on("echo", |socket: Socket, args: Args| {
+    ///         let _ = socket.emit_args("echo", &args);
+    ///     });
+    /// });
+    /// ```
+    pub fn on<H, M>(&self, event: impl Into<String>, handler: H)
     where
-        F: Fn(Socket, DisconnectReason) + Send + Sync + 'static,
+        H: EventHandler<M>,
+        M: 'static,
     {
-        lock(&self.0.disconnect_handlers).push(Arc::new(handler));
+        let handler: BoxedEventHandler = Arc::new(move |parts| handler.call(parts));
+        lock(&self.0.handlers).insert(event.into(), handler);
+    }
+
+    /// Runs `handler` once when the socket disconnects: a function of
+    /// [`Socket`], [`DisconnectReason`], [`Extension<T>`](super::Extension)
+    /// and [`State<T>`](super::State), sync or async.
+    pub fn on_disconnect<H, M>(&self, handler: H)
+    where
+        H: DisconnectHandler<M>,
+        M: 'static,
+    {
+        let handler: BoxedDisconnectHandler =
+            Arc::new(move |socket: &Socket, reason| handler.call(socket, reason));
+        lock(&self.0.disconnect_handlers).push(handler);
+    }
+
+    /// Typed values attached to this socket, local to this process (a
+    /// user record a middleware found): read in handlers with
+    /// [`Extension<T>`](super::Extension).
+    pub fn extensions(&self) -> &Extensions {
+        &self.0.extensions
+    }
+
+    /// Sets `socket.data`: a serializable value describing the socket,
+    /// kept as JSON (what other nodes will see of it).
+    pub fn set_data<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), serde_json::Error> {
+        let raw = serde_json::value::to_raw_value(data)?;
+        *lock(&self.0.data) = Some(raw);
+        Ok(())
+    }
+
+    /// `socket.data` as a `T`: `Ok(None)` when none was set.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        match lock(&self.0.data).as_deref() {
+            Some(raw) => serde_json::from_str(raw.get()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `socket.data` as its JSON text.
+    pub fn data_json(&self) -> Option<Box<RawValue>> {
+        lock(&self.0.data).clone()
     }
 
     /// Sends `event` with one argument, `data`.
@@ -431,13 +515,9 @@ impl Socket {
     /// Runs the handler of a received event.
     pub(crate) fn receive_event(&self, name: &str, args: Args, ack_id: Option<u64>) {
         let handler = lock(&self.0.handlers).get(name).cloned();
-        let ack = Ack {
-            socket: self.clone(),
-            id: ack_id,
-        };
         // An event without a handler is dropped, as in JS.
         if let Some(handler) = handler {
-            handler(self.clone(), args, ack);
+            handler(EventParts::new(self, name, args, ack_id));
         }
     }
 
@@ -520,9 +600,11 @@ impl Socket {
         drop(lock(&self.0.acks).drain());
         let handlers = std::mem::take(&mut *lock(&self.0.disconnect_handlers));
         for handler in handlers {
-            handler(self.clone(), reason);
+            handler(self, reason);
         }
         lock(&self.0.handlers).clear();
+        // Values that hold clones of their socket would keep it alive.
+        self.0.extensions.clear();
     }
 }
 
@@ -536,6 +618,10 @@ pub struct Ack {
 }
 
 impl Ack {
+    pub(crate) fn new(socket: Socket, id: Option<u64>) -> Self {
+        Self { socket, id }
+    }
+
     /// Whether the client waits for an answer.
     pub fn is_requested(&self) -> bool {
         self.id.is_some()
