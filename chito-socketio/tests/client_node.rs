@@ -10,7 +10,8 @@
 //! both: these are not skipped).
 //!
 //! `tests/node/scenarios/recovery.mjs` (connection state recovery) has no
-//! test here yet: the server side of recovery is not on this branch.
+//! test here yet: the server side of recovery
+//! (`SocketIoBuilder::connection_state_recovery`) is not on this branch.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -10,7 +10,8 @@
 // recovery API is being built on another branch): `join` room → join,
 // ack the sorted rooms; `tick` from, to → emit `tick` k to room `r` for k
 // in from..=to, then ack; `missed-while-away` from, to, delay_ms → ack at
-// once, then after delay_ms emit `tick` k to room `r` for k in from..=to.
+// once, then after delay_ms emit `tick` k to room `r` for k in from..=to
+// (and tell the test whether the socket was disconnected then).
 // CHITO_RECOVERY_WINDOW_MS is the server's max disconnection duration.
 import { io, check, same, next, connected, sleep, step, scenario } from './lib.mjs';
 
@@ -18,7 +19,11 @@ const URL = process.env.CHITO_URL;
 const windowMs = Number(process.env.CHITO_RECOVERY_WINDOW_MS ?? '2000');
 
 scenario('recovery', async () => {
-  const socket = io(URL, { forceNew: true, reconnectionDelay: 200, randomizationFactor: 0, transports: ['websocket'] });
+  // The reconnection waits 1 s, so the server's emits 100 ms after the cut
+// surely find the socket away.
+const socket = io(URL, {
+  forceNew: true, reconnectionDelay: 1_000, randomizationFactor: 0, transports: ['websocket'],
+});
   const ticks = [];
   socket.on('tick', (n) => ticks.push(n));
   await connected(socket);
@@ -33,8 +38,8 @@ scenario('recovery', async () => {
   });
 
   await step('cut: ticks 3-5 emitted meanwhile arrive once after reconnect', async () => {
-    // The server emits 3..5 to room r 300 ms after this ack, while we are away.
-    await socket.emitWithAck('missed-while-away', 3, 5, 300);
+    // The server emits 3..5 to room r 100 ms after this ack, while we are away.
+    await socket.emitWithAck('missed-while-away', 3, 5, 100);
     const back = next(socket, 'connect', 10_000);
     socket.io.engine.close();
     await back;
