@@ -6,7 +6,9 @@
 # Installs what it needs (Debian's chromium and redis-server, playwright-core
 # from npm), builds the examples, starts each server on a free loopback port,
 # runs chat.test.mjs against them (one browser, one target after the other),
-# and stops the servers.
+# and stops the servers. Then the Socket.IO chat
+# (chito-socketio/examples/socketio_chat) through its own script,
+# chito-socketio/tests/node/browser.sh.
 #
 #   bash tests/browser/run.sh
 #
@@ -151,4 +153,9 @@ if [ "$status" -ne 0 ]; then
     echo "browser: 0 passed, 1 failed"
   fi
 fi
+
+# ---- the Socket.IO chat ----------------------------------------------------
+# Its own packages (socket.io-client's bundle, playwright-core) and server.
+step "the Socket.IO chat (chito-socketio/examples/socketio_chat)"
+timeout 600 bash "$root/chito-socketio/tests/node/browser.sh" </dev/null || status=1
 exit "$status"
