@@ -232,7 +232,7 @@ fn on_connect(chat: Chat, socket: Socket) {
             });
         answer(ack, result);
     });
-    socket.on_disconnect(move |socket: Socket, _reason| chat.left(&socket));
+    socket.on_disconnect(move |socket: Socket| chat.left(&socket));
 }
 
 /// Routes one request: Socket.IO under `/socket.io/`, else the page or

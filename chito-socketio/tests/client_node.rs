@@ -8,10 +8,6 @@
 //! `npm ci` runs in tests/node when its node_modules is missing (bounded
 //! in time); without `node` or `npm` the tests fail saying so (CI has
 //! both: these are not skipped).
-//!
-//! `tests/node/scenarios/recovery.mjs` (connection state recovery) has no
-//! test here yet: the server side of recovery
-//! (`SocketIoBuilder::connection_state_recovery`) is not on this branch.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -558,5 +554,82 @@ async fn disconnect_reasons() {
             DisconnectReason::ServerNamespaceDisconnect,
             DisconnectReason::TransportClose,
         ]
+    );
+}
+
+/// Connection state recovery with the official client
+/// (tests/node/scenarios/recovery.mjs): events emitted to the socket's
+/// room while its connection is cut arrive once after the automatic
+/// reconnect, `socket.recovered` is true, id and rooms kept; past the
+/// window a new socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_state_recovery() {
+    use chito_socketio::socketio::RecoveryConfig;
+    let window = Duration::from_millis(2_000);
+    let (connects, mut seen) = mpsc::unbounded_channel::<bool>();
+    // Whether the socket was away when the missed ticks were emitted.
+    let (away, mut was_away) = mpsc::unbounded_channel::<bool>();
+    let io = SocketIo::builder()
+        .connection_state_recovery(RecoveryConfig {
+            max_disconnection_duration: window,
+            ..RecoveryConfig::default()
+        })
+        .build();
+    io.ns("/", move |socket: Socket| {
+        let _ = connects.send(socket.recovered());
+        let away = away.clone();
+        socket.on("join", |socket: Socket, args: Args, ack: Ack| {
+            if let Ok(room) = args.first::<String>() {
+                socket.join(&room);
+            }
+            let mut rooms = socket.rooms();
+            rooms.sort();
+            let _ = ack.send(&(rooms,));
+        });
+        socket.on("tick", |socket: Socket, args: Args, ack: Ack| {
+            if let Ok((from, to)) = args.all::<(u32, u32)>() {
+                for k in from..=to.min(from.saturating_add(100)) {
+                    let _ = socket.within("r").emit("tick", &k);
+                }
+            }
+            let _ = ack.send(&());
+        });
+        socket.on(
+            "missed-while-away",
+            move |socket: Socket, args: Args, ack: Ack| {
+                let away = away.clone();
+                let Ok((from, to, delay)) = args.all::<(u32, u32, u64)>() else {
+                    return;
+                };
+                let _ = ack.send(&());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(delay.min(5_000))).await;
+                    let _ = away.send(!socket.connected());
+                    for k in from..=to.min(from.saturating_add(100)) {
+                        let _ = socket.within("r").emit("tick", &k);
+                    }
+                });
+            },
+        );
+    });
+    let (url, _server) = serve(&io).await;
+    let window_ms = window.as_millis().to_string();
+    run_scenario(
+        "recovery.mjs",
+        "recovery",
+        &url,
+        &[("CHITO_RECOVERY_WINDOW_MS", &window_ms)],
+    )
+    .await;
+    let mut recovered = Vec::new();
+    while let Ok(flag) = seen.try_recv() {
+        recovered.push(flag);
+    }
+    // First connect, the recovered one, the one past the window.
+    assert_eq!(recovered, [false, true, false]);
+    assert_eq!(
+        was_away.try_recv().ok(),
+        Some(true),
+        "the ticks were emitted live"
     );
 }
