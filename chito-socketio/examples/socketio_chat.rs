@@ -198,7 +198,7 @@ fn answer(ack: Ack, result: Result<serde_json::Value, String>) {
         Ok(ok) => json!({ "ok": ok }),
         Err(error) => json!({ "error": error }),
     };
-    let _ = ack.send(&(body,));
+    let _ = ack.send(&body);
 }
 
 fn on_connect(chat: Chat, socket: Socket) {

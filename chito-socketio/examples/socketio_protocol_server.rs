@@ -22,7 +22,9 @@ fn main_namespace(socket: Socket) {
         // received, attachments too.
         let _ = socket.emit_args("message-back", &args);
     });
-    socket.on("message-with-ack", |args: Args, ack: Ack| ack.send(&args));
+    socket.on("message-with-ack", |args: Args, ack: Ack| {
+        ack.send_args(&args)
+    });
 }
 
 fn custom_namespace(socket: Socket) {

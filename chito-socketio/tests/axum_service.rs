@@ -17,7 +17,7 @@ async fn start() -> SocketAddr {
     let io = SocketIo::builder().max_payload(1_000).build();
     io.ns("/", |socket: Socket| {
         socket.on("double", |Data(n): Data<u64>, ack: Ack| {
-            let _ = ack.send(&(n * 2,));
+            let _ = ack.send(&(n * 2));
         });
     });
     let app = axum::Router::new()

@@ -133,7 +133,7 @@ fn echo_server() -> SocketIo {
     io.ns("/", |socket: Socket| {
         let _ = socket.emit("hello", &json!({ "id": socket.id() }));
         socket.on("echo", |_: Socket, args: Args, ack: Ack| {
-            let _ = ack.send(&args);
+            let _ = ack.send_args(&args);
         });
         socket.on("push-me", |socket: Socket, args: Args, _: Ack| {
             let _ = socket.emit_args("pushed", &args);
@@ -176,10 +176,10 @@ async fn acks_both_ways() {
     io.ns("/", move |socket: Socket| {
         socket.on("sum", |_: Socket, args: Args, ack: Ack| {
             let answer = args.all::<(i64, i64)>().map(|(a, b)| a + b);
-            let _ = ack.send(&(answer.ok(),));
+            let _ = ack.send(&answer.ok());
         });
         socket.on("many", |_: Socket, _: Args, ack: Ack| {
-            let _ = ack.send(&(1, "two", json!({ "three": [3] }), ()));
+            let _ = ack.send_args(&(1, "two", json!({ "three": [3] }), ()));
         });
         // Never answered: the client's own timeout must fire.
         socket.on("no-answer", |_: Socket, _: Args, _: Ack| {});
@@ -277,19 +277,19 @@ fn binary_server(uploads: mpsc::UnboundedSender<usize>) -> SocketIo {
         let uploads = uploads.clone();
         socket.on("upload", move |_: Socket, args: Args, ack: Ack| {
             let Ok(upload) = args.first::<Upload>() else {
-                let _ = ack.send(&("not an upload",));
+                let _ = ack.send(&"not an upload");
                 return;
             };
             let mut blobs = vec![&upload.file];
             blobs.extend(&upload.nested.parts);
             let _ = uploads.send(upload.file.0.len());
-            let _ = ack.send(&(json!({
+            let _ = ack.send(&json!({
                 "name": upload.name,
                 "sizes": blobs.iter().map(|b| b.0.len()).collect::<Vec<_>>(),
                 "sums": blobs.iter().map(|b| checksum(&b.0)).collect::<Vec<_>>(),
                 "tags": upload.nested.meta.tags,
                 "declared": upload.nested.meta.size,
-            }),));
+            }));
         });
         socket.on("give", |socket: Socket, args: Args, _: Ack| {
             let n = args.first::<usize>().unwrap_or(0).min(1 << 20);
@@ -308,7 +308,7 @@ fn binary_server(uploads: mpsc::UnboundedSender<usize>) -> SocketIo {
             };
             let mut reversed = data.0.to_vec();
             reversed.reverse();
-            let _ = ack.send(&(Binary::from(reversed), data.0.len()));
+            let _ = ack.send_args(&(Binary::from(reversed), data.0.len()));
         });
         socket.on("echo", |socket: Socket, args: Args, _: Ack| {
             let _ = socket.emit_args("echo", &args);
@@ -347,7 +347,7 @@ async fn namespaces_auth_and_middleware() {
     let io = SocketIo::builder().build();
     let where_am_i = |socket: &Socket| {
         socket.on("where", |socket: Socket, _: Args, ack: Ack| {
-            let _ = ack.send(&(socket.ns(),));
+            let _ = ack.send(&socket.ns());
         });
     };
     io.ns("/", move |socket: Socket| where_am_i(&socket));
@@ -404,7 +404,7 @@ async fn rooms_to_within_except_broadcast() {
             }
             let mut rooms = socket.rooms();
             rooms.sort();
-            let _ = ack.send(&(rooms,));
+            let _ = ack.send(&rooms);
         });
         socket.on("leave", |socket: Socket, args: Args, ack: Ack| {
             if let Ok(room) = args.first::<String>() {
@@ -412,7 +412,7 @@ async fn rooms_to_within_except_broadcast() {
             }
             let mut rooms = socket.rooms();
             rooms.sort();
-            let _ = ack.send(&(rooms,));
+            let _ = ack.send(&rooms);
         });
         socket.on("to", |socket: Socket, args: Args, _: Ack| {
             if let Ok((room, text)) = args.all::<(String, String)>() {
@@ -457,7 +457,7 @@ async fn server_restarted_under_a_connected_client() {
         let io = SocketIo::builder().build();
         io.ns("/", move |socket: Socket| {
             socket.on("generation", move |_: Socket, _: Args, ack: Ack| {
-                let _ = ack.send(&(generation,));
+                let _ = ack.send(&generation);
             });
         });
         io
@@ -584,7 +584,7 @@ async fn connection_state_recovery() {
             }
             let mut rooms = socket.rooms();
             rooms.sort();
-            let _ = ack.send(&(rooms,));
+            let _ = ack.send(&rooms);
         });
         socket.on("tick", |socket: Socket, args: Args, ack: Ack| {
             if let Ok((from, to)) = args.all::<(u32, u32)>() {
@@ -592,7 +592,7 @@ async fn connection_state_recovery() {
                     let _ = socket.within("r").emit("tick", &k);
                 }
             }
-            let _ = ack.send(&());
+            let _ = ack.send_args(&());
         });
         socket.on(
             "missed-while-away",
@@ -601,7 +601,7 @@ async fn connection_state_recovery() {
                 let Ok((from, to, delay)) = args.all::<(u32, u32, u64)>() else {
                     return;
                 };
-                let _ = ack.send(&());
+                let _ = ack.send_args(&());
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(delay.min(5_000))).await;
                     let _ = away.send(!socket.connected());

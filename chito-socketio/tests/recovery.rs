@@ -62,7 +62,7 @@ fn on_connect(socket: Socket, seen: UnboundedSender<Seen>) {
     socket.on("join", |socket: Socket, args: Args, ack: Ack| {
         let room: String = args.first().unwrap();
         socket.join(&room);
-        let _ = ack.send(&("joined",));
+        let _ = ack.send(&"joined");
     });
     socket.on_disconnect(move |reason: DisconnectReason| {
         let _ = seen.send(Seen::Disconnected(reason.as_str()));

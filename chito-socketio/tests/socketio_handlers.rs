@@ -111,17 +111,17 @@ async fn data_reads_one_argument_or_the_array_in_any_order_and_mismatches_are_co
     io.ns("/", |socket: Socket| {
         // The same extractors in two orders.
         socket.on("a", |socket: Socket, Data(msg): Data<Msg>, ack: Ack| {
-            let _ = ack.send(&(socket.ns(), msg.text, msg.n));
+            let _ = ack.send_args(&(socket.ns(), msg.text, msg.n));
         });
         socket.on("b", |ack: Ack, Data(msg): Data<Msg>, socket: Socket| {
-            let _ = ack.send(&(socket.ns(), msg.text, msg.n));
+            let _ = ack.send_args(&(socket.ns(), msg.text, msg.n));
         });
         // Two arguments: read from their array.
         socket.on("pair", |Data((n, s)): Data<(u32, String)>, ack: Ack| {
-            let _ = ack.send(&(format!("{s}{n}"),));
+            let _ = ack.send(&format!("{s}{n}"));
         });
         socket.on("try", |TryData(msg): TryData<Msg>, ack: Ack| {
-            let _ = ack.send(&(msg.map(|m| m.n).map_err(|e| e.to_string()),));
+            let _ = ack.send(&msg.map(|m| m.n).map_err(|e| e.to_string()));
         });
     });
     let addr = start(&io).await;
@@ -173,31 +173,31 @@ async fn args_event_bin_state_and_extension_extractors() {
         socket.on(
             "who",
             |Extension(user): Extension<User>, State(prefix): State<Prefix>, ack: Ack| {
-                let _ = ack.send(&(format!("{}{}", prefix.0, user.0),));
+                let _ = ack.send(&format!("{}{}", prefix.0, user.0));
             },
         );
         socket.on("no-state", |State(_): State<u64>, ack: Ack| {
-            let _ = ack.send(&("unreachable",));
+            let _ = ack.send(&"unreachable");
         });
         // No u8 extension: `Extension` refuses, `Option<Extension>` is None.
         socket.on("no-ext", |Extension(_): Extension<u8>, ack: Ack| {
-            let _ = ack.send(&("unreachable",));
+            let _ = ack.send(&"unreachable");
         });
         socket.on("maybe-ext", |ext: Option<Extension<u8>>, ack: Ack| {
-            let _ = ack.send(&(ext.is_none(),));
+            let _ = ack.send(&ext.is_none());
         });
         socket.on("bin", |Bin(attachments): Bin, ack: Ack| {
-            let _ = ack.send(&(attachments.len(),));
+            let _ = ack.send(&attachments.len());
         });
         // Two Acks: the first takes the id, the second answers nothing.
         socket.on("two-acks", |first: Ack, second: Ack| {
             assert!(!second.is_requested());
-            let _ = second.send(&(2,));
-            let _ = first.send(&(1,));
+            let _ = second.send(&2);
+            let _ = first.send(&1);
         });
         // Two extractors wanting the Args: one gets a clone, one the Args.
         socket.on("twice", |a: Args, b: Args, ack: Ack| {
-            let _ = ack.send(&(a.len(), b.len()));
+            let _ = ack.send_args(&(a.len(), b.len()));
         });
     });
     let addr = start(&io).await;
@@ -241,7 +241,7 @@ async fn async_handlers_are_spawned_and_their_errors_counted() {
     io.ns("/", |socket: Socket| async move {
         socket.on("slow", |Data(ms): Data<u64>, ack: Ack| async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            ack.send(&(ms,))
+            ack.send(&ms)
         });
         socket.on("fail", |socket: Socket| async move {
             socket.emit("before-fail", &1)?;
@@ -411,7 +411,7 @@ async fn dynamic_namespaces_take_extractor_handlers_and_the_earlier_forms_compil
             // The form handlers had before extractors.
             socket.on("old", |socket: Socket, args: Args, ack: Ack| {
                 let _ = socket.emit_args("old-back", &args);
-                let _ = ack.send(&(args.len(),));
+                let _ = ack.send(&args.len());
             });
             socket.on_disconnect(|_socket: Socket, _reason: DisconnectReason| {});
         },

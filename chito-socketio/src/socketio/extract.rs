@@ -250,7 +250,7 @@ impl FromEvent for Bin {
 /// io.ns("/", |socket: Socket| {
 ///     // `socket.emit("move", {x: 1, y: 2})` from the client.
 ///     socket.on("move", |Data(step): Data<Move>, ack: Ack| {
-///         let _ = ack.send(&(step.x + step.y,));
+///         let _ = ack.send(&(step.x + step.y));
 ///     });
 ///     // `socket.emit("pair", 1, "a")`: two arguments, read as a tuple.
 ///     socket.on("pair", |Data((n, s)): Data<(u32, String)>| {

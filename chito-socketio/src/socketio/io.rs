@@ -137,7 +137,7 @@ impl EngineHandler for Bridge {
 /// let io = SocketIo::builder().with_state(Greeting("hello")).build();
 /// io.ns("/", |socket: Socket, State(greeting): State<Greeting>| {
 ///     let _ = socket.emit("welcome", greeting.0);
-///     socket.on("ping", |ack: Ack| ack.send(&("pong",)));
+///     socket.on("ping", |ack: Ack| ack.send(&"pong"));
 ///     socket.on_disconnect(|socket: Socket, reason: DisconnectReason| {
 ///         println!("{} left: {reason}", socket.id());
 ///     });

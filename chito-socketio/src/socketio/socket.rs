@@ -288,7 +288,7 @@ impl Socket {
     ///     // Async: spawned; `?` counts a failure.
     ///     socket.on("chat", |socket: Socket, Data(msg): Data<ChatMsg>, ack: Ack| async move {
     ///         socket.within(&msg.room).emit("chat", &msg)?;
-    ///         ack.send(&("ok",))
+    ///         ack.send(&"ok")
     ///     });
     ///     // The raw arguments, attachments included, echoed as received.
     ///     socket.on("echo", |socket: Socket, args: Args| {
@@ -627,10 +627,18 @@ impl Ack {
         self.id.is_some()
     }
 
-    /// Answers with `args` as the ack's arguments: a tuple, slice or `Vec`
-    /// gives one per element, `&()` none, received [`Args`] go back as
-    /// they came. Without a requested ack this does nothing.
-    pub fn send<A: Serialize + ?Sized>(self, args: &A) -> Result<(), EmitError> {
+    /// Answers with one argument, `data` (the JS callback's `cb(data)`),
+    /// as [`Socket::emit`] sends one. Without a requested ack this does
+    /// nothing.
+    pub fn send<T: Serialize + ?Sized>(self, data: &T) -> Result<(), EmitError> {
+        self.send_args(&(data,))
+    }
+
+    /// Answers with `args` as the ack's arguments, as
+    /// [`Socket::emit_args`] sends them: a tuple, slice or `Vec` gives one
+    /// per element, `&()` none, received [`Args`] go back as they came.
+    /// Without a requested ack this does nothing.
+    pub fn send_args<A: Serialize + ?Sized>(self, args: &A) -> Result<(), EmitError> {
         let Some(id) = self.id else {
             return Ok(());
         };
