@@ -1,0 +1,539 @@
+//! Hostile input over real sockets (issue #13 "Hostile input";
+//! docs/socketio.md §9, §11): a `SocketIo` server on 127.0.0.1 gets
+//! malformed packets, unknown types, bad ack ids, oversized payloads, too
+//! many namespaces and attachments, attachments that never come, a polling
+//! client that never GETs and thousands of half-open sessions — each must
+//! get the answer §9 gives it, memory must stay bounded, and a
+//! well-behaved client connected throughout must not notice.
+//!
+//! Clients speak the protocol by hand: WebSocket through chito's tokio
+//! client (a reader task answers Engine.IO pings), polling through raw
+//! HTTP/1.1 on a `TcpStream`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chito::{CloseCode, Message, OwnedEvent};
+use chito_socketio::socketio::{Ack, AckError, Args, Socket, SocketIo, SocketIoConfig};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::task::JoinHandle;
+
+/// Tests that measure the process's RSS take this lock for writing, all
+/// others for reading: RSS is process-wide, and the tests of this file run
+/// in parallel threads of one process.
+static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Short heartbeats so that timeouts come within the test's time.
+const PING_INTERVAL: Duration = Duration::from_millis(300);
+const PING_TIMEOUT: Duration = Duration::from_millis(200);
+/// A small `maxPayload`, so that "too large" is cheap to send.
+const MAX_PAYLOAD: usize = 10_000;
+
+/// How long any expected answer may take on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+// ------------------------------------------------------------------ server
+
+/// What the server's handlers saw, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Connected { id: String, ns: String },
+    Disconnected { id: String, reason: &'static str },
+}
+
+struct Server {
+    addr: SocketAddr,
+    io: SocketIo,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    async fn start(config: SocketIoConfig) -> Server {
+        let io = SocketIo::new(config);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Arc::clone(&seen);
+        io.ns("/", move |socket| on_connect(socket, Arc::clone(&recorder)));
+        // Any `/n<…>`: the namespaces of the "too many namespaces" case.
+        let recorder = Arc::clone(&seen);
+        io.dyn_ns(
+            |name| name.starts_with("/n"),
+            move |socket| on_connect(socket, Arc::clone(&recorder)),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(io.clone().serve(listener));
+        Server { addr, io, seen }
+    }
+
+    /// Waits until the socket `id` disconnected; its reason.
+    async fn disconnected(&self, id: &str) -> &'static str {
+        match self.try_disconnected(id, PATIENCE).await {
+            Some(reason) => reason,
+            None => panic!("socket {id} not disconnected within {PATIENCE:?}"),
+        }
+    }
+
+    async fn try_disconnected(&self, id: &str, within: Duration) -> Option<&'static str> {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = self
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|seen| match seen {
+                    Seen::Disconnected { id: gone, reason } if gone == id => Some(*reason),
+                    _ => None,
+                });
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until the Engine.IO layer has `count` sessions.
+    async fn sessions_become(&self, count: usize, within: Duration) -> Duration {
+        let started = Instant::now();
+        while self.io.engine().session_count() != count {
+            assert!(
+                started.elapsed() < within,
+                "{} sessions, not {count}, after {within:?}",
+                self.io.engine().session_count()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        started.elapsed()
+    }
+}
+
+fn config(ping_interval: Duration, ping_timeout: Duration) -> SocketIoConfig {
+    let mut config = SocketIoConfig::default();
+    config.engine.engine.ping_interval = ping_interval;
+    config.engine.engine.ping_timeout = ping_timeout;
+    config.engine.engine.max_payload = MAX_PAYLOAD;
+    config
+}
+
+fn on_connect(socket: Socket, seen: Arc<Mutex<Vec<Seen>>>) {
+    seen.lock().unwrap().push(Seen::Connected {
+        id: socket.id().to_owned(),
+        ns: socket.ns().to_owned(),
+    });
+    socket.on("echo", |_, args: Args, ack: Ack| {
+        let _ = ack.send(&args);
+    });
+    socket.on("join", |socket: Socket, args: Args, ack: Ack| {
+        if let Ok(room) = args.first::<String>() {
+            socket.join(&room);
+        }
+        let _ = ack.send(&("joined",));
+    });
+    // `["ask", ms]`: the server asks the client `question` with an ack
+    // timeout of `ms`, then tells it how that went with `asked`.
+    socket.on("ask", |socket: Socket, args: Args, _| {
+        let timeout = Duration::from_millis(args.first::<u64>().unwrap_or(100));
+        tokio::spawn(async move {
+            let outcome = match socket.emit_with_ack_timeout("question", &(), timeout) {
+                Ok(answer) => match answer.await {
+                    Ok(_) => "answered",
+                    Err(AckError::Timeout) => "timeout",
+                    Err(AckError::Disconnected) => "disconnected",
+                },
+                Err(_) => "not sent",
+            };
+            let _ = socket.emit("asked", &outcome);
+        });
+    });
+    socket.on_disconnect(move |socket, reason| {
+        seen.lock().unwrap().push(Seen::Disconnected {
+            id: socket.id().to_owned(),
+            reason: reason.as_str(),
+        });
+    });
+}
+
+/// The process's resident set (`VmRSS` of /proc/self/status), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// The process's open file descriptors.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+// --------------------------------------------------------- WebSocket client
+
+/// What a WebSocket client's reader task saw.
+#[derive(Debug)]
+enum Frame {
+    Text(String),
+    Binary(Vec<u8>),
+    /// The server's close frame, with its code.
+    Closed(Option<CloseCode>),
+    /// The connection ended (after a close, or broken).
+    Gone,
+}
+
+/// A Socket.IO client over one WebSocket. A reader task answers the
+/// server's pings (while `answer_pings`) and hands everything else over.
+struct WsClient {
+    handle: chito::tokio::Handle,
+    inbox: UnboundedReceiver<Frame>,
+    answer_pings: Arc<AtomicBool>,
+    reader: JoinHandle<()>,
+    next_ack: u64,
+}
+
+impl Drop for WsClient {
+    fn drop(&mut self) {
+        // The reader owns the connection: the TCP connection goes with it.
+        self.reader.abort();
+    }
+}
+
+impl WsClient {
+    /// Opens an Engine.IO session over WebSocket (its open packet read).
+    async fn open(addr: SocketAddr) -> WsClient {
+        let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+        let (mut ws, _) = chito::tokio::connect(&url).await.unwrap();
+        let handle = ws.handle();
+        let answer_pings = Arc::new(AtomicBool::new(true));
+        let (frames, inbox) = unbounded_channel();
+        let answering = Arc::clone(&answer_pings);
+        let pong = handle.clone();
+        let reader = tokio::spawn(async move {
+            loop {
+                let frame = match ws.recv().await {
+                    Ok(OwnedEvent::Text(text)) if text == "2" => {
+                        if answering.load(Ordering::SeqCst) {
+                            // try_send: this task drives the writes, so it
+                            // must not wait for queue room itself.
+                            let _ = pong.try_send(Message::Text("3"));
+                        }
+                        continue;
+                    }
+                    Ok(OwnedEvent::Text(text)) => Frame::Text(text),
+                    Ok(OwnedEvent::Binary(data)) => Frame::Binary(data),
+                    Ok(OwnedEvent::Close(frame)) => Frame::Closed(frame.map(|f| f.code)),
+                    Ok(_) => continue,
+                    Err(_) => {
+                        let _ = frames.send(Frame::Gone);
+                        return;
+                    }
+                };
+                if frames.send(frame).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut client = WsClient {
+            handle,
+            inbox,
+            answer_pings,
+            reader,
+            next_ack: 1,
+        };
+        match client.frame().await {
+            Frame::Text(open) => assert!(open.starts_with("0{"), "{open}"),
+            other => panic!("expected the open packet, got {other:?}"),
+        }
+        client
+    }
+
+    /// Opens a session and connects to `/`; the socket id.
+    async fn connected(addr: SocketAddr) -> (WsClient, String) {
+        let mut client = WsClient::open(addr).await;
+        let id = client.connect("/").await;
+        (client, id)
+    }
+
+    async fn send(&self, text: &str) {
+        self.handle.send(Message::Text(text)).await.unwrap();
+    }
+
+    async fn send_binary(&self, data: &[u8]) {
+        self.handle.send(Message::Binary(data)).await.unwrap();
+    }
+
+    async fn try_frame(&mut self, within: Duration) -> Option<Frame> {
+        tokio::time::timeout(within, self.inbox.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn frame(&mut self) -> Frame {
+        match self.try_frame(PATIENCE).await {
+            Some(frame) => frame,
+            None => panic!("nothing received within {PATIENCE:?}"),
+        }
+    }
+
+    /// The next Socket.IO packet (a text message without its Engine.IO `4`).
+    async fn packet(&mut self) -> String {
+        match self.frame().await {
+            Frame::Text(text) => match text.strip_prefix('4') {
+                Some(packet) => packet.to_owned(),
+                None => panic!("not an Engine.IO message: {text}"),
+            },
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    /// CONNECT to `ns`; the socket id of the answer.
+    async fn connect(&mut self, ns: &str) -> String {
+        let (request, answer) = if ns == "/" {
+            ("40".to_owned(), "0".to_owned())
+        } else {
+            (format!("40{ns},"), format!("0{ns},"))
+        };
+        self.send(&request).await;
+        let packet = self.packet().await;
+        let payload = packet
+            .strip_prefix(&answer)
+            .unwrap_or_else(|| panic!("expected a CONNECT to {ns}, got {packet}"));
+        let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
+        payload["sid"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends `echo` with one argument and waits for its ack: the round
+    /// trip.
+    async fn echo(&mut self, value: &str) -> Duration {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        let started = Instant::now();
+        self.send(&format!("42{id}[\"echo\",\"{value}\"]")).await;
+        assert_eq!(self.packet().await, format!("3{id}[\"{value}\"]"));
+        started.elapsed()
+    }
+
+    /// Waits for the server's close frame (skipping what comes before it);
+    /// its code.
+    async fn closed(&mut self) -> Option<CloseCode> {
+        loop {
+            match self.frame().await {
+                Frame::Closed(code) => return code,
+                Frame::Gone => panic!("connection ended without a close frame"),
+                Frame::Text(_) | Frame::Binary(_) => {}
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------- polling client
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`, so the
+/// answer ends at EOF).
+async fn request(addr: SocketAddr, method: &str, target: &str, body: &str) -> Answer {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Answer {
+        status,
+        body: body.to_owned(),
+    }
+}
+
+/// A Socket.IO client over HTTP long-polling.
+struct Polling {
+    addr: SocketAddr,
+    target: String,
+}
+
+impl Polling {
+    async fn open(addr: SocketAddr) -> Polling {
+        let answer = request(addr, "GET", "/socket.io/?EIO=4&transport=polling", "").await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let sid = sid_of_open(&answer.body);
+        Polling {
+            addr,
+            target: format!("/socket.io/?EIO=4&transport=polling&sid={sid}"),
+        }
+    }
+
+    /// Opens a session and connects to `/`; the socket id.
+    async fn connected(addr: SocketAddr) -> (Polling, String) {
+        let client = Polling::open(addr).await;
+        assert_eq!(client.post("40").await.status, 200);
+        let answer = client.get().await;
+        let payload = answer
+            .body
+            .strip_prefix("40")
+            .unwrap_or_else(|| panic!("expected the CONNECT answer, got {answer:?}"));
+        let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
+        (client, payload["sid"].as_str().unwrap().to_owned())
+    }
+
+    async fn post(&self, body: &str) -> Answer {
+        request(self.addr, "POST", &self.target, body).await
+    }
+
+    async fn get(&self) -> Answer {
+        request(self.addr, "GET", &self.target, "").await
+    }
+
+    /// A GET that the server parks (nothing is queued), answered later.
+    async fn park_get(&self) -> JoinHandle<Answer> {
+        let (addr, target) = (self.addr, self.target.clone());
+        let parked = tokio::spawn(async move { request(addr, "GET", &target, "").await });
+        // Long enough for the request to reach the server and park.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        parked
+    }
+}
+
+/// The sid of an open packet `0{"sid":"…",…}`.
+fn sid_of_open(body: &str) -> String {
+    let open: serde_json::Value = serde_json::from_str(
+        body.strip_prefix('0')
+            .unwrap_or_else(|| panic!("not an open packet: {body}")),
+    )
+    .unwrap();
+    open["sid"].as_str().unwrap().to_owned()
+}
+
+/// `{"code":1,"message":"Session ID unknown"}`: the 400 a closed session's
+/// requests get (Engine.IO v4, the reference server's error codes).
+const UNKNOWN_SID: &str = r#"{"code":1,"message":"Session ID unknown"}"#;
+
+/// What a closed polling session answers next: 400 `Session ID unknown`.
+async fn assert_polling_session_gone(client: &Polling) {
+    let answer = client.get().await;
+    assert_eq!((answer.status, answer.body.as_str()), (400, UNKNOWN_SID));
+}
+
+// ------------------------------------------------------------------ tests
+
+/// Packets that break the Socket.IO grammar (socket.io-protocol, "Packet
+/// encoding") or carry an unknown type, with why each is invalid.
+const MALFORMED: &[(&str, &str)] = &[
+    ("4abc", "unknown Socket.IO type `a` (the suite's case)"),
+    ("47", "unknown Socket.IO type 7"),
+    ("47[\"echo\"]", "unknown Socket.IO type 7 with a payload"),
+    ("42{}", "EVENT payload not an array (the suite's case)"),
+    ("42", "EVENT without payload"),
+    ("42[]", "EVENT without a name"),
+    (
+        "42abc[\"message-with-ack\",1]",
+        "non-numeric ack id (the suite's case)",
+    ),
+    ("42-1[\"echo\",\"x\"]", "negative ack id"),
+    ("4218446744073709551616[\"echo\",\"x\"]", "ack id past u64"),
+    ("42[\"echo\",", "JSON cut short"),
+    ("42[\"echo\" \"x\"]", "JSON without a comma"),
+    ("42[{}]", "event name an object"),
+    ("42[true,1]", "event name a boolean"),
+    ("42[null]", "event name null"),
+    ("42[[\"echo\"]]", "event name an array"),
+    ("43", "ACK without id"),
+    ("431", "ACK without payload"),
+    ("41x", "DISCONNECT with a payload"),
+    ("44{\"message\":\"x\"}", "CONNECT_ERROR from a client"),
+    ("40[]", "CONNECT payload not an object"),
+    ("9", "unknown Engine.IO type 9"),
+    ("9abc", "unknown Engine.IO type 9 with data"),
+    ("", "empty Engine.IO message"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_packets_over_websocket_close_with_1002_and_parse_error() {
+    let _shared = EXCLUSIVE.read().await;
+    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    for (packet, why) in MALFORMED {
+        let (mut hostile, id) = WsClient::connected(server.addr).await;
+        hostile.send(packet).await;
+        // docs/socketio.md §9: a parse error closes the session, WebSocket
+        // close 1002; the sockets go with `parse error`.
+        assert_eq!(
+            hostile.closed().await,
+            Some(CloseCode::ProtocolError),
+            "{packet:?} ({why})"
+        );
+        assert_eq!(
+            server.disconnected(&id).await,
+            "parse error",
+            "{packet:?} ({why})"
+        );
+        good.echo(why).await;
+    }
+    assert_eq!(
+        server.try_disconnected(&good_id, Duration::ZERO).await,
+        None
+    );
+    // Every hostile session is gone; the good one stays.
+    server.sessions_become(1, PATIENCE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_packets_over_polling_end_the_session() {
+    let _shared = EXCLUSIVE.read().await;
+    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    for (packet, why) in MALFORMED {
+        if packet.is_empty() {
+            // An empty polling body is a payload without packets, not an
+            // empty packet: not this case.
+            continue;
+        }
+        let (hostile, id) = Polling::connected(server.addr).await;
+        let parked = hostile.park_get().await;
+        let posted = hostile.post(packet).await;
+        // An Engine.IO packet that does not decode makes the body invalid:
+        // 400 (the reference server's `parse error` on polling). A valid
+        // Engine.IO message whose Socket.IO packet is invalid was a valid
+        // body: 200 `ok` as in the reference server, and Socket.IO closes
+        // the session after.
+        let engine_level = packet.starts_with('9');
+        let expected = if engine_level { 400 } else { 200 };
+        assert_eq!(posted.status, expected, "{packet:?} ({why}): {posted:?}");
+        // The parked GET learns of the close (`1`), and the session is gone.
+        let parked = parked.await.unwrap();
+        assert_eq!(
+            (parked.status, parked.body.as_str()),
+            (200, "1"),
+            "{packet:?} ({why})"
+        );
+        assert_polling_session_gone(&hostile).await;
+        assert_eq!(
+            server.disconnected(&id).await,
+            "parse error",
+            "{packet:?} ({why})"
+        );
+        good.echo(why).await;
+    }
+    assert_eq!(
+        server.try_disconnected(&good_id, Duration::ZERO).await,
+        None
+    );
+}
