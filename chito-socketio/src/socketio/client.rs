@@ -161,7 +161,9 @@ impl Client {
     /// `4abc`, `42{}`, `42abc[…]`).
     fn parse_error(&self) {
         self.close_sockets(DisconnectReason::ParseError);
-        self.engine.close();
+        // docs/socketio.md §9: the session closes as a parse error
+        // (WebSocket close 1002), not as the server's own `forced close`.
+        self.engine.close_with(CloseReason::ParseError);
     }
 
     fn dispatch(self: &Arc<Self>, packet: Packet<'_>, attachments: &[Bytes]) {
