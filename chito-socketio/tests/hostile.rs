@@ -537,3 +537,118 @@ async fn malformed_packets_over_polling_end_the_session() {
         None
     );
 }
+
+/// `emit_with_ack` as the server sends it: `2<id>["question"]`; the id.
+fn question_id(packet: &str) -> u64 {
+    let id = packet
+        .strip_prefix('2')
+        .and_then(|rest| rest.strip_suffix("[\"question\"]"))
+        .unwrap_or_else(|| panic!("expected a question with an ack id, got {packet}"));
+    id.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_for_ids_never_sent_answered_or_timed_out_are_ignored() {
+    let _shared = EXCLUSIVE.read().await;
+    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    let (mut client, id) = WsClient::connected(server.addr).await;
+
+    // Ids the server never sent, the largest u64 included, in a namespace
+    // the client is in and in one it is not; a BINARY_ACK too.
+    for packet in [
+        "43999[\"x\"]",
+        "4318446744073709551615[]",
+        "43/nowhere,1[\"x\"]",
+        "431000000[{\"deep\":[1,2,3]}]",
+    ] {
+        client.send(packet).await;
+    }
+    client
+        .send("461-77[{\"_placeholder\":true,\"num\":0}]")
+        .await;
+    client.send_binary(&[1, 2, 3]).await;
+    client.echo("after unknown ids").await;
+
+    // An ack in time is taken once; the same ack again is ignored.
+    client.send("42[\"ask\",5000]").await;
+    let asked = question_id(&client.packet().await);
+    client.send(&format!("43{asked}[\"yes\"]")).await;
+    assert_eq!(client.packet().await, "2[\"asked\",\"answered\"]");
+    client.send(&format!("43{asked}[\"again\"]")).await;
+    client.echo("after a repeated ack").await;
+
+    // An ack after the server's timeout is ignored.
+    client.send("42[\"ask\",50]").await;
+    let asked = question_id(&client.packet().await);
+    assert_eq!(client.packet().await, "2[\"asked\",\"timeout\"]");
+    client.send(&format!("43{asked}[\"late\"]")).await;
+    client.echo("after a late ack").await;
+
+    // Nothing else came, nobody was disconnected, and the session went on
+    // past several heartbeats.
+    tokio::time::sleep(PING_INTERVAL * 2).await;
+    client.echo("still there").await;
+    assert!(client.try_frame(Duration::from_millis(50)).await.is_none());
+    good.echo("unaffected").await;
+    for socket in [&id, &good_id] {
+        assert_eq!(server.try_disconnected(socket, Duration::ZERO).await, None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_message_over_max_payload_closes_with_1009() {
+    let _shared = EXCLUSIVE.read().await;
+    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    let (mut hostile, id) = WsClient::connected(server.addr).await;
+    // `4` + `21` (EVENT, the first ack id) + `["echo","` + value + `"]`:
+    // exactly maxPayload passes...
+    let overhead = "421[\"echo\",\"\"]".len();
+    let fits = "x".repeat(MAX_PAYLOAD - overhead);
+    hostile.echo(&fits).await;
+    // ... one byte more is closed by chito with 1009 (RFC 6455 §7.4.1).
+    let over = format!("422[\"echo\",\"{fits}y\"]");
+    assert_eq!(over.len(), MAX_PAYLOAD + 1);
+    hostile.send(&over).await;
+    assert_eq!(hostile.closed().await, Some(CloseCode::MessageTooBig));
+    // The reader sees the connection fail and closes the session as a
+    // `transport close` (the JS server, whose `ws` reports the oversized
+    // message as an error, says `transport error`).
+    let reason = server.disconnected(&id).await;
+    assert_eq!(reason, "transport close");
+    good.echo("unaffected").await;
+    assert_eq!(
+        server.try_disconnected(&good_id, Duration::ZERO).await,
+        None
+    );
+    server.sessions_become(1, PATIENCE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_post_over_max_payload_gets_413_and_closes_the_session() {
+    let _shared = EXCLUSIVE.read().await;
+    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    let (hostile, id) = Polling::connected(server.addr).await;
+    // A body of exactly maxPayload passes (here one packet)...
+    let overhead = "421[\"echo\",\"\"]".len();
+    let fits = "x".repeat(MAX_PAYLOAD - overhead);
+    let body = format!("421[\"echo\",\"{fits}\"]");
+    assert_eq!(body.len(), MAX_PAYLOAD);
+    assert_eq!(hostile.post(&body).await.status, 200);
+    assert_eq!(hostile.get().await.body, format!("431[\"{fits}\"]"));
+    // ... one byte more is 413 and closes the session (docs/socketio.md §9).
+    let parked = hostile.park_get().await;
+    let posted = hostile.post(&format!("{body}y")).await;
+    assert_eq!(posted.status, 413);
+    let parked = parked.await.unwrap();
+    assert_eq!((parked.status, parked.body.as_str()), (200, "1"));
+    assert_polling_session_gone(&hostile).await;
+    assert_eq!(server.disconnected(&id).await, "transport error");
+    good.echo("unaffected").await;
+    assert_eq!(
+        server.try_disconnected(&good_id, Duration::ZERO).await,
+        None
+    );
+}
