@@ -652,3 +652,178 @@ async fn a_polling_post_over_max_payload_gets_413_and_closes_the_session() {
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_namespaces_per_client_a_connect_error_and_the_session_goes_on() {
+    let _shared = EXCLUSIVE.read().await;
+    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    let (mut client, id) = WsClient::connected(server.addr).await;
+    // `/` and 31 more: the default max_namespaces_per_client, 32.
+    assert_eq!(SocketIoConfig::default().max_namespaces_per_client, 32);
+    for n in 1..32 {
+        client.connect(&format!("/n{n}")).await;
+    }
+    client.send("40/n32,").await;
+    assert_eq!(
+        client.packet().await,
+        r#"4/n32,{"message":"Too many namespaces"}"#
+    );
+    // The session and its 32 sockets go on.
+    client.echo("after the refusal").await;
+    client.send("42/n31,1[\"echo\",\"in /n31\"]").await;
+    assert_eq!(client.packet().await, "3/n31,1[\"in /n31\"]");
+    // Leaving one makes room for another.
+    client.send("41/n1,").await;
+    client.connect("/n32").await;
+    client.send("40/n33,").await;
+    assert_eq!(
+        client.packet().await,
+        r#"4/n33,{"message":"Too many namespaces"}"#
+    );
+    good.echo("unaffected").await;
+    for socket in [&id, &good_id] {
+        assert_eq!(server.try_disconnected(socket, Duration::ZERO).await, None);
+    }
+}
+
+/// A BINARY_EVENT `echo` with ack id `ack` and `count` placeholders.
+fn binary_echo(ack: u64, count: usize) -> String {
+    let placeholders: String = (0..count)
+        .map(|num| format!(",{{\"_placeholder\":true,\"num\":{num}}}"))
+        .collect();
+    format!("45{count}-{ack}[\"echo\"{placeholders}]")
+}
+
+/// The BINARY_ACK that echoes `binary_echo(ack, count)`, without its `4`.
+fn binary_echo_answer(ack: u64, count: usize) -> String {
+    let placeholders: Vec<String> = (0..count)
+        .map(|num| format!("{{\"_placeholder\":true,\"num\":{num}}}"))
+        .collect();
+    format!("6{count}-{ack}[{}]", placeholders.join(","))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_attachments_passes_and_one_more_is_a_parse_error() {
+    let _shared = EXCLUSIVE.read().await;
+    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    let (mut client, id) = WsClient::connected(server.addr).await;
+    // socket.io-parser's maxAttachments, 10: ten come back as sent.
+    client.send(&binary_echo(1, 10)).await;
+    for num in 0..10u8 {
+        client.send_binary(&[num; 3]).await;
+    }
+    assert_eq!(client.packet().await, binary_echo_answer(1, 10));
+    for num in 0..10u8 {
+        match client.frame().await {
+            Frame::Binary(data) => assert_eq!(data, [num; 3]),
+            other => panic!("expected attachment {num}, got {other:?}"),
+        }
+    }
+    // Eleven: `parse error`, WebSocket close 1002 (docs/socketio.md §9),
+    // before any attachment is taken.
+    client.send(&binary_echo(2, 11)).await;
+    assert_eq!(client.closed().await, Some(CloseCode::ProtocolError));
+    assert_eq!(server.disconnected(&id).await, "parse error");
+
+    // Over polling (attachments as `b` + base64): the same answers.
+    let (polling, polling_id) = Polling::connected(server.addr).await;
+    let body = format!("{}\x1ebAQID", binary_echo(1, 1));
+    assert_eq!(polling.post(&body).await.status, 200);
+    assert_eq!(
+        polling.get().await.body,
+        format!("4{}\x1ebAQID", binary_echo_answer(1, 1))
+    );
+    let parked = polling.park_get().await;
+    assert_eq!(polling.post(&binary_echo(2, 11)).await.status, 200);
+    assert_eq!(parked.await.unwrap().body, "1");
+    assert_polling_session_gone(&polling).await;
+    assert_eq!(server.disconnected(&polling_id).await, "parse error");
+
+    good.echo("unaffected").await;
+    assert_eq!(
+        server.try_disconnected(&good_id, Duration::ZERO).await,
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_that_never_come_are_bounded_and_end_in_a_defined_way() {
+    let _shared = EXCLUSIVE.read().await;
+    let mut config = config(PING_INTERVAL, PING_TIMEOUT);
+    // What a waiting packet may hold: its text (one message, at most
+    // maxPayload) and attachments up to this many bytes.
+    config.binary_limits.max_attachment_bytes = 2 * MAX_PAYLOAD;
+    let server = Server::start(config).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    let heartbeat = PING_INTERVAL + PING_TIMEOUT;
+
+    // 1. A client that keeps answering pings keeps its session, the
+    //    packet waiting: nothing expires a waiting packet (as in
+    //    socket.io-parser), and it holds one message.
+    let (mut waiting, waiting_id) = WsClient::connected(server.addr).await;
+    waiting.send(&binary_echo(1, 1)).await;
+    tokio::time::sleep(heartbeat * 3).await;
+    assert_eq!(
+        server.try_disconnected(&waiting_id, Duration::ZERO).await,
+        None
+    );
+    // The attachment, late, completes it...
+    waiting.send_binary(b"late").await;
+    assert_eq!(waiting.packet().await, binary_echo_answer(1, 1));
+    assert!(matches!(waiting.frame().await, Frame::Binary(data) if data == b"late"));
+    // ... and one nobody announced is a parse error.
+    waiting.send_binary(b"stray").await;
+    assert_eq!(waiting.closed().await, Some(CloseCode::ProtocolError));
+    assert_eq!(server.disconnected(&waiting_id).await, "parse error");
+
+    // 2. A text packet instead of the attachments is a parse error
+    //    (socket.io-parser: "got plaintext data when reconstructing").
+    let (mut texting, texting_id) = WsClient::connected(server.addr).await;
+    texting.send(&binary_echo(1, 2)).await;
+    texting.send_binary(b"one").await;
+    texting.send("42[\"echo\",\"two\"]").await;
+    assert_eq!(texting.closed().await, Some(CloseCode::ProtocolError));
+    assert_eq!(server.disconnected(&texting_id).await, "parse error");
+
+    // 3. Attachments past max_attachment_bytes: a parse error when the
+    //    total passes it, so what waits never exceeds it.
+    let (mut big, big_id) = WsClient::connected(server.addr).await;
+    big.send(&binary_echo(1, 3)).await;
+    let chunk = vec![7u8; MAX_PAYLOAD];
+    big.send_binary(&chunk).await;
+    big.send_binary(&chunk).await;
+    assert_eq!(
+        server
+            .try_disconnected(&big_id, Duration::from_millis(50))
+            .await,
+        None
+    );
+    big.send_binary(&[7]).await;
+    assert_eq!(big.closed().await, Some(CloseCode::ProtocolError));
+    assert_eq!(server.disconnected(&big_id).await, "parse error");
+
+    // 4. A client that goes silent with a packet waiting: the heartbeat
+    //    ends it (`ping timeout`, close 1000) within pingInterval +
+    //    pingTimeout of its last pong.
+    let (mut silent, silent_id) = WsClient::connected(server.addr).await;
+    silent.send(&binary_echo(1, 2)).await;
+    silent.send_binary(b"one").await;
+    silent.answer_pings.store(false, Ordering::SeqCst);
+    let stopped = Instant::now();
+    assert_eq!(silent.closed().await, Some(CloseCode::Normal));
+    let took = stopped.elapsed();
+    assert_eq!(server.disconnected(&silent_id).await, "ping timeout");
+    assert!(
+        took <= heartbeat + Duration::from_millis(500),
+        "closed {took:?} after the last pong"
+    );
+
+    good.echo("unaffected").await;
+    assert_eq!(
+        server.try_disconnected(&good_id, Duration::ZERO).await,
+        None
+    );
+    server.sessions_become(1, PATIENCE).await;
+}
