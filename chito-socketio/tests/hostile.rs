@@ -827,3 +827,255 @@ async fn attachments_that_never_come_are_bounded_and_end_in_a_defined_way() {
     );
     server.sessions_become(1, PATIENCE).await;
 }
+
+/// The ticks (`2["tick",…]` packets) in a polling GET body.
+fn ticks_in(body: &str) -> usize {
+    body.split('\x1e')
+        .filter(|packet| packet.starts_with("42[\"tick\""))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_client_that_never_gets_has_a_bounded_queue_and_ends_at_ping_timeout() {
+    let _alone = EXCLUSIVE.write().await;
+    let (ping_interval, ping_timeout) = (Duration::from_secs(2), Duration::from_secs(1));
+    let mut config = config(ping_interval, ping_timeout);
+    // The defaults: GET bodies up to 1 MB, 1 MiB queued per session,
+    // overflowing messages skipped (docs/socketio.md §9).
+    config.engine.engine.max_payload = 1_000_000;
+    let max_queued = config.engine.engine.max_queued_bytes;
+    assert_eq!(max_queued, 1 << 20);
+    let server = Server::start(config).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+
+    // Two polling clients in room `slow`: `never` never GETs again,
+    // `drained` GETs once the emits are over, to show what was kept.
+    let opened = Instant::now();
+    let (never, never_id) = Polling::connected(server.addr).await;
+    let (drained, drained_id) = Polling::connected(server.addr).await;
+    for client in [&never, &drained] {
+        assert_eq!(client.post("421[\"join\",\"slow\"]").await.status, 200);
+    }
+    assert_eq!(drained.get().await.body, "431[\"joined\"]");
+
+    // 3 000 emits of 64 kB to the room: 192 MB for each client, while
+    // the good client keeps echoing. (Large messages, so that what a
+    // bounded queue keeps stands out of the allocator's noise in RSS; a
+    // raw JSON argument, so that the unoptimised test build does not spend
+    // its time escaping it.)
+    const EMITS: usize = 3_000;
+    let payload = format!("\"{}\"", "x".repeat(64_000));
+    let cost = 1 + format!("2[\"tick\",{payload}]").len();
+    let payload = serde_json::value::RawValue::from_string(payload).unwrap();
+    let before = rss_kib();
+    let flooding = Instant::now();
+    let flood = {
+        let io = server.io.clone();
+        tokio::spawn(async move {
+            for n in 0..EMITS {
+                io.to("slow").emit("tick", &*payload).unwrap();
+                if n % 100 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let mut slowest = Duration::ZERO;
+    while !flood.is_finished() {
+        slowest = slowest.max(good.echo("during the flood").await);
+    }
+    flood.await.unwrap();
+    let flooded = flooding.elapsed();
+    let grown = rss_kib().saturating_sub(before);
+    println!(
+        "never-GET: {EMITS} emits of {cost} B to 2 polling clients in {flooded:?}: RSS +{grown} KiB; \
+         the good client's slowest echo {slowest:?}"
+    );
+    // Unbounded queues would hold 2 × 192 MB; bounded ones 2 × 1 MiB.
+    assert!(grown < 16 * 1024, "RSS grew {grown} KiB");
+
+    // What the drained client gets is exactly what fits in max_queued_bytes
+    // (the first tick went into its empty queue; the rest were skipped).
+    let expected = max_queued / cost;
+    let mut received = 0;
+    while received < expected {
+        let answer = drained.get().await;
+        assert_eq!(answer.status, 200);
+        received += ticks_in(&answer.body);
+    }
+    assert_eq!(received, expected);
+
+    // Neither answers the ping: `ping timeout` pingInterval + pingTimeout
+    // after the open, within the timer's slack.
+    for id in [&never_id, &drained_id] {
+        assert_eq!(server.disconnected(id).await, "ping timeout");
+    }
+    let ended = opened.elapsed();
+    assert!(
+        ended >= ping_interval + ping_timeout - Duration::from_millis(100)
+            && ended < ping_interval + ping_timeout + Duration::from_secs(1),
+        "ended {ended:?} after the open"
+    );
+    assert_polling_session_gone(&never).await;
+    server.sessions_become(1, PATIENCE).await;
+    good.echo("unaffected").await;
+    // The room emits never reached the good client.
+    assert!(good.try_frame(Duration::from_millis(50)).await.is_none());
+    assert_eq!(
+        server.try_disconnected(&good_id, Duration::ZERO).await,
+        None
+    );
+}
+
+/// A keep-alive HTTP/1.1 connection for many small GETs.
+struct KeepAlive {
+    addr: SocketAddr,
+    stream: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    async fn connect(addr: SocketAddr) -> KeepAlive {
+        let stream = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        KeepAlive { addr, stream }
+    }
+
+    /// GET `target`; the status and the body (read by its Content-Length).
+    async fn get(&mut self, target: &str) -> (u16, String) {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
+        self.stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.unwrap();
+        let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).await.unwrap();
+        (status, String::from_utf8(body).unwrap())
+    }
+}
+
+/// Opens `count` polling sessions over `connections` keep-alive
+/// connections, never coming back to any of them.
+async fn half_open(addr: SocketAddr, count: usize, connections: usize) {
+    let tasks: Vec<JoinHandle<()>> = (0..connections)
+        .map(|c| {
+            let share = count / connections + usize::from(c < count % connections);
+            tokio::spawn(async move {
+                let mut http = KeepAlive::connect(addr).await;
+                for _ in 0..share {
+                    let (status, body) = http.get("/socket.io/?EIO=4&transport=polling").await;
+                    assert_eq!(status, 200);
+                    sid_of_open(&body);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// The `q`-quantile of sorted `samples`.
+fn quantile(samples: &[Duration], q: f64) -> Duration {
+    let at = ((samples.len() - 1) as f64 * q).round() as usize;
+    samples.get(at).copied().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_half_open_polling_sessions_stay_bounded_and_expire() {
+    let _alone = EXCLUSIVE.write().await;
+    const WARM_UP: usize = 200;
+    const SESSIONS: usize = 10_000;
+    // Long enough that no session of the batch expires before the batch
+    // is measured, short enough to wait for their end.
+    let (ping_interval, ping_timeout) = (Duration::from_secs(4), Duration::from_secs(1));
+    let server = Server::start(config(ping_interval, ping_timeout)).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // Allocator arenas, tokio's and hyper's first allocations.
+    half_open(server.addr, WARM_UP, 4).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (rss_before, fds_before, tasks_before) = (rss_kib(), open_fds(), metrics.num_alive_tasks());
+
+    // The good client echoes all along; its round trips are the latency.
+    let stop = Arc::new(AtomicBool::new(false));
+    let echoing = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut most_fds = 0;
+            while !stop.load(Ordering::SeqCst) {
+                samples.push(good.echo("ping").await);
+                most_fds = most_fds.max(open_fds());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (good, samples, most_fds)
+        })
+    };
+    let started = Instant::now();
+    half_open(server.addr, SESSIONS, 4).await;
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (mut good, mut samples, most_fds) = echoing.await.unwrap();
+    let open = server.io.engine().session_count();
+    let (rss_after, tasks_after) = (rss_kib(), metrics.num_alive_tasks());
+    assert_eq!(open, 1 + WARM_UP + SESSIONS, "sessions expired too early");
+    let per_session = (rss_after.saturating_sub(rss_before) * 1024) / SESSIONS as u64;
+    samples.sort();
+    let (p50, p99, max) = (
+        quantile(&samples, 0.5),
+        quantile(&samples, 0.99),
+        quantile(&samples, 1.0),
+    );
+    println!(
+        "half-open: {SESSIONS} handshakes in {took:?}; RSS {rss_before} -> {rss_after} KiB \
+         ({per_session} B/session); fds {fds_before}, at most {most_fds}; tasks \
+         {tasks_before} -> {tasks_after}; good echo over {} samples: p50 {p50:?} p99 {p99:?} \
+         max {max:?}",
+        samples.len()
+    );
+    assert!(per_session < 8 * 1024, "{per_session} B per session");
+    assert!(most_fds < 1_000, "{most_fds} fds");
+    assert!(samples.len() >= 10, "only {} echoes", samples.len());
+    assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
+    assert!(max < Duration::from_secs(1), "max {max:?}");
+
+    // No pong ever came: every half-open session ends by pingInterval +
+    // pingTimeout after its open; the good one stays.
+    let waited = server
+        .sessions_become(1, ping_interval + ping_timeout + PATIENCE)
+        .await;
+    let tasks_end = metrics.num_alive_tasks();
+    println!(
+        "half-open: all gone {waited:?} after the batch; RSS {} KiB; tasks {tasks_end}",
+        rss_kib()
+    );
+    // Nothing of theirs is left running: each had a timer task and a
+    // connect-timeout task (what remains is the server's accept loop, the
+    // good client's connection and reader).
+    assert!(
+        tasks_end < 20,
+        "{tasks_end} tasks still alive after every half-open session ended"
+    );
+    good.echo("unaffected").await;
+    assert_eq!(
+        server.try_disconnected(&good_id, Duration::ZERO).await,
+        None
+    );
+}
