@@ -39,6 +39,11 @@ struct ClientState {
     /// When the session is closed unless a namespace is connected then
     /// (`connectTimeout`; the JS client checks `nsps.size` at that time).
     connect_deadline: Instant,
+    /// The task that enforces `connect_deadline`, aborted when the session
+    /// closes: it would otherwise outlive the session by up to
+    /// `connect_timeout` (thousands of half-open sessions, thousands of
+    /// sleeping tasks).
+    connect_timer: Option<tokio::task::AbortHandle>,
     closed: bool,
 }
 
@@ -76,6 +81,7 @@ impl Client {
                 sockets: HashMap::new(),
                 reassembler,
                 connect_deadline,
+                connect_timer: None,
                 closed: false,
             }),
         })
@@ -94,7 +100,7 @@ impl Client {
     pub(crate) fn arm_connect_timeout(self: &Arc<Self>) {
         let deadline = lock(&self.state).connect_deadline;
         let client: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
+        let timer = tokio::spawn(async move {
             tokio::time::sleep_until(deadline.into()).await;
             if let Some(client) = client.upgrade() {
                 if client.connect_timed_out(Instant::now()) {
@@ -102,6 +108,12 @@ impl Client {
                 }
             }
         });
+        let mut state = lock(&self.state);
+        if state.closed {
+            timer.abort();
+        } else {
+            state.connect_timer = Some(timer.abort_handle());
+        }
     }
 
     /// Whether, at `now`, the connect timeout has passed with no namespace
@@ -321,6 +333,9 @@ impl Client {
         let sockets: Vec<Socket> = {
             let mut state = lock(&self.state);
             state.closed = true;
+            if let Some(timer) = state.connect_timer.take() {
+                timer.abort();
+            }
             state.sockets.drain().map(|(_, socket)| socket).collect()
         };
         for socket in sockets {
