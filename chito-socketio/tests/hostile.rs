@@ -1079,3 +1079,36 @@ async fn thousands_of_half_open_polling_sessions_stay_bounded_and_expire() {
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_never_connects_a_namespace_ends_at_connect_timeout() {
+    let _shared = EXCLUSIVE.read().await;
+    let mut config = config(Duration::from_secs(5), Duration::from_secs(5));
+    let connect_timeout = Duration::from_millis(300);
+    config.connect_timeout = connect_timeout;
+    let server = Server::start(config).await;
+    let (mut good, good_id) = WsClient::connected(server.addr).await;
+    // docs/socketio.md §9: the Engine.IO session is closed, WebSocket
+    // 1000, polling: the parked GET answered `1`.
+    let opened = Instant::now();
+    let mut ws = WsClient::open(server.addr).await;
+    let polling = Polling::open(server.addr).await;
+    let parked = polling.park_get().await;
+    assert_eq!(ws.closed().await, Some(CloseCode::Normal));
+    let parked = parked.await.unwrap();
+    assert_eq!((parked.status, parked.body.as_str()), (200, "1"));
+    let took = opened.elapsed();
+    assert!(
+        took >= connect_timeout && took < connect_timeout + Duration::from_secs(1),
+        "{took:?}"
+    );
+    assert_polling_session_gone(&polling).await;
+    // The good client, connected before its own deadline, stays past it.
+    tokio::time::sleep(connect_timeout).await;
+    good.echo("unaffected").await;
+    assert_eq!(
+        server.try_disconnected(&good_id, Duration::ZERO).await,
+        None
+    );
+    server.sessions_become(1, PATIENCE).await;
+}
