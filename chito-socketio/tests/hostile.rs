@@ -127,6 +127,10 @@ fn on_connect(socket: Socket, seen: Arc<Mutex<Vec<Seen>>>) {
     socket.on("echo", |_, args: Args, ack: Ack| {
         let _ = ack.send(&args);
     });
+    // Whether the first argument deserializes into a `serde_json::Value`.
+    socket.on("parse", |_, args: Args, ack: Ack| {
+        let _ = ack.send(&(args.first::<serde_json::Value>().is_ok(),));
+    });
     socket.on("join", |socket: Socket, args: Args, ack: Ack| {
         if let Ok(room) = args.first::<String>() {
             socket.join(&room);
@@ -1111,4 +1115,25 @@ async fn a_session_that_never_connects_a_namespace_ends_at_connect_timeout() {
         None
     );
     server.sessions_become(1, PATIENCE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_json_stays_raw_and_only_typed_reads_refuse_it() {
+    let _shared = EXCLUSIVE.read().await;
+    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let (mut client, id) = WsClient::connected(server.addr).await;
+    // 4 000 levels (8 kB, under maxPayload): far past serde_json's
+    // recursion limit of 128, which applies when a handler reads the
+    // argument as a type, not when the packet is decoded (arguments are
+    // kept as raw JSON, skipped without recursion).
+    let deep = format!("{}{}", "[".repeat(4_000), "]".repeat(4_000));
+    client.send(&format!("421[\"echo\",{deep}]")).await;
+    assert_eq!(client.packet().await, format!("31[{deep}]"));
+    client.send(&format!("422[\"parse\",{deep}]")).await;
+    assert_eq!(client.packet().await, "32[false]");
+    // Within the limit it reads.
+    let shallow = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    client.send(&format!("423[\"parse\",{shallow}]")).await;
+    assert_eq!(client.packet().await, "33[true]");
+    assert_eq!(server.try_disconnected(&id, Duration::ZERO).await, None);
 }
