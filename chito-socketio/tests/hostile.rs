@@ -30,6 +30,9 @@ static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 /// Short heartbeats so that timeouts come within the test's time.
 const PING_INTERVAL: Duration = Duration::from_millis(300);
 const PING_TIMEOUT: Duration = Duration::from_millis(200);
+/// For tests with polling clients, which do not answer pings, where the
+/// heartbeat is not the subject: no ping within the test.
+const NO_PING: Duration = Duration::from_secs(10);
 /// A small `maxPayload`, so that "too large" is cheap to send.
 const MAX_PAYLOAD: usize = 10_000;
 
@@ -410,8 +413,9 @@ impl Polling {
     async fn park_get(&self) -> JoinHandle<Answer> {
         let (addr, target) = (self.addr, self.target.clone());
         let parked = tokio::spawn(async move { request(addr, "GET", &target, "").await });
-        // Long enough for the request to reach the server and park.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Long enough for the request to reach the server and park (on a
+        // loaded machine too).
+        tokio::time::sleep(Duration::from_millis(100)).await;
         parked
     }
 }
@@ -502,7 +506,7 @@ async fn malformed_packets_over_websocket_close_with_1002_and_parse_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_packets_over_polling_end_the_session() {
     let _shared = EXCLUSIVE.read().await;
-    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let server = Server::start(config(NO_PING, NO_PING)).await;
     let (mut good, good_id) = WsClient::connected(server.addr).await;
     for (packet, why) in MALFORMED {
         if packet.is_empty() {
@@ -632,7 +636,7 @@ async fn a_websocket_message_over_max_payload_closes_with_1009() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_polling_post_over_max_payload_gets_413_and_closes_the_session() {
     let _shared = EXCLUSIVE.read().await;
-    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let server = Server::start(config(NO_PING, NO_PING)).await;
     let (mut good, good_id) = WsClient::connected(server.addr).await;
     let (hostile, id) = Polling::connected(server.addr).await;
     // A body of exactly maxPayload passes (here one packet)...
@@ -710,7 +714,7 @@ fn binary_echo_answer(ack: u64, count: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_attachments_passes_and_one_more_is_a_parse_error() {
     let _shared = EXCLUSIVE.read().await;
-    let server = Server::start(config(PING_INTERVAL, PING_TIMEOUT)).await;
+    let server = Server::start(config(NO_PING, NO_PING)).await;
     let (mut good, good_id) = WsClient::connected(server.addr).await;
     let (mut client, id) = WsClient::connected(server.addr).await;
     // socket.io-parser's maxAttachments, 10: ten come back as sent.
@@ -896,7 +900,7 @@ async fn a_polling_client_that_never_gets_has_a_bounded_queue_and_ends_at_ping_t
          the good client's slowest echo {slowest:?}"
     );
     // Unbounded queues would hold 2 × 192 MB; bounded ones 2 × 1 MiB.
-    assert!(grown < 16 * 1024, "RSS grew {grown} KiB");
+    assert!(grown < 32 * 1024, "RSS grew {grown} KiB");
 
     // What the drained client gets is exactly what fits in max_queued_bytes
     // (the first tick went into its empty queue; the rest were skipped).
