@@ -214,7 +214,15 @@ impl EngineSocket {
 
     /// Closes the session (`forced close`).
     pub fn close(&self) {
-        self.cell.lock().close(CloseReason::ForcedClose);
+        self.close_with(CloseReason::ForcedClose);
+    }
+
+    /// Closes the session for `reason`: Socket.IO closes with `parse
+    /// error` a packet the Engine.IO layer passed but its grammar refuses,
+    /// so that the WebSocket closes with 1002 as for an Engine.IO parse
+    /// error (docs/socketio.md §9).
+    pub(crate) fn close_with(&self, reason: CloseReason) {
+        self.cell.lock().close(reason);
         self.cell.notify();
     }
 }

@@ -40,6 +40,11 @@ struct ClientState {
     /// When the session is closed unless a namespace is connected then
     /// (`connectTimeout`; the JS client checks `nsps.size` at that time).
     connect_deadline: Instant,
+    /// The task that enforces `connect_deadline`, aborted when the session
+    /// closes: it would otherwise outlive the session by up to
+    /// `connect_timeout` (thousands of half-open sessions, thousands of
+    /// sleeping tasks).
+    connect_timer: Option<tokio::task::AbortHandle>,
     closed: bool,
 }
 
@@ -77,6 +82,7 @@ impl Client {
                 sockets: HashMap::new(),
                 reassembler,
                 connect_deadline,
+                connect_timer: None,
                 closed: false,
             }),
         })
@@ -99,7 +105,7 @@ impl Client {
     pub(crate) fn arm_connect_timeout(self: &Arc<Self>) {
         let deadline = lock(&self.state).connect_deadline;
         let client: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
+        let timer = tokio::spawn(async move {
             tokio::time::sleep_until(deadline.into()).await;
             if let Some(client) = client.upgrade() {
                 if client.connect_timed_out(Instant::now()) {
@@ -107,6 +113,12 @@ impl Client {
                 }
             }
         });
+        let mut state = lock(&self.state);
+        if state.closed {
+            timer.abort();
+        } else {
+            state.connect_timer = Some(timer.abort_handle());
+        }
     }
 
     /// Whether, at `now`, the connect timeout has passed with no namespace
@@ -166,7 +178,9 @@ impl Client {
     /// `4abc`, `42{}`, `42abc[…]`).
     fn parse_error(&self) {
         self.close_sockets(DisconnectReason::ParseError);
-        self.engine.close();
+        // docs/socketio.md §9: the session closes as a parse error
+        // (WebSocket close 1002), not as the server's own `forced close`.
+        self.engine.close_with(CloseReason::ParseError);
     }
 
     fn dispatch(self: &Arc<Self>, packet: Packet<'_>, attachments: &[Bytes]) {
@@ -400,6 +414,9 @@ impl Client {
         let sockets: Vec<Socket> = {
             let mut state = lock(&self.state);
             state.closed = true;
+            if let Some(timer) = state.connect_timer.take() {
+                timer.abort();
+            }
             state.sockets.drain().map(|(_, socket)| socket).collect()
         };
         for socket in sockets {
