@@ -130,17 +130,17 @@ fn on_connect(socket: Socket, seen: Arc<Mutex<Vec<Seen>>>) {
         ns: socket.ns().to_owned(),
     });
     socket.on("echo", |_: Socket, args: Args, ack: Ack| {
-        let _ = ack.send(&args);
+        let _ = ack.send_args(&args);
     });
     // Whether the first argument deserializes into a `serde_json::Value`.
     socket.on("parse", |_: Socket, args: Args, ack: Ack| {
-        let _ = ack.send(&(args.first::<serde_json::Value>().is_ok(),));
+        let _ = ack.send(&args.first::<serde_json::Value>().is_ok());
     });
     socket.on("join", |socket: Socket, args: Args, ack: Ack| {
         if let Ok(room) = args.first::<String>() {
             socket.join(&room);
         }
-        let _ = ack.send(&("joined",));
+        let _ = ack.send(&"joined");
     });
     // `["ask", ms]`: the server asks the client `question` with an ack
     // timeout of `ms`, then tells it how that went with `asked`.
