@@ -474,9 +474,10 @@ impl EngineIo {
         Ok(request)
     }
 
-    /// Serves HTTP/1.1 on `listener` until it fails or
-    /// [`EngineIo::shutdown`] starts; then stops accepting and returns
-    /// `Ok(())`, while the connections it served finish their requests
+    /// Serves HTTP/1.1 on `listener` until [`EngineIo::shutdown`]
+    /// starts (an accept error never ends it: a failed connection is
+    /// skipped, a lack of descriptors waits 100 ms); then stops accepting
+    /// and returns `Ok(())`, while the connections it served finish their requests
     /// (hyper's graceful shutdown) within the shutdown's deadline.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         let mut shutdown = self.inner.shutdown.subscribe();
@@ -485,7 +486,18 @@ impl EngineIo {
                 accepted = listener.accept() => accepted,
                 _ = shutdown.wait_for(Option::is_some) => return Ok(()),
             };
-            let (stream, _) = accepted?;
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                // One connection that failed before we took it: the next.
+                Err(e) if accept_error_is_per_connection(&e) => continue,
+                // Out of file descriptors (EMFILE/ENFILE) or memory: the
+                // listener stays, sessions that end free what it needs;
+                // retrying at once would spin on the same error.
+                Err(_) => {
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            };
             let server = self.clone();
             let mut shutdown = self.inner.shutdown.subscribe();
             tokio::spawn(async move {
@@ -585,4 +597,38 @@ pub(crate) fn plain(
 pub(crate) fn error_response(error: RequestError) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
     plain(status, "application/json", Bytes::from(error.json_body()))
+}
+
+/// How long `serve` waits after an accept error that is not one
+/// connection's own (e.g. EMFILE) before accepting again.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether an accept error concerns only the connection being accepted
+/// (the peer reset or aborted it before we took it).
+fn accept_error_is_per_connection(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::accept_error_is_per_connection;
+
+    #[test]
+    fn only_a_connections_own_accept_errors_are_skipped_at_once() {
+        assert!(accept_error_is_per_connection(&Error::from(
+            ErrorKind::ConnectionAborted
+        )));
+        // EMFILE: the listener waits before accepting again.
+        assert!(!accept_error_is_per_connection(&Error::from_raw_os_error(
+            24
+        )));
+    }
 }

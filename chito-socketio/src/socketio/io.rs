@@ -327,9 +327,16 @@ impl SocketIoBuilder {
         self
     }
 
-    /// `maxPayload` (JS `maxHttpBufferSize`, 1 000 000 bytes).
+    /// `maxPayload` (JS `maxHttpBufferSize`, 1 000 000 bytes); also bounds
+    /// the attachments of one packet at `max_attachments × max_payload`.
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.config.engine.engine.max_payload = bytes;
+        // Each attachment is one message, bounded by `max_payload`.
+        self.config.binary_limits.max_attachment_bytes = self
+            .config
+            .binary_limits
+            .max_attachments
+            .saturating_mul(bytes);
         self
     }
 
@@ -461,5 +468,18 @@ impl DynNamespaceRef {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(boxed_middleware(middleware));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_payload_also_bounds_a_packets_attachments() {
+        let builder = SocketIo::builder().max_payload(1_000);
+        assert_eq!(builder.config.engine.engine.max_payload, 1_000);
+        let limits = builder.config.binary_limits;
+        assert_eq!(limits.max_attachment_bytes, limits.max_attachments * 1_000);
     }
 }
