@@ -1103,6 +1103,10 @@ async fn a_session_that_never_connects_a_namespace_ends_at_connect_timeout() {
     // docs/socketio.md §9: the Engine.IO session is closed, WebSocket
     // 1000, polling: the parked GET answered `1`.
     let opened = Instant::now();
+    // One that connected a namespace in time and left it: the timeout
+    // ended at its first connect (socket.io's Client clears it then).
+    let (mut leaver, _) = WsClient::connected(server.addr).await;
+    leaver.send("41").await;
     let mut ws = WsClient::open(server.addr).await;
     let polling = Polling::open(server.addr).await;
     let parked = polling.park_get().await;
@@ -1115,14 +1119,17 @@ async fn a_session_that_never_connects_a_namespace_ends_at_connect_timeout() {
         "{took:?}"
     );
     assert_polling_session_gone(&polling).await;
-    // The good client, connected before its own deadline, stays past it.
+    // The good client, connected before its own deadline, stays past it,
+    // and so does the one that left its namespace: it can connect again.
     tokio::time::sleep(connect_timeout).await;
     good.echo("unaffected").await;
+    leaver.connect("/").await;
+    leaver.echo("back").await;
     assert_eq!(
         server.try_disconnected(&good_id, Duration::ZERO).await,
         None
     );
-    server.sessions_become(1, PATIENCE).await;
+    server.sessions_become(2, PATIENCE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

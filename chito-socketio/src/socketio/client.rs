@@ -332,6 +332,12 @@ impl Client {
                     Some(existing) => Some(existing.clone()),
                     None => {
                         state.sockets.insert(name.to_owned(), socket.clone());
+                        // The first namespace connected: the timeout is
+                        // over for good (socket.io's Client clears it in
+                        // `doConnect`), and its task goes now.
+                        if let Some(timer) = state.connect_timer.take() {
+                            timer.abort();
+                        }
                         None
                     }
                 }
