@@ -1133,6 +1133,24 @@ mod sinks {
         // Numbers given out later never collide with the restored one.
         let next = rooms.add_sink(Arc::new(Recorder::default()));
         assert_ne!(next.id(), id);
+
+        // A member removed while its guard lives on (closed, pruned by an
+        // emit), then restored: the old guard's drop leaves the new
+        // registration alone.
+        let old_sink = Arc::new(Recorder::default());
+        let old = rooms.add_sink(old_sink.clone());
+        let old_id = old.id();
+        rooms.join(old_id, "r");
+        old_sink.closed.store(true, Ordering::SeqCst);
+        assert_eq!(rooms.emit("r", Message::Text("prune")).closed, [old_id]);
+        let new_sink = Arc::new(Recorder::default());
+        let renewed = rooms.add_sink_as(old_id, new_sink.clone()).unwrap();
+        drop(old);
+        assert!(rooms.join(old_id, "r"), "still registered");
+        assert_eq!(rooms.send_to(old_id, Message::Text("hi")).delivered, 1);
+        assert_eq!(new_sink.texts(), [vec!["hi"]]);
+        drop(renewed);
+        assert!(!rooms.join(old_id, "r"), "its own guard removes it");
     }
 
     #[tokio::test]
