@@ -113,8 +113,7 @@ impl std::error::Error for SendError {}
 fn queued_cost(transport: TransportKind, packet: &Outgoing) -> usize {
     match (transport, packet) {
         (TransportKind::Polling, packet) => packet.polling_len(),
-        (TransportKind::WebSocket, Outgoing::Text(text)) => text.len(),
-        (TransportKind::WebSocket, Outgoing::Binary(data)) => data.len(),
+        (TransportKind::WebSocket, packet) => packet.websocket_len(),
     }
 }
 
@@ -140,9 +139,16 @@ pub struct Session {
     post_in_flight: bool,
     /// Packets for the WebSocket transport.
     websocket_queue: VecDeque<Outgoing>,
-    /// What the packets in `polling_queue` and `websocket_queue` count
-    /// against `max_queued_bytes` ([`queued_cost`]).
+    /// What the packets in `polling_queue` and `websocket_queue`, and those
+    /// of the WebSocket write in flight, count against `max_queued_bytes`
+    /// ([`queued_cost`]).
     queued_bytes: usize,
+    /// A WebSocket write is in flight ([`Session::begin_websocket_write`]):
+    /// engine.io's transport is not `writable` until it completes.
+    websocket_writing: bool,
+    /// What the packets of the write in flight count, freed when it
+    /// completes ([`Session::websocket_write_done`]).
+    in_flight_bytes: usize,
     /// The session was closed because its queue overflowed
     /// ([`QueueOverflow::CloseSession`]): its WebSocket closes with 1008.
     slow_consumer: bool,
@@ -187,6 +193,8 @@ impl Session {
             post_in_flight: false,
             websocket_queue: VecDeque::new(),
             queued_bytes: 0,
+            websocket_writing: false,
+            in_flight_bytes: 0,
             slow_consumer: false,
             upgrade: UpgradeSlot::Idle,
             events: VecDeque::new(),
@@ -387,7 +395,9 @@ impl Session {
             .iter()
             .map(|packet| queued_cost(TransportKind::WebSocket, packet))
             .sum();
-        self.queued_bytes = polling.saturating_add(websocket);
+        self.queued_bytes = polling
+            .saturating_add(websocket)
+            .saturating_add(self.in_flight_bytes);
     }
 
     /// A polling POST arrived (before its body is read): only one may be
@@ -576,24 +586,49 @@ impl Session {
         if self.closed.is_some() {
             return Err(SendError::Closed);
         }
-        let cost = queued_cost(self.transport, &packet);
-        let fits = self.queued_bytes == 0
-            || self.queued_bytes.saturating_add(cost) <= self.config.max_queued_bytes;
-        if !fits {
-            return match self.config.queue_overflow {
-                QueueOverflow::Reject => Err(SendError::Full),
-                QueueOverflow::CloseSession => {
-                    self.slow_consumer = true;
-                    // What is queued would reach the client after a gap:
-                    // dropped, the client reconnects instead.
-                    self.websocket_queue.clear();
-                    self.close(CloseReason::TransportError);
-                    Err(SendError::ClosedSlowConsumer)
-                }
-            };
-        }
+        self.admit(queued_cost(self.transport, &packet))?;
         self.queue(packet);
         Ok(())
+    }
+
+    /// Queues `packets` together, in order, nothing between them (a
+    /// Socket.IO packet and its attachments: the receiver takes the next N
+    /// binary messages as the attachments), or none of them: the bound is
+    /// checked against their sum, as [`Session::try_send`] does for one.
+    pub fn try_send_all(&mut self, packets: &[Outgoing]) -> Result<(), SendError> {
+        if self.closed.is_some() {
+            return Err(SendError::Closed);
+        }
+        let cost = packets
+            .iter()
+            .map(|packet| queued_cost(self.transport, packet))
+            .fold(0usize, usize::saturating_add);
+        self.admit(cost)?;
+        for packet in packets {
+            self.queue(packet.clone());
+        }
+        Ok(())
+    }
+
+    /// Whether `cost` more bytes may be queued; if not, applies the
+    /// `queue_overflow` policy.
+    fn admit(&mut self, cost: usize) -> Result<(), SendError> {
+        let fits = self.queued_bytes == 0
+            || self.queued_bytes.saturating_add(cost) <= self.config.max_queued_bytes;
+        if fits {
+            return Ok(());
+        }
+        match self.config.queue_overflow {
+            QueueOverflow::Reject => Err(SendError::Full),
+            QueueOverflow::CloseSession => {
+                self.slow_consumer = true;
+                // What is queued would reach the client after a gap:
+                // dropped, the client reconnects instead.
+                self.websocket_queue.clear();
+                self.close(CloseReason::TransportError);
+                Err(SendError::ClosedSlowConsumer)
+            }
+        }
     }
 
     fn queue(&mut self, packet: Outgoing) {
@@ -606,16 +641,70 @@ impl Session {
         }
     }
 
-    /// The next packet to write on the session's WebSocket.
+    /// Starts one WebSocket write of everything queued, if the transport
+    /// is writable: engine.io writes a packet batch only once the previous
+    /// write has completed (its WebSocket transport is not `writable` until
+    /// the `ws` send callback; then `drain` flushes what piled up), so a
+    /// packet queued while a write is in flight waits for the next one.
+    /// Clients rely on it: the CONNECT answer and the connect handler's
+    /// first emit reach the client in separate reads (`ws` 8.5, the
+    /// protocol suite's, emits every message of one read at once, and a
+    /// listener added after the first misses the second).
+    ///
+    /// True: take the packets with [`Session::poll_transmit`], hand them
+    /// to the transport, and call [`Session::websocket_write_done`] once it
+    /// has written them.
+    pub fn begin_websocket_write(&mut self) -> bool {
+        if self.transport != TransportKind::WebSocket
+            || self.websocket_writing
+            || self.websocket_queue.is_empty()
+        {
+            return false;
+        }
+        self.websocket_writing = true;
+        true
+    }
+
+    /// Whether a WebSocket write is in flight.
+    pub fn websocket_writing(&self) -> bool {
+        self.websocket_writing
+    }
+
+    /// The WebSocket write in flight completed: its packets no longer
+    /// count, and the next write may start.
+    pub fn websocket_write_done(&mut self) {
+        self.websocket_writing = false;
+        self.queued_bytes = self.queued_bytes.saturating_sub(self.in_flight_bytes);
+        self.in_flight_bytes = 0;
+    }
+
+    /// The next packet to write on the session's WebSocket. During a write
+    /// ([`Session::begin_websocket_write`]) its bytes count until the write
+    /// completes; otherwise they are freed at once.
     pub fn poll_transmit(&mut self) -> Option<Outgoing> {
         if self.transport != TransportKind::WebSocket {
             return None;
         }
         let packet = self.websocket_queue.pop_front()?;
-        self.queued_bytes = self
-            .queued_bytes
-            .saturating_sub(queued_cost(TransportKind::WebSocket, &packet));
+        let cost = queued_cost(TransportKind::WebSocket, &packet);
+        if self.websocket_writing {
+            self.in_flight_bytes = self.in_flight_bytes.saturating_add(cost);
+        } else {
+            self.queued_bytes = self.queued_bytes.saturating_sub(cost);
+        }
         Some(packet)
+    }
+
+    /// A packet [`Session::poll_transmit`] gave that the transport could
+    /// not take now: first in line again for the next write.
+    pub fn requeue_front(&mut self, packet: Outgoing) {
+        let cost = queued_cost(TransportKind::WebSocket, &packet);
+        if self.websocket_writing {
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(cost);
+        } else {
+            self.queued_bytes = self.queued_bytes.saturating_add(cost);
+        }
+        self.websocket_queue.push_front(packet);
     }
 
     /// The next event for the application.

@@ -18,16 +18,12 @@ use super::io::{IoInner, SocketIoConfig};
 use super::namespace::ConnectError;
 use super::packet::{self, Packet, PacketData, Prefix};
 use super::socket::{DisconnectReason, Socket};
-use crate::engineio::{CloseReason, EngineSocket};
+use crate::engineio::{CloseReason, EngineSocket, Outgoing};
 
 /// A client's Engine.IO session and its namespace sockets.
 pub(crate) struct Client {
     engine: EngineSocket,
     io: Arc<IoInner>,
-    /// Held while one packet and its attachments are handed to the
-    /// session, so another emit cannot slip between them (the receiver
-    /// takes the next N binary messages as the attachments, §4).
-    send_lock: Mutex<()>,
     state: Mutex<ClientState>,
 }
 
@@ -66,7 +62,6 @@ impl Client {
         Arc::new(Self {
             engine,
             io,
-            send_lock: Mutex::new(()),
             state: Mutex::new(ClientState {
                 sockets: HashMap::new(),
                 reassembler,
@@ -106,16 +101,11 @@ impl Client {
         !state.closed && state.sockets.is_empty() && now >= state.connect_deadline
     }
 
-    /// Sends one packet (without the Engine.IO `4`) and its attachments,
-    /// together. False when the session is closed.
-    pub(crate) fn send_packet(&self, text: &str, attachments: &[Bytes]) -> bool {
-        let _together = lock(&self.send_lock);
-        if !self.engine.send_text(text) {
-            return false;
-        }
-        attachments
-            .iter()
-            .all(|attachment| self.engine.send_binary(attachment.clone()))
+    /// Sends one packet and its attachments as Engine.IO messages, all
+    /// together (the receiver takes the next N binary messages as the
+    /// attachments, §4) or none. False when they were not queued.
+    pub(crate) fn send_packets(&self, packets: &[Outgoing]) -> bool {
+        self.engine.try_send_all(packets).is_ok()
     }
 
     /// Forgets the socket of `namespace` (it disconnected on its own).
@@ -239,19 +229,24 @@ impl Client {
         socket.mark_connected();
         namespace.insert_socket(socket.clone());
         // The CONNECT answer precedes anything the handler emits (the
-        // suite reads `40{"sid"}` and then `42["auth",…]`).
+        // suite reads `40{"sid"}` and then `42["auth",…]`); the Engine.IO
+        // WebSocket writer's pacing puts them in separate writes, as
+        // engine.io does (`Session::begin_websocket_write`).
         self.send_connected(name, socket.id());
-        socket.hold();
         (namespace.handler())(socket.clone());
-        socket.release_later();
     }
 
     fn send_connected(&self, namespace: &str, sid: &str) {
         let mut text = String::new();
-        if packet::encode_connect(&mut text, Prefix::Bare, namespace, Some(&Connected { sid }))
-            .is_ok()
+        if packet::encode_connect(
+            &mut text,
+            Prefix::EngineIoMessage,
+            namespace,
+            Some(&Connected { sid }),
+        )
+        .is_ok()
         {
-            self.send_packet(&text, &[]);
+            self.send_packets(&[Outgoing::Text(text)]);
         }
     }
 
@@ -259,8 +254,10 @@ impl Client {
         let mut text = String::new();
         // A namespace name that cannot be written back (one with a `,`
         // cannot be, as it ended at the comma) gets no answer.
-        if packet::encode_connect_error(&mut text, Prefix::Bare, namespace, error).is_ok() {
-            self.send_packet(&text, &[]);
+        if packet::encode_connect_error(&mut text, Prefix::EngineIoMessage, namespace, error)
+            .is_ok()
+        {
+            self.send_packets(&[Outgoing::Text(text)]);
         }
     }
 

@@ -20,6 +20,21 @@ use super::broadcast::BroadcastOperator;
 use super::client::Client;
 use super::namespace::Namespace;
 use super::packet::{self, EncodeError, Prefix};
+use crate::engineio::{Outgoing, SharedPacket};
+
+/// One encoded Socket.IO packet as Engine.IO messages, each encoded once
+/// for every session it goes to: the text (`4` included), then each
+/// attachment as a binary message (socket.io-protocol, "Packet encoding").
+pub(crate) fn shared_packets(text: String, attachments: &[Bytes]) -> Vec<Outgoing> {
+    let mut packets = Vec::with_capacity(1 + attachments.len());
+    packets.push(Outgoing::Shared(SharedPacket::text(text)));
+    packets.extend(
+        attachments
+            .iter()
+            .map(|attachment| Outgoing::Shared(SharedPacket::binary(attachment))),
+    );
+    packets
+}
 
 /// Why a socket disconnected; [`as_str`](Self::as_str) gives the JS
 /// server's strings, which applications compare against.
@@ -96,8 +111,6 @@ impl From<EncodeError> for EmitError {
 
 /// An event handler: the socket, the event's arguments, the ack to answer.
 pub(crate) type EventHandler = Arc<dyn Fn(Socket, Args, Ack) + Send + Sync>;
-/// A packet's text (without the Engine.IO `4`) and its attachments.
-type HeldPacket = (String, Vec<Bytes>);
 type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
 
 /// One client connected to one namespace. Cheap to clone (a reference).
@@ -113,21 +126,7 @@ struct SocketInner {
     handlers: Mutex<HashMap<String, EventHandler>>,
     disconnect_handlers: Mutex<Vec<DisconnectHandler>>,
     acks: Mutex<PendingAcks<oneshot::Sender<Args>>>,
-    /// Packets emitted while the connect handler runs, sent a moment after
-    /// the CONNECT answer (see [`Socket::hold`]); `None` once released.
-    held: Mutex<Option<Vec<HeldPacket>>>,
 }
-
-/// How long packets emitted by the connect handler wait after the CONNECT
-/// answer. engine.io writes a packet only once the previous write has
-/// completed (its WebSocket transport is not `writable` until the `ws`
-/// callback, then `drain` flushes the rest), so the CONNECT answer and the
-/// handler's first emit reach the client in separate reads. Clients rely
-/// on it: `ws` 8.5 (the protocol suite's) emits every message of one read
-/// synchronously, and a listener added after the first misses the second.
-/// Our WebSocket writer batches what is queued into one write, so the
-/// handler's emits are held this long instead.
-const CONNECT_GAP: Duration = Duration::from_millis(10);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking handler leaves these maps consistent; keep serving.
@@ -162,7 +161,6 @@ impl Socket {
             handlers: Mutex::new(HashMap::new()),
             disconnect_handlers: Mutex::new(Vec::new()),
             acks: Mutex::new(PendingAcks::new(max_pending)),
-            held: Mutex::new(None),
         }))
     }
 
@@ -272,45 +270,25 @@ impl Socket {
             return Err(EmitError::Closed);
         }
         let mut text = String::new();
-        let attachments =
-            binary::encode_event(&mut text, Prefix::Bare, self.ns(), event, args, ack_id)?;
-        self.send_raw(&text, &attachments)
+        let attachments = binary::encode_event(
+            &mut text,
+            Prefix::EngineIoMessage,
+            self.ns(),
+            event,
+            args,
+            ack_id,
+        )?;
+        self.send_packets(&shared_packets(text, &attachments))
     }
 
-    /// Sends an encoded packet (without the Engine.IO `4`) and its
-    /// attachments.
-    pub(crate) fn send_raw(&self, text: &str, attachments: &[Bytes]) -> Result<(), EmitError> {
-        let mut held = lock(&self.0.held);
-        if let Some(held) = held.as_mut() {
-            held.push((text.to_owned(), attachments.to_vec()));
-            return Ok(());
-        }
-        if self.0.client.send_packet(text, attachments) {
+    /// Sends one encoded Socket.IO packet (Engine.IO messages: the text,
+    /// then its attachments), all together or not at all.
+    pub(crate) fn send_packets(&self, packets: &[Outgoing]) -> Result<(), EmitError> {
+        if self.0.client.send_packets(packets) {
             Ok(())
         } else {
             Err(EmitError::Closed)
         }
-    }
-
-    /// Holds what the socket emits from now on (its connect handler is
-    /// about to run; see [`CONNECT_GAP`]).
-    pub(crate) fn hold(&self) {
-        *lock(&self.0.held) = Some(Vec::new());
-    }
-
-    /// Sends the held packets, in order, after [`CONNECT_GAP`]; emits
-    /// meanwhile join the queue, so the order is kept.
-    pub(crate) fn release_later(&self) {
-        let socket = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(CONNECT_GAP).await;
-            let mut held = lock(&socket.0.held);
-            for (text, attachments) in held.take().unwrap_or_default() {
-                if !socket.0.client.send_packet(&text, &attachments) {
-                    break;
-                }
-            }
-        });
     }
 
     /// The client's answer to one of our `emit_with_ack`.
@@ -387,8 +365,8 @@ impl Socket {
             return;
         }
         let mut text = String::new();
-        if packet::encode_disconnect(&mut text, Prefix::Bare, self.ns()).is_ok() {
-            let _ = self.send_raw(&text, &[]);
+        if packet::encode_disconnect(&mut text, Prefix::EngineIoMessage, self.ns()).is_ok() {
+            let _ = self.send_packets(&[Outgoing::Text(text)]);
         }
         self.0.client.forget_socket(self.ns());
         self.closed(DisconnectReason::ServerNamespaceDisconnect);
@@ -436,7 +414,14 @@ impl Ack {
             return Ok(());
         };
         let mut text = String::new();
-        let attachments = binary::encode_ack(&mut text, Prefix::Bare, self.socket.ns(), id, args)?;
-        self.socket.send_raw(&text, &attachments)
+        let attachments = binary::encode_ack(
+            &mut text,
+            Prefix::EngineIoMessage,
+            self.socket.ns(),
+            id,
+            args,
+        )?;
+        self.socket
+            .send_packets(&shared_packets(text, &attachments))
     }
 }
