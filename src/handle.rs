@@ -15,7 +15,9 @@ use std::task::{Poll, Waker};
 
 use crate::close::CloseCode;
 use crate::connection::UsageError;
-use crate::connection::{check_close, check_control, Connection, Message, SharedMessage};
+use crate::connection::{
+    check_close, check_control, Connection, Message, SharedBatch, SharedMessage,
+};
 
 /// The bound and policy of a connection's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,8 @@ pub(crate) enum Outgoing {
     Text(String),
     Binary(Vec<u8>),
     Shared(SharedMessage),
+    /// Written whole, in order, once taken from the queue.
+    Batch(SharedBatch),
     Ping(Vec<u8>),
     Close(CloseCode, String),
 }
@@ -116,6 +120,7 @@ impl Outgoing {
             Outgoing::Text(text) => text.len() + 14,
             Outgoing::Binary(data) | Outgoing::Ping(data) => data.len() + 14,
             Outgoing::Shared(shared) => shared.len() + 14,
+            Outgoing::Batch(batch) => batch.len() + 14 * batch.messages().len(),
             Outgoing::Close(_, reason) => reason.len() + 8,
         }
     }
@@ -257,6 +262,12 @@ impl Queue {
                 Outgoing::Text(text) => sender.send(Message::Text(text)),
                 Outgoing::Binary(data) => sender.send(Message::Binary(data)),
                 Outgoing::Shared(shared) => sender.send_shared(shared),
+                // One entry, so nothing queued after it can come between
+                // its messages, and a full queue refused it whole.
+                Outgoing::Batch(batch) => batch
+                    .messages()
+                    .iter()
+                    .try_for_each(|shared| sender.send_shared(shared)),
                 Outgoing::Ping(payload) => sender.send_ping(payload),
                 Outgoing::Close(code, reason) => sender.close(*code, reason),
             };
@@ -395,6 +406,19 @@ impl Handle {
     /// As [`Handle::try_send`].
     pub fn try_send_shared(&self, message: &SharedMessage) -> Result<(), QueueError> {
         let item = Outgoing::Shared(message.clone());
+        let cost = item.cost();
+        self.push(item, cost)
+    }
+
+    /// Queues the messages of a [`SharedBatch`] without waiting, as one
+    /// entry: all of them or none, and nothing else comes between them.
+    /// The queue's bound counts their sum; each frame is encoded at most
+    /// once per wire form, as by [`Handle::try_send_shared`].
+    ///
+    /// # Errors
+    /// As [`Handle::try_send`]; nothing of the batch is queued then.
+    pub fn try_send_batch(&self, batch: &SharedBatch) -> Result<(), QueueError> {
+        let item = Outgoing::Batch(batch.clone());
         let cost = item.cost();
         self.push(item, cost)
     }

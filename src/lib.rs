@@ -84,7 +84,7 @@ pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::{
     CloseStep, Connection, ConnectionError, Event, InternalError, Message, MessageKind, OwnedEvent,
-    ProtocolError, SendError, Sender, SharedMessage, State, UsageError,
+    ProtocolError, SendError, Sender, SharedBatch, SharedMessage, State, UsageError,
 };
 pub use error::{Error, Timeout};
 pub use handler::Handler;

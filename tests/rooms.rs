@@ -353,7 +353,7 @@ mod cluster {
     use super::*;
     use chito::rooms::{
         Backplane, Delivery, Envelope, MembersQuery, PresenceUpdate, Publish, PublishError,
-        RemoteSink, RoomSnapshot, Target,
+        RemoteSink, RoomSnapshot,
     };
     use std::collections::BTreeSet;
 
@@ -392,14 +392,17 @@ mod cluster {
             let bus = self.bus.upgrade().unwrap();
             let nodes = bus.nodes.lock().unwrap().clone();
             for node in nodes {
-                let channels: Vec<bool> = match &envelope.target {
-                    Target::Rooms { rooms, .. } => {
-                        let subs = node.subscribed.lock().unwrap();
-                        rooms.iter().map(|r| subs.contains(&**r)).collect()
-                    }
-                    Target::Everyone => vec![true],
-                    Target::Member(m) => vec![node.sink().node() == m.node()],
-                };
+                // A broker's channels: one per room, one per node named by
+                // a listed member, one for everyone.
+                let target = &envelope.target;
+                let subs = node.subscribed.lock().unwrap().clone();
+                let me = node.sink().node();
+                let mut channels: Vec<bool> =
+                    target.rooms.iter().map(|r| subs.contains(&**r)).collect();
+                channels.push(target.members.iter().any(|m| m.node() == me));
+                if target.rooms.is_empty() && target.members.is_empty() {
+                    channels.push(true);
+                }
                 for _ in channels.into_iter().filter(|s| *s) {
                     let d = node.sink().deliver(envelope.clone());
                     node.deliveries.lock().unwrap().push(d);
@@ -567,11 +570,12 @@ mod cluster {
         b.join(b2.membership.id(), "muted");
         b.join(b3.membership.id(), "vip");
         let select = chito::rooms::Select {
-            rooms: &["all", "vip"],
-            except_rooms: &["muted"],
-            except: Some(a1.membership.id()),
+            rooms: vec!["all".into(), "vip".into()],
+            except_rooms: vec!["muted".into()],
+            except_members: vec![a1.membership.id()],
+            ..Default::default()
         };
-        let report = a.emit_select(&select, &SharedMessage::text("hi".into()));
+        let report = a.emit_select(&select, SharedMessage::text("hi".into()));
         assert_eq!((report.delivered, report.published), (0, Publish::Queued));
         assert_eq!(next_text(&mut b1.client).await, "hi");
         assert_eq!(next_text(&mut b3.client).await, "hi");
@@ -674,5 +678,357 @@ mod cluster {
             member: ia,
         });
         assert_eq!(a.local_count("r"), 1);
+    }
+}
+
+/// Members that are not tokio handles ([`chito::rooms::Sink`]), batches,
+/// derived values, restored ids and selections, on one node.
+mod sinks {
+    use super::*;
+    use chito::rooms::{Payload, RestoreError, Select, SharedBatch, Sink};
+    use chito::tokio::QueueError;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// A test double: records every payload; answers `Full` or `Closed`
+    /// when told to.
+    #[derive(Default)]
+    struct Recorder {
+        payloads: Mutex<Vec<Payload>>,
+        full: AtomicBool,
+        closed: AtomicBool,
+    }
+
+    impl Sink for Recorder {
+        fn deliver(&self, payload: &Payload) -> Result<(), QueueError> {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(QueueError::Closed);
+            }
+            if self.full.load(Ordering::SeqCst) {
+                return Err(QueueError::Full);
+            }
+            self.payloads.lock().unwrap().push(payload.clone());
+            Ok(())
+        }
+
+        fn is_closed(&self) -> bool {
+            self.closed.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Recorder {
+        /// Each recorded payload as its messages' texts.
+        fn texts(&self) -> Vec<Vec<String>> {
+            self.payloads
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    p.messages()
+                        .iter()
+                        .map(|m| String::from_utf8_lossy(m.message().as_bytes()).into_owned())
+                        .collect()
+                })
+                .collect()
+        }
+    }
+
+    fn batch(texts: &[&str]) -> SharedBatch {
+        SharedBatch::new(
+            texts
+                .iter()
+                .map(|t| SharedMessage::text(t.to_string()))
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_sink_member_gets_singles_and_batches_and_its_errors_are_reported() {
+        let rooms = Rooms::new();
+        let sink = Arc::new(Recorder::default());
+        let member = rooms.add_sink(sink.clone());
+        let id = member.id();
+        assert!(rooms.join(id, "r"));
+        assert!(rooms.handle(id).is_none(), "not added as a Handle");
+
+        assert_eq!(rooms.emit("r", Message::Text("one")).delivered, 1);
+        let report = rooms.emit_select(&Select::room("r"), batch(&["two", "three"]));
+        assert_eq!(report.delivered, 1);
+        assert_eq!(sink.texts(), [vec!["one"], vec!["two", "three"]]);
+        assert!(matches!(
+            sink.payloads.lock().unwrap()[1],
+            Payload::Batch(_)
+        ));
+
+        sink.full.store(true, Ordering::SeqCst);
+        let report = rooms.emit("r", Message::Text("skipped"));
+        assert_eq!((report.delivered, report.full.clone()), (0, vec![id]));
+        assert_eq!(rooms.count("r"), 1, "a full member stays");
+
+        sink.closed.store(true, Ordering::SeqCst);
+        let report = rooms.emit("r", Message::Text("gone"));
+        assert_eq!(report.closed, [id]);
+        assert_eq!(rooms.count("r"), 0, "a closed member is removed");
+        assert_eq!(sink.texts().len(), 2);
+
+        let closed = Arc::new(Recorder::default());
+        closed.closed.store(true, Ordering::SeqCst);
+        let late = rooms.add_sink(closed);
+        assert!(!rooms.join(late.id(), "r"), "a closed sink joins nothing");
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_queued_all_or_none_and_arrives_in_order() {
+        let rooms = Rooms::new();
+        // A 1000-byte queue over a 64-byte pipe nobody reads yet: what is
+        // queued stays counted.
+        let mut p = peer_with(&rooms, 1000, false, 64);
+        let id = p.membership.id();
+        rooms.join(id, "r");
+        let handle = rooms.handle(id).unwrap();
+        let first = "f".repeat(600);
+        handle.try_send(Message::Text(&first)).unwrap();
+        assert!(handle.buffered_amount() > 500);
+
+        // 2 × 300 bytes do not fit in what is left: none of it is queued.
+        let (a, b) = ("a".repeat(300), "b".repeat(300));
+        let big = batch(&[&a, &b]);
+        assert_eq!(handle.try_send_batch(&big), Err(QueueError::Full));
+        let report = rooms.emit_select(&Select::room("r"), big);
+        assert_eq!(report.full, [id]);
+        let before = handle.buffered_amount();
+        // 2 × 100 bytes fit: both are queued, as one entry.
+        let (c, d) = ("c".repeat(100), "d".repeat(100));
+        let small = batch(&[&c, &d]);
+        assert_eq!(rooms.emit_select(&Select::room("r"), small).delivered, 1);
+        assert!(handle.buffered_amount() >= before + 200);
+
+        for expected in [&first, &c, &d] {
+            assert_eq!(&next_text(&mut p.client).await, expected);
+        }
+        nothing_arrives(&mut p.client).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_for_many_members_is_encoded_once_per_message() {
+        let rooms = Rooms::new();
+        let mut peers: Vec<Peer> = (0..5).map(|_| peer(&rooms)).collect();
+        for p in &peers {
+            rooms.join(p.membership.id(), "r");
+        }
+        let sb = SharedBatch::new(vec![
+            SharedMessage::text("head".into()),
+            SharedMessage::binary(vec![1, 2, 3]),
+        ]);
+        let report = rooms.emit_select(&Select::room("r"), sb.clone());
+        assert_eq!(report.delivered, 5);
+        for p in &mut peers {
+            assert_eq!(next_text(&mut p.client).await, "head");
+            match tokio::time::timeout(Duration::from_secs(5), p.client.recv()).await {
+                Ok(Ok(OwnedEvent::Binary(b))) => assert_eq!(b, [1, 2, 3]),
+                other => panic!("{other:?}"),
+            }
+        }
+        for m in sb.messages() {
+            assert_eq!(m.encodings(), 1);
+        }
+        assert_eq!(rooms.stats().bytes_out, 5 * 7, "a batch counts its sum");
+    }
+
+    /// A sink that asks the payload for a derived value, as a polling
+    /// transport asks for its encoding.
+    struct Deriving {
+        builds: Arc<AtomicUsize>,
+        seen: Mutex<Vec<Arc<String>>>,
+    }
+
+    impl Sink for Deriving {
+        fn deliver(&self, payload: &Payload) -> Result<(), QueueError> {
+            let joined = payload
+                .derived(|messages| {
+                    self.builds.fetch_add(1, Ordering::SeqCst);
+                    messages
+                        .iter()
+                        .map(|m| String::from_utf8_lossy(m.message().as_bytes()).into_owned())
+                        .collect::<Vec<_>>()
+                        .join("\u{1e}")
+                })
+                .ok_or(QueueError::Full)?;
+            self.seen.lock().unwrap().push(joined);
+            Ok(())
+        }
+
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn a_derived_value_is_built_once_per_payload_whatever_the_members() {
+        let rooms = Rooms::new();
+        let builds = Arc::new(AtomicUsize::new(0));
+        let sinks: Vec<Arc<Deriving>> = (0..10)
+            .map(|_| {
+                Arc::new(Deriving {
+                    builds: builds.clone(),
+                    seen: Mutex::new(Vec::new()),
+                })
+            })
+            .collect();
+        let members: Vec<Membership> = sinks.iter().map(|s| rooms.add_sink(s.clone())).collect();
+        for m in &members {
+            rooms.join(m.id(), "r");
+        }
+        let single = Payload::from(SharedMessage::text("solo".into()));
+        assert_eq!(
+            rooms
+                .emit_select(&Select::room("r"), single.clone())
+                .delivered,
+            10
+        );
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            rooms
+                .emit_select(&Select::room("r"), batch(&["2", "x"]))
+                .delivered,
+            10
+        );
+        assert_eq!(builds.load(Ordering::SeqCst), 2);
+        let first = sinks[0].seen.lock().unwrap().clone();
+        for s in &sinks {
+            let seen = s.seen.lock().unwrap();
+            assert_eq!(seen.len(), 2);
+            assert_eq!(*seen[0], "solo");
+            assert_eq!(*seen[1], "2\u{1e}x");
+            // Every member got the same value, not a copy.
+            assert!(Arc::ptr_eq(&seen[0], &first[0]) && Arc::ptr_eq(&seen[1], &first[1]));
+        }
+        // The slot has a String now: another type is refused, the same
+        // type comes back without being built again.
+        assert!(single.derived(|_| 7u32).is_none());
+        assert_eq!(
+            single
+                .derived(|_| String::from("rebuilt"))
+                .as_deref()
+                .map(String::as_str),
+            Some("solo")
+        );
+        assert_eq!(builds.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn add_sink_as_restores_an_absent_id_of_this_node_only() {
+        let rooms = Rooms::new();
+        let other = Rooms::new();
+        let first = Arc::new(Recorder::default());
+        let member = rooms.add_sink(first);
+        let id = member.id();
+        let again = Arc::new(Recorder::default());
+        assert_eq!(
+            rooms.add_sink_as(id, again.clone()).err(),
+            Some(RestoreError::Present)
+        );
+        let foreign = other.add_sink(Arc::new(Recorder::default()));
+        assert_eq!(
+            rooms.add_sink_as(foreign.id(), again.clone()).err(),
+            Some(RestoreError::OtherNode)
+        );
+        let unissued = MemberId::new(rooms.node(), id.number() + 1000);
+        assert_eq!(
+            rooms.add_sink_as(unissued, again.clone()).err(),
+            Some(RestoreError::NotIssued)
+        );
+
+        drop(member);
+        assert_eq!(rooms.member_count(), 0);
+        let restored = rooms.add_sink_as(id, again.clone()).unwrap();
+        assert_eq!(restored.id(), id);
+        assert!(rooms.join(id, "r"));
+        assert_eq!(rooms.send_to(id, Message::Text("back")).delivered, 1);
+        assert_eq!(again.texts(), [vec!["back"]]);
+        // Numbers given out later never collide with the restored one.
+        let next = rooms.add_sink(Arc::new(Recorder::default()));
+        assert_ne!(next.id(), id);
+    }
+
+    #[tokio::test]
+    async fn select_with_members_and_except_members_on_one_node() {
+        let rooms = Rooms::new();
+        let sinks: Vec<Arc<Recorder>> = (0..5).map(|_| Arc::new(Recorder::default())).collect();
+        let members: Vec<Membership> = sinks.iter().map(|s| rooms.add_sink(s.clone())).collect();
+        let ids: Vec<MemberId> = members.iter().map(Membership::id).collect();
+        rooms.join(ids[0], "a");
+        rooms.join(ids[1], "a");
+        rooms.join(ids[2], "b");
+        rooms.join(ids[3], "a");
+        rooms.join(ids[3], "muted");
+        let got = |sinks: &[Arc<Recorder>]| -> Vec<usize> {
+            let got = sinks
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.payloads.lock().unwrap().is_empty())
+                .map(|(i, _)| i)
+                .collect();
+            for s in sinks {
+                s.payloads.lock().unwrap().clear();
+            }
+            got
+        };
+
+        // Room a and member 4 (in no room) and member 0 again (one copy),
+        // but not member 1 nor the members of "muted".
+        let select = Select {
+            rooms: vec!["a".into()],
+            members: vec![ids[4], ids[0]],
+            except_rooms: vec!["muted".into()],
+            except_members: vec![ids[1]],
+        };
+        let report = rooms.emit_select(&select, SharedMessage::text("x".into()));
+        assert_eq!(report.delivered, 2);
+        assert_eq!(got(&sinks), [0, 4]);
+        assert_eq!(sinks[0].payloads.lock().unwrap().len(), 0);
+        for (i, id) in ids.iter().enumerate() {
+            let in_room = |r: &str| rooms.rooms_of(*id).iter().any(|x| x == r);
+            assert_eq!(select.selects(*id, in_room), [0, 4].contains(&i), "{i}");
+        }
+
+        // Only members: no room is looked at.
+        let only = Select {
+            members: vec![ids[2]],
+            ..Select::default()
+        };
+        assert_eq!(
+            rooms
+                .emit_select(&only, SharedMessage::text("y".into()))
+                .delivered,
+            1
+        );
+        assert_eq!(got(&sinks), [2]);
+
+        // No room and no member: everyone, but the excepted.
+        let everyone_but = Select {
+            except_rooms: vec!["a".into()],
+            except_members: vec![ids[4]],
+            ..Select::default()
+        };
+        assert_eq!(
+            rooms
+                .emit_select(&everyone_but, SharedMessage::text("z".into()))
+                .delivered,
+            1
+        );
+        assert_eq!(got(&sinks), [2]);
+        assert!(everyone_but.selects(ids[2], |_| false));
+
+        // An unknown local member is reported closed.
+        let gone = ids[4];
+        drop(members);
+        let report = rooms.emit_select(
+            &Select {
+                members: vec![gone],
+                ..Select::default()
+            },
+            SharedMessage::text("?".into()),
+        );
+        assert_eq!(report.closed, [gone]);
     }
 }

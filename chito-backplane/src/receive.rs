@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use chito::rooms::{Delivery, Envelope, Target};
+use chito::rooms::{Delivery, Envelope};
 
 use crate::backplane::{lock, Shared};
 use crate::counters::C;
@@ -34,13 +34,15 @@ impl Shared {
             return Received::NotYet;
         };
         let me = sink.node();
-        if let wire::Wire::Emit(Envelope {
-            origin,
-            target: Target::Rooms { rooms, .. },
-            ..
-        }) = &decoded
-        {
-            if *origin != me && self.in_grace() && !rooms.iter().any(|r| sink.has_local_members(r))
+        if let wire::Wire::Emit(Envelope { origin, target, .. }) = &decoded {
+            // Received on a room channel only (no listed member of ours,
+            // not for everyone) for rooms not wanted yet.
+            let rooms_only =
+                !target.rooms.is_empty() && !target.members.iter().any(|m| m.node() == me);
+            if *origin != me
+                && rooms_only
+                && self.in_grace()
+                && !target.rooms.iter().any(|r| sink.has_local_members(r))
             {
                 return Received::NotYet;
             }

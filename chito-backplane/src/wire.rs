@@ -4,7 +4,7 @@
 //! Every message starts with a header of 10 bytes:
 //!
 //! ```text
-//! version: u8 = 2 | kind: u8 | origin: u64 (the sending node's NodeId)
+//! version: u8 = 3 | kind: u8 | origin: u64 (the sending node's NodeId)
 //! ```
 //!
 //! and goes on by kind (integers big-endian; `str16` is a u16 length and
@@ -13,7 +13,7 @@
 //!
 //! | kind | name     | body |
 //! |------|----------|------|
-//! | 1    | emit     | `seq: u64, target, message` |
+//! | 1    | emit     | `seq: u64, target, payload` |
 //! | 2    | joined   | `room: str16, number: u64, data: opt str32` |
 //! | 3    | left     | `room: str16, number: u64` |
 //! | 4    | (retired) | a snapshot without parts: refused as an unknown kind |
@@ -22,12 +22,14 @@
 //! | 7    | reply    | `id: u64, members: u32`, per member `number: u64, data: opt str32` |
 //! | 8    | snapshot | `round: u64, rooms: u32`, per room `room: str16, part: u32, parts: u32, members: u32`, per member `number: u64, data: opt str32` |
 //!
-//! `target` is a byte 0 (rooms: `count: u16`, `count` × `room: str16`,
-//! `except: opt (node: u64, number: u64)`, `except_rooms: u16`,
-//! `except_rooms` × `room: str16`), 1 (everyone) or 2 (one member:
-//! `node: u64, number: u64`). `message` is a byte 0 (text) or 1 (binary)
-//! followed by the payload up to the end. Member numbers in presence,
-//! snapshots and replies belong to the origin node.
+//! `target` is a [`Select`]: `rooms`, `members`, `except_rooms`,
+//! `except_members`, each a `count: u16` then that many rooms (`str16`) or
+//! members (`node: u64, number: u64`); empty `rooms` and `members` select
+//! everyone. `payload` is a byte 0 (text) or 1 (binary) followed by one
+//! message up to the end, or a byte 2 (batch) followed by `count: u16`
+//! and per message `tag: u8` (0 text, 1 binary), `len: u32` and `len`
+//! bytes. Member numbers in presence, snapshots and replies belong to the
+//! origin node.
 //!
 //! A snapshot is one or more messages of the same `round` (increasing per
 //! origin). A room fits in one message as `part` 0 of `parts` 1; a room
@@ -44,12 +46,17 @@
 
 use std::sync::Arc;
 
-use chito::rooms::{Envelope, MemberId, NodeId, PresenceUpdate, RemoteMembers, Target};
-use chito::{Message, SharedMessage};
+use chito::rooms::{Envelope, MemberId, NodeId, Payload, PresenceUpdate, RemoteMembers, Select};
+use chito::{Message, SharedBatch, SharedMessage};
 
 /// The format version this crate writes and reads.
-// 2: rooms targets carry except-rooms.
-pub(crate) const VERSION: u8 = 2;
+// 2: rooms targets carry except-rooms. 3: targets are selections (member
+// lists), payloads may be batches.
+pub(crate) const VERSION: u8 = 3;
+
+const PAYLOAD_TEXT: u8 = 0;
+const PAYLOAD_BINARY: u8 = 1;
+const PAYLOAD_BATCH: u8 = 2;
 
 const KIND_EMIT: u8 = 1;
 const KIND_JOINED: u8 = 2;
@@ -159,46 +166,63 @@ fn put_rooms(out: &mut Vec<u8>, rooms: &[Arc<str>]) -> Result<(), TooLong> {
     Ok(())
 }
 
-fn put_member(out: &mut Vec<u8>, m: MemberId) {
-    out.extend_from_slice(&m.node().as_u64().to_be_bytes());
-    out.extend_from_slice(&m.number().to_be_bytes());
+/// A list of members: `count: u16`, then each as `node: u64, number: u64`.
+fn put_members(out: &mut Vec<u8>, members: &[MemberId]) -> Result<(), TooLong> {
+    let count = u16::try_from(members.len()).map_err(|_| TooLong)?;
+    out.extend_from_slice(&count.to_be_bytes());
+    for m in members {
+        out.extend_from_slice(&m.node().as_u64().to_be_bytes());
+        out.extend_from_slice(&m.number().to_be_bytes());
+    }
+    Ok(())
+}
+
+/// A message's tag and bytes.
+fn tagged(message: &SharedMessage) -> (u8, &[u8]) {
+    match message.message() {
+        Message::Text(t) => (PAYLOAD_TEXT, t.as_bytes()),
+        Message::Binary(b) => (PAYLOAD_BINARY, b),
+    }
 }
 
 /// Encodes an emit: one buffer, published unchanged on every channel the
 /// target needs.
 pub(crate) fn encode_emit(e: &Envelope) -> Result<Vec<u8>, TooLong> {
-    let message = e.message.message();
-    let (tag, payload): (u8, &[u8]) = match message {
-        Message::Text(t) => (0, t.as_bytes()),
-        Message::Binary(b) => (1, b),
-    };
-    let mut out = header(KIND_EMIT, e.origin, 32 + payload.len());
+    let target = &e.target;
+    let names = |rooms: &[std::sync::Arc<str>]| rooms.iter().map(|r| 2 + r.len()).sum::<usize>();
+    let size = 8
+        + 4 * 2
+        + names(&target.rooms)
+        + names(&target.except_rooms)
+        + 16 * (target.members.len() + target.except_members.len())
+        + 3
+        + e.payload.len()
+        + 5 * e.payload.messages().len();
+    let mut out = header(KIND_EMIT, e.origin, size);
     out.extend_from_slice(&e.seq.to_be_bytes());
-    match &e.target {
-        Target::Rooms {
-            rooms,
-            except,
-            except_rooms,
-        } => {
-            out.push(0);
-            put_rooms(&mut out, rooms)?;
-            match except {
-                None => out.push(0),
-                Some(m) => {
-                    out.push(1);
-                    put_member(&mut out, *m);
-                }
-            }
-            put_rooms(&mut out, except_rooms)?;
+    put_rooms(&mut out, &target.rooms)?;
+    put_members(&mut out, &target.members)?;
+    put_rooms(&mut out, &target.except_rooms)?;
+    put_members(&mut out, &target.except_members)?;
+    match &e.payload {
+        Payload::Single(message) => {
+            let (tag, bytes) = tagged(message);
+            out.push(tag);
+            out.extend_from_slice(bytes);
         }
-        Target::Everyone => out.push(1),
-        Target::Member(m) => {
-            out.push(2);
-            put_member(&mut out, *m);
+        Payload::Batch(batch) => {
+            out.push(PAYLOAD_BATCH);
+            let count = u16::try_from(batch.messages().len()).map_err(|_| TooLong)?;
+            out.extend_from_slice(&count.to_be_bytes());
+            for message in batch.messages() {
+                let (tag, bytes) = tagged(message);
+                let len = u32::try_from(bytes.len()).map_err(|_| TooLong)?;
+                out.push(tag);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(bytes);
+            }
         }
     }
-    out.push(tag);
-    out.extend_from_slice(payload);
     Ok(out)
 }
 
@@ -373,6 +397,52 @@ impl<'a> Reader<'a> {
         Ok(MemberId::new(node, self.u64()?))
     }
 
+    /// What `put_members` wrote.
+    fn member_list(&mut self) -> Result<Vec<MemberId>, DecodeError> {
+        let raw = usize::from(self.u16()?);
+        let count = self.count(raw, 16)?;
+        let mut members = Vec::with_capacity(count);
+        for _ in 0..count {
+            members.push(self.member()?);
+        }
+        Ok(members)
+    }
+
+    /// One message of `tag` made of `bytes`.
+    fn message(tag: u8, bytes: &[u8]) -> Result<SharedMessage, DecodeError> {
+        match tag {
+            PAYLOAD_TEXT => Ok(SharedMessage::text(
+                std::str::from_utf8(bytes)
+                    .map_err(|_| DecodeError::Utf8)?
+                    .to_owned(),
+            )),
+            PAYLOAD_BINARY => Ok(SharedMessage::binary(bytes.to_vec())),
+            tag => Err(DecodeError::Tag(tag)),
+        }
+    }
+
+    /// What `encode_emit` wrote after the target: the rest of the bytes.
+    fn payload(&mut self) -> Result<Payload, DecodeError> {
+        match self.u8()? {
+            PAYLOAD_BATCH => {
+                let raw = usize::from(self.u16()?);
+                let count = self.count(raw, 5)?;
+                let mut messages = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let tag = self.u8()?;
+                    let len = usize::try_from(self.u32()?).map_err(|_| DecodeError::Short)?;
+                    messages.push(Reader::message(tag, self.take(len)?)?);
+                }
+                Ok(Payload::Batch(SharedBatch::new(messages)))
+            }
+            tag => {
+                let message = Reader::message(tag, self.rest)?;
+                self.rest = &[];
+                Ok(Payload::Single(message))
+            }
+        }
+    }
+
     /// A count of items each at least `min` bytes long, checked against
     /// what is left, so a forged count cannot make us reserve memory.
     fn count(&mut self, count: usize, min: usize) -> Result<usize, DecodeError> {
@@ -414,40 +484,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Wire, DecodeError> {
     let wire = match kind {
         KIND_EMIT => {
             let seq = r.u64()?;
-            let target = match r.u8()? {
-                0 => {
-                    let rooms = r.rooms()?;
-                    let except = match r.u8()? {
-                        0 => None,
-                        1 => Some(r.member()?),
-                        tag => return Err(DecodeError::Tag(tag)),
-                    };
-                    let except_rooms = r.rooms()?;
-                    Target::Rooms {
-                        rooms,
-                        except,
-                        except_rooms,
-                    }
-                }
-                1 => Target::Everyone,
-                2 => Target::Member(r.member()?),
-                tag => return Err(DecodeError::Tag(tag)),
+            let target = Select {
+                rooms: r.rooms()?,
+                members: r.member_list()?,
+                except_rooms: r.rooms()?,
+                except_members: r.member_list()?,
             };
-            let message = match r.u8()? {
-                0 => SharedMessage::text(
-                    std::str::from_utf8(r.rest)
-                        .map_err(|_| DecodeError::Utf8)?
-                        .to_owned(),
-                ),
-                1 => SharedMessage::binary(r.rest.to_vec()),
-                tag => return Err(DecodeError::Tag(tag)),
-            };
-            r.rest = &[];
+            let payload = r.payload()?;
             Wire::Emit(Envelope {
                 origin,
                 seq,
                 target,
-                message,
+                payload,
             })
         }
         KIND_JOINED => {
@@ -520,48 +568,77 @@ mod tests {
         NodeId::from_u64(n)
     }
 
+    /// A batch of a text and two binary messages (one empty).
+    fn batch() -> Payload {
+        Payload::Batch(SharedBatch::new(vec![
+            SharedMessage::text("451-[\"f\",{}]".into()),
+            SharedMessage::binary(vec![0, 1, 2]),
+            SharedMessage::binary(Vec::new()),
+        ]))
+    }
+
+    fn messages(p: &Payload) -> Vec<(bool, Vec<u8>)> {
+        p.messages()
+            .iter()
+            .map(|m| match m.message() {
+                Message::Text(t) => (true, t.as_bytes().to_vec()),
+                Message::Binary(b) => (false, b.to_vec()),
+            })
+            .collect()
+    }
+
     #[test]
     fn emit_round_trips() {
-        let e = Envelope {
-            origin: node(0xabcdef),
-            seq: 42,
-            target: Target::Rooms {
-                rooms: vec![Arc::from("a.b c"), Arc::from("ü>*")],
-                except: Some(MemberId::new(node(1), 9)),
-                except_rooms: vec![Arc::from("muted")],
-            },
-            message: SharedMessage::text("héllo".into()),
+        let full = Select {
+            rooms: vec![Arc::from("a.b c"), Arc::from("ü>*")],
+            members: vec![MemberId::new(node(2), 7), MemberId::new(node(3), 1)],
+            except_rooms: vec![Arc::from("muted")],
+            except_members: vec![MemberId::new(node(1), 9)],
         };
-        let bytes = encode_emit(&e).unwrap();
-        let Ok(Wire::Emit(d)) = decode(&bytes) else {
-            panic!()
-        };
-        assert_eq!((d.origin, d.seq), (e.origin, 42));
-        assert!(matches!(d.message.message(), Message::Text("héllo")));
-        let Target::Rooms {
-            rooms,
-            except,
-            except_rooms,
-        } = d.target
-        else {
-            panic!()
-        };
-        assert_eq!(except_rooms, [Arc::from("muted")]);
-        assert_eq!(rooms.len(), 2);
-        assert_eq!(&*rooms[1], "ü>*");
-        assert_eq!(except, Some(MemberId::new(node(1), 9)));
-        for t in [Target::Everyone, Target::Member(MemberId::new(node(3), 4))] {
+        let cases = [
+            (full, Payload::Single(SharedMessage::text("héllo".into()))),
+            (Select::default(), batch()),
+            (
+                Select {
+                    members: vec![MemberId::new(node(3), 4)],
+                    ..Select::default()
+                },
+                Payload::Single(SharedMessage::binary(vec![0, 1, 2])),
+            ),
+            (Select::room(""), Payload::Batch(SharedBatch::new(vec![]))),
+        ];
+        for (target, payload) in cases {
             let e = Envelope {
-                origin: node(5),
-                seq: 1,
-                target: t,
-                message: SharedMessage::binary(vec![0, 1, 2]),
+                origin: node(0xabcdef),
+                seq: 42,
+                target: target.clone(),
+                payload: payload.clone(),
             };
             let Ok(Wire::Emit(d)) = decode(&encode_emit(&e).unwrap()) else {
-                panic!()
+                panic!("{target:?}")
             };
-            assert!(matches!(d.message.message(), Message::Binary([0, 1, 2])));
+            assert_eq!((d.origin, d.seq), (e.origin, 42));
+            assert_eq!(d.target, target);
+            assert_eq!(
+                matches!(d.payload, Payload::Batch(_)),
+                matches!(payload, Payload::Batch(_))
+            );
+            assert_eq!(messages(&d.payload), messages(&payload));
         }
+    }
+
+    #[test]
+    fn a_batch_too_long_for_its_count_is_refused_when_encoding() {
+        let e = Envelope {
+            origin: node(1),
+            seq: 1,
+            target: Select::default(),
+            payload: Payload::Batch(SharedBatch::new(vec![
+                SharedMessage::binary(Vec::new());
+                usize::from(u16::MAX) + 1
+            ])),
+        };
+        assert_eq!(encode_emit(&e).err(), Some(TooLong));
     }
 
     #[test]
@@ -643,12 +720,20 @@ mod tests {
             encode_emit(&Envelope {
                 origin: o,
                 seq: 1,
-                target: Target::Rooms {
+                target: Select {
                     rooms: vec!["room".into()],
-                    except: None,
+                    members: vec![MemberId::new(node(2), 3)],
                     except_rooms: vec!["other".into()],
+                    except_members: vec![MemberId::new(o, 4)],
                 },
-                message: SharedMessage::text("hi".into()),
+                payload: Payload::Single(SharedMessage::text("hi".into())),
+            })
+            .unwrap(),
+            encode_emit(&Envelope {
+                origin: o,
+                seq: 2,
+                target: Select::room("r"),
+                payload: batch(),
             })
             .unwrap(),
             encode_snapshot(
@@ -715,6 +800,30 @@ mod tests {
         old.extend_from_slice(&1u64.to_be_bytes());
         old.extend_from_slice(&0u32.to_be_bytes());
         assert_eq!(decode(&old).err(), Some(DecodeError::Tag(4)));
-        assert!(matches!(decode(&[3, 1]), Err(DecodeError::Version(3))));
+        assert!(matches!(decode(&[2, 1]), Err(DecodeError::Version(2))));
+        // A batch whose count or a message length exceeds what is left is
+        // refused before anything is allocated for it.
+        let mut forged = vec![VERSION, KIND_EMIT];
+        forged.extend_from_slice(&1u64.to_be_bytes());
+        forged.extend_from_slice(&1u64.to_be_bytes());
+        forged.extend_from_slice(&[0; 8]);
+        let mut count = forged.clone();
+        count.push(PAYLOAD_BATCH);
+        count.extend_from_slice(&u16::MAX.to_be_bytes());
+        assert_eq!(decode(&count).err(), Some(DecodeError::Short));
+        let mut len = forged.clone();
+        len.push(PAYLOAD_BATCH);
+        len.extend_from_slice(&1u16.to_be_bytes());
+        len.push(PAYLOAD_BINARY);
+        len.extend_from_slice(&u32::MAX.to_be_bytes());
+        len.extend_from_slice(&[0; 8]);
+        assert_eq!(decode(&len).err(), Some(DecodeError::Short));
+        // A batch message with an unknown tag, or text that is not UTF-8.
+        let mut tag = forged.clone();
+        tag.extend_from_slice(&[PAYLOAD_BATCH, 0, 1, 9, 0, 0, 0, 0]);
+        assert_eq!(decode(&tag).err(), Some(DecodeError::Tag(9)));
+        let mut utf8 = forged;
+        utf8.extend_from_slice(&[PAYLOAD_BATCH, 0, 1, PAYLOAD_TEXT, 0, 0, 0, 1, 0xff]);
+        assert_eq!(decode(&utf8).err(), Some(DecodeError::Utf8));
     }
 }

@@ -56,7 +56,7 @@ pub use event::{Event, Message, MessageKind, OwnedEvent};
 pub use send::Sender;
 #[cfg(feature = "tokio")]
 pub(crate) use send::{check_close, check_control};
-pub use shared::SharedMessage;
+pub use shared::{SharedBatch, SharedMessage};
 
 use closing::Teardown;
 use receive::{ControlPayload, Ready, Rx};

@@ -1,7 +1,9 @@
 //! Encode once, send to many: a [`SharedMessage`] holds one payload and
 //! the frames built from it, each wire form built at most once however
-//! many connections it goes to.
+//! many connections it goes to; a [`SharedBatch`] is several of them that
+//! go to each connection together, in order.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -35,6 +37,10 @@ struct SharedInner {
     #[cfg(feature = "deflate")]
     compressed: [OnceLock<Option<Box<[u8]>>>; 7],
     encodings: AtomicUsize,
+    /// A value derived once from the message for every member of an emit
+    /// (see `rooms::Payload::derived`).
+    #[cfg(feature = "rooms")]
+    derived: Derived,
 }
 
 #[derive(Debug)]
@@ -72,8 +78,22 @@ impl SharedMessage {
                 #[cfg(feature = "deflate")]
                 compressed: Default::default(),
                 encodings: AtomicUsize::new(0),
+                #[cfg(feature = "rooms")]
+                derived: Derived::default(),
             }),
         }
+    }
+
+    /// The value cached in this message's slot, built by `build` on first
+    /// use; `None` if a value of another type was cached first.
+    #[cfg(feature = "rooms")]
+    pub(crate) fn derived<T: Any + Send + Sync>(
+        &self,
+        build: impl FnOnce(&[SharedMessage]) -> T,
+    ) -> Option<Arc<T>> {
+        self.inner
+            .derived
+            .get_or_build(|| build(std::slice::from_ref(self)))
     }
 
     /// The message.
@@ -133,6 +153,89 @@ impl SharedMessage {
             Some(server_frame(self.opcode(), true, &body))
         })
         .as_deref()
+    }
+}
+
+/// A slot holding one value derived from a shared payload, of a type
+/// chosen by its first user, built at most once.
+#[derive(Default)]
+struct Derived(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Derived")
+            .field(&self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl Derived {
+    // Unused by a `Handle`-only build; `SharedBatch::derived` is public.
+    #[cfg_attr(not(feature = "rooms"), allow(dead_code))]
+    fn get_or_build<T: Any + Send + Sync>(&self, build: impl FnOnce() -> T) -> Option<Arc<T>> {
+        // A reference count per caller; the value is built once however
+        // many members ask, and a racing builder's value is dropped.
+        let value = self.0.get_or_init(|| Arc::new(build())).clone();
+        value.downcast::<T>().ok()
+    }
+}
+
+/// Several [`SharedMessage`]s that must reach a connection together and in
+/// order (a Socket.IO packet and its binary attachments): queued all or
+/// none, as one entry, by the tokio adapter's `Handle::try_send_batch`.
+/// Cloning is a reference count.
+#[derive(Debug, Clone)]
+pub struct SharedBatch {
+    inner: Arc<BatchInner>,
+}
+
+#[derive(Debug)]
+struct BatchInner {
+    messages: Box<[SharedMessage]>,
+    /// Their payload bytes, summed once.
+    len: usize,
+    derived: Derived,
+}
+
+impl SharedBatch {
+    /// A batch of `messages`, sent in this order.
+    pub fn new(messages: Vec<SharedMessage>) -> Self {
+        let len = messages.iter().map(SharedMessage::len).sum();
+        SharedBatch {
+            inner: Arc::new(BatchInner {
+                messages: messages.into_boxed_slice(),
+                len,
+                derived: Derived::default(),
+            }),
+        }
+    }
+
+    /// The messages, in order.
+    pub fn messages(&self) -> &[SharedMessage] {
+        &self.inner.messages
+    }
+
+    /// The sum of the messages' payload lengths, in bytes.
+    pub fn len(&self) -> usize {
+        self.inner.len
+    }
+
+    /// Whether every message is empty (or there is none).
+    pub fn is_empty(&self) -> bool {
+        self.inner.len == 0
+    }
+
+    /// A value derived from the batch once and cached in it — e.g. a
+    /// transport's own encoding of the whole batch, built by the first
+    /// member that needs it, then shared by reference with the others.
+    /// `None` if a value of another type was cached first.
+    pub fn derived<T: Any + Send + Sync>(
+        &self,
+        build: impl FnOnce(&[SharedMessage]) -> T,
+    ) -> Option<Arc<T>> {
+        self.inner
+            .derived
+            .get_or_build(|| build(&self.inner.messages))
     }
 }
 

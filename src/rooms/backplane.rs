@@ -5,8 +5,9 @@
 //! published again, so nothing loops.
 //!
 //! The payload travels, never frames: a frame depends on each connection's
-//! negotiation, so every node builds one [`SharedMessage`] from the payload
-//! and encodes it once per wire form for its own members.
+//! negotiation, so every node builds one [`Payload`] of
+//! [`SharedMessage`](crate::SharedMessage)s from it and encodes each once
+//! per wire form for its own members.
 
 use std::fmt;
 use std::future::Future;
@@ -14,29 +15,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::emit::Select;
 use super::id::{MemberId, NodeId};
+use super::sink::Payload;
 use super::{EmitReport, Inner, Rooms};
-use crate::connection::SharedMessage;
-
-/// Who a published emit is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// Every member of any of `rooms`, one copy each, except `except` and
-    /// the members of any of `except_rooms`.
-    Rooms {
-        /// The rooms (one for `emit`, several for `emit_many`).
-        rooms: Vec<Arc<str>>,
-        /// A member left out (`emit_except`).
-        except: Option<MemberId>,
-        /// Rooms whose members are left out (`emit_select`): names, as
-        /// each node knows its own members of them exactly.
-        except_rooms: Vec<Arc<str>>,
-    },
-    /// Every member of every node ([`Rooms::broadcast`]).
-    Everyone,
-    /// One member, on its own node ([`Rooms::send_to`]).
-    Member(MemberId),
-}
 
 /// One emit on its way to the other nodes.
 #[derive(Debug, Clone)]
@@ -46,10 +28,14 @@ pub struct Envelope {
     /// Increasing per origin, from 1: receivers drop what they delivered
     /// already (their own echoes included).
     pub seq: u64,
-    /// Who it is for.
-    pub target: Target,
-    /// The message (a reference count: publishing copies nothing).
-    pub message: SharedMessage,
+    /// Who it is for. A backplane carries it on the channel of each of
+    /// `rooms`, of each other node with one of `members`, or — when both
+    /// are empty — of everyone; a node reached on several channels
+    /// delivers once (`seq`).
+    pub target: Select,
+    /// The message or batch (a reference count: publishing copies
+    /// nothing).
+    pub payload: Payload,
 }
 
 /// A local join or leave, for the other nodes' views of a room.
@@ -257,18 +243,18 @@ impl RemoteSink {
         }
     }
 
-    /// The rooms with a local member (to subscribe again after a
-    /// reconnect), sorted.
+    /// The rooms with a local member or a [`RoomHold`](super::RoomHold)
+    /// (to subscribe again after a reconnect), sorted.
     pub fn local_rooms(&self) -> Vec<String> {
         self.rooms()
-            .map(|rooms| rooms.local_room_names())
+            .map(|rooms| rooms.wanted_room_names())
             .unwrap_or_default()
     }
 
-    /// True if `room` has a local member.
+    /// True if this node needs `room`'s traffic: it has a local member or
+    /// a [`RoomHold`](super::RoomHold).
     pub fn has_local_members(&self, room: &str) -> bool {
-        self.rooms()
-            .is_some_and(|rooms| rooms.local_count(room) > 0)
+        self.rooms().is_some_and(|rooms| rooms.wants_room(room))
     }
 
     /// This node's rooms and members, for a presence snapshot.

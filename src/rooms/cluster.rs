@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::backplane::{Delivery, Envelope, PresenceUpdate, RemoteMembers, RoomSnapshot, Target};
+use super::backplane::{Delivery, Envelope, PresenceUpdate, RemoteMembers, RoomSnapshot};
+use super::emit::Route;
 use super::id::NodeId;
 use super::stats::add;
 use super::{lock, read, write, EmitReport, Rooms};
@@ -23,26 +24,15 @@ impl Rooms {
             add(&counters.remote_dropped, 1);
             return Delivery::Duplicate;
         }
-        let message = &envelope.message;
+        let hook = read(&self.inner.remote_hook).clone();
+        let payload = match hook {
+            Some(hook) => hook(&envelope.target, envelope.payload),
+            None => envelope.payload,
+        };
         let mut report = EmitReport::default();
-        match &envelope.target {
-            Target::Rooms {
-                rooms,
-                except,
-                except_rooms,
-            } => {
-                let skip = self.skip(*except, except_rooms);
-                self.deliver_rooms(rooms, &skip, message, &mut report)
-            }
-            Target::Everyone => self.deliver_everyone(message, &mut report),
-            Target::Member(member) if member.node() == self.inner.node => {
-                self.deliver_member(*member, message, &mut report)
-            }
-            // Sent to this node's channel for another node: not ours.
-            Target::Member(_) => {}
-        }
+        self.deliver_route(&Route::of(&envelope.target), &payload, &mut report);
         add(&counters.remote_received, 1);
-        self.count_delivery(&report, message);
+        self.count_delivery(&report, &payload);
         self.prune(&report);
         Delivery::Delivered(report)
     }

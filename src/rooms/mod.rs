@@ -1,12 +1,20 @@
 //! Rooms: named groups of connections, and messages sent to many of them,
 //! encoded once.
 //!
-//! A [`Rooms`] registry holds members — each a tokio [`Handle`] — and the
-//! rooms they are in. Sending to a room builds one [`SharedMessage`](crate::SharedMessage); each
-//! member's connection queues a reference to it and writes the frame built
-//! once for its negotiation (see [`SharedMessage`](crate::SharedMessage)), so a message for N
-//! members is framed (and compressed, where the members allow) once, not N
-//! times, and its payload is never copied per member.
+//! A [`Rooms`] registry holds members — each a [`Sink`]: a tokio
+//! [`Handle`], or a transport of the application's own — and the rooms
+//! they are in. Sending to a room builds one [`Payload`] (a
+//! [`SharedMessage`](crate::SharedMessage), or a [`SharedBatch`] of them
+//! that must arrive together); each member's connection queues a reference
+//! to it and writes the frame built once for its negotiation (see
+//! [`SharedMessage`](crate::SharedMessage)), so a message for N members is
+//! framed (and compressed, where the members allow) once, not N times, and
+//! its payload is never copied per member.
+//!
+//! Every emit is a [`Select`]ion ([`Rooms::emit_select`]; `emit`,
+//! `emit_many`, `send_to`, `broadcast` … are shorthands for one): the
+//! members of some rooms and some listed members, minus the members of
+//! some rooms and some listed members.
 //!
 //! Sending never waits: each member has its own bounded queue
 //! ([`crate::tokio::Builder::max_queued_bytes`]); a member whose queue is
@@ -43,16 +51,21 @@ mod backplane;
 mod cluster;
 mod dedup;
 mod emit;
+mod hold;
 mod id;
 mod remote;
+mod sink;
 mod stats;
 
+pub use crate::connection::SharedBatch;
 pub use backplane::{
     Backplane, Delivery, Envelope, MembersQuery, PresenceUpdate, Publish, PublishError,
-    RemoteMembers, RemoteSink, RoomSnapshot, Target,
+    RemoteMembers, RemoteSink, RoomSnapshot,
 };
 pub use emit::Select;
+pub use hold::RoomHold;
 pub use id::{MemberId, NodeId, ParseIdError};
+pub use sink::{Payload, RestoreError, Sink};
 pub use stats::{RoomStats, RoomsStats};
 
 use dedup::Dedup;
@@ -97,6 +110,8 @@ pub struct EmitReport {
 }
 
 type PresenceHook = Arc<dyn Fn(Presence<'_>) + Send + Sync>;
+/// See [`Rooms::on_remote_payload`].
+type RemoteHook = Arc<dyn Fn(&Select, Payload) -> Payload + Send + Sync>;
 /// One shard of rooms, by name.
 type RoomShard = RwLock<HashMap<Arc<str>, Room>>;
 /// One shard of members, by id.
@@ -125,6 +140,7 @@ struct Inner {
     hasher: RandomState,
     next_id: AtomicU64,
     presence: RwLock<Option<PresenceHook>>,
+    remote_hook: RwLock<Option<RemoteHook>>,
     backplane: Option<Arc<dyn Backplane>>,
     /// The last sequence number given to an envelope of this node.
     seq: AtomicU64,
@@ -133,14 +149,27 @@ struct Inner {
     counters: NodeCounters,
 }
 
+/// A room on this node: it exists while it has a local member or a
+/// [`RoomHold`], and this node is subscribed to its traffic meanwhile.
 #[derive(Default)]
 struct Room {
-    members: HashMap<MemberId, Handle>,
+    members: HashMap<MemberId, Arc<dyn Sink>>,
+    /// Live [`RoomHold`]s.
+    holds: usize,
     counters: RoomCounters,
 }
 
+impl Room {
+    /// Whether the room is still needed on this node.
+    fn wanted(&self) -> bool {
+        !self.members.is_empty() || self.holds > 0
+    }
+}
+
 struct MemberEntry {
-    handle: Handle,
+    sink: Arc<dyn Sink>,
+    /// The member's handle, if it was added as one ([`Rooms::handle`]).
+    handle: Option<Handle>,
     rooms: HashSet<Arc<str>>,
     meta: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
     data: Option<Arc<str>>,
@@ -164,6 +193,18 @@ impl Membership {
 impl Drop for Membership {
     fn drop(&mut self) {
         self.rooms.remove(self.id);
+    }
+}
+
+impl MemberEntry {
+    fn new(sink: Arc<dyn Sink>, handle: Option<Handle>) -> MemberEntry {
+        MemberEntry {
+            sink,
+            handle,
+            rooms: HashSet::new(),
+            meta: HashMap::new(),
+            data: None,
+        }
     }
 }
 
@@ -247,6 +288,7 @@ impl Rooms {
                 hasher: RandomState::new(),
                 next_id: AtomicU64::new(1),
                 presence: RwLock::new(None),
+                remote_hook: RwLock::new(None),
                 backplane,
                 seq: AtomicU64::new(0),
                 remote: RwLock::new(RemoteView::default()),
@@ -332,17 +374,58 @@ impl Rooms {
     /// Registers a connection. Keep the returned [`Membership`] for the
     /// connection's lifetime: dropping it leaves every room.
     pub fn add(&self, handle: Handle) -> Membership {
+        let id = self.next_member_id();
+        self.insert_member(id, Arc::new(handle.clone()), Some(handle));
+        self.membership(id)
+    }
+
+    /// Registers a member that is not a tokio [`Handle`] (a transport of
+    /// the application's own), as [`Rooms::add`] does.
+    pub fn add_sink(&self, sink: Arc<dyn Sink>) -> Membership {
+        let id = self.next_member_id();
+        self.insert_member(id, sink, None);
+        self.membership(id)
+    }
+
+    /// Registers a member again under `id`, which this node gave out before
+    /// and is not present now — a session recovered after its connection
+    /// was lost keeps its id. It is in no room: join them again.
+    ///
+    /// # Errors
+    /// [`RestoreError::OtherNode`] for an id of another node,
+    /// [`RestoreError::NotIssued`] for a number this node never gave out
+    /// (it would be given out later, to another member),
+    /// [`RestoreError::Present`] while a member has the id.
+    pub fn add_sink_as(
+        &self,
+        id: MemberId,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Membership, RestoreError> {
+        if id.node() != self.inner.node {
+            return Err(RestoreError::OtherNode);
+        }
+        if id.number() == 0 || id.number() >= self.inner.next_id.load(Ordering::Relaxed) {
+            return Err(RestoreError::NotIssued);
+        }
+        match write(self.member_shard(id)).entry(id) {
+            Entry::Occupied(_) => return Err(RestoreError::Present),
+            Entry::Vacant(slot) => {
+                slot.insert(MemberEntry::new(sink, None));
+            }
+        }
+        Ok(self.membership(id))
+    }
+
+    fn next_member_id(&self) -> MemberId {
         let number = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = MemberId::new(self.inner.node, number);
-        write(self.member_shard(id)).insert(
-            id,
-            MemberEntry {
-                handle,
-                rooms: HashSet::new(),
-                meta: HashMap::new(),
-                data: None,
-            },
-        );
+        MemberId::new(self.inner.node, number)
+    }
+
+    fn insert_member(&self, id: MemberId, sink: Arc<dyn Sink>, handle: Option<Handle>) {
+        write(self.member_shard(id)).insert(id, MemberEntry::new(sink, handle));
+    }
+
+    fn membership(&self, id: MemberId) -> Membership {
         Membership {
             rooms: self.clone(),
             id,
@@ -372,7 +455,7 @@ impl Rooms {
     }
 
     /// Puts `id` in `room` (created if needed). Returns false if the member
-    /// is unknown (or not local) or already there.
+    /// is unknown (or not local), closed, or already there.
     pub fn join(&self, id: MemberId, room: &str) -> bool {
         let name: Arc<str> = Arc::from(room);
         let (created, data) = {
@@ -380,10 +463,12 @@ impl Rooms {
             let Some(entry) = members.get_mut(&id) else {
                 return false;
             };
-            if !entry.rooms.insert(name.clone()) {
+            // A closed member would be pruned by the next emit: joining it
+            // would announce a join and a leave to every node for nothing.
+            if entry.sink.is_closed() || !entry.rooms.insert(name.clone()) {
                 return false;
             }
-            let handle = entry.handle.clone();
+            let sink = entry.sink.clone();
             // Both indexes change under the member's lock (order: member
             // shard, then room shard; nothing takes them the other way), so
             // concurrent joins and leaves of one member cannot interleave
@@ -393,11 +478,12 @@ impl Rooms {
                 Entry::Occupied(slot) => (false, slot.into_mut()),
                 Entry::Vacant(slot) => (true, slot.insert(Room::default())),
             };
-            slot.members.insert(id, handle);
+            slot.members.insert(id, sink);
             (created, entry.data.clone())
         };
         if created {
-            // The 0 -> 1 edge: this node now needs the room's traffic.
+            // The 0 -> 1 edge (of members and holds together): this node
+            // now needs the room's traffic.
             if let Some(backplane) = &self.inner.backplane {
                 backplane.subscribe(room);
             }
@@ -460,12 +546,13 @@ impl Rooms {
         }
     }
 
-    /// Takes `id` out of `room`; true if the room is now empty (and gone).
+    /// Takes `id` out of `room`; true if the room is now unwanted (no
+    /// member, no hold: gone).
     fn drop_from_room(&self, room: &str, id: MemberId) -> bool {
         let mut shard = write(self.room_shard(room));
         if let Some(entry) = shard.get_mut(room) {
             entry.members.remove(&id);
-            if entry.members.is_empty() {
+            if !entry.wanted() {
                 shard.remove(room);
                 return true;
             }
@@ -552,19 +639,36 @@ impl Rooms {
 
     /// The names of the rooms with a local member, sorted.
     fn local_room_names(&self) -> Vec<String> {
+        self.room_names_where(|room| !room.members.is_empty())
+    }
+
+    /// The names of the rooms with a local member or a hold (whose traffic
+    /// this node needs), sorted.
+    fn wanted_room_names(&self) -> Vec<String> {
+        self.room_names_where(|_| true)
+    }
+
+    fn room_names_where(&self, keep: impl Fn(&Room) -> bool) -> Vec<String> {
         let mut names: Vec<String> = self
             .inner
             .rooms
             .iter()
             .flat_map(|shard| {
                 read(shard)
-                    .keys()
-                    .map(|k| k.to_string())
+                    .iter()
+                    .filter(|(_, room)| keep(room))
+                    .map(|(name, _)| name.to_string())
                     .collect::<Vec<_>>()
             })
             .collect();
         names.sort();
         names
+    }
+
+    /// Whether this node needs `room`'s traffic: it has a local member or
+    /// a hold.
+    fn wants_room(&self, room: &str) -> bool {
+        read(self.room_shard(room)).contains_key(room)
     }
 
     /// How many members are registered on this node.
@@ -642,10 +746,24 @@ impl Rooms {
         }
     }
 
-    /// The sender handle of local member `id`.
+    /// The sender handle of local member `id`, if it was added as one
+    /// ([`Rooms::add`]; `None` for [`Rooms::add_sink`]).
     pub fn handle(&self, id: MemberId) -> Option<Handle> {
         read(self.member_shard(id))
             .get(&id)
-            .map(|entry| entry.handle.clone())
+            .and_then(|entry| entry.handle.clone())
+    }
+
+    /// Calls `hook` once for every emit received from another node, after
+    /// duplicates are dropped and before local delivery, with the emit's
+    /// selection; local members get the payload it returns (e.g. with a
+    /// node-local sequence number spliced in, for a log that replays it).
+    /// It runs on the backplane's receiving task, outside the registry's
+    /// locks: keep it short.
+    pub fn on_remote_payload<F: Fn(&Select, Payload) -> Payload + Send + Sync + 'static>(
+        &self,
+        hook: F,
+    ) {
+        *write(&self.inner.remote_hook) = Some(Arc::new(hook));
     }
 }

@@ -95,7 +95,12 @@ impl Rooms {
         let remote = read(&self.inner.remote);
         RoomsStats {
             members: self.member_count(),
-            rooms: self.inner.rooms.iter().map(|s| read(s).len()).sum(),
+            rooms: self
+                .inner
+                .rooms
+                .iter()
+                .map(|s| read(s).values().filter(|r| !r.members.is_empty()).count())
+                .sum(),
             remote_nodes: remote.nodes().len(),
             remote_members: remote.member_count(),
             emits: get(&c.emits),
@@ -114,7 +119,10 @@ impl Rooms {
     /// any node.
     pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
         let remote_members = read(&self.inner.remote).count(room);
-        let stats = read(self.room_shard(room)).get(room).map(|r| RoomStats {
+        let shard = read(self.room_shard(room));
+        // A room held without members has none.
+        let local = shard.get(room).filter(|r| !r.members.is_empty());
+        let stats = local.map(|r| RoomStats {
             local_members: r.members.len(),
             remote_members,
             emits: get(&r.counters.emits),
