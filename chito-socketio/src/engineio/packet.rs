@@ -177,6 +177,29 @@ impl Outgoing {
     }
 }
 
+/// The Engine.IO messages of one emit, built once per emit (a room
+/// registry caches them with the emit's payload) and queued by reference
+/// in every member's session, whatever its transport.
+#[derive(Debug)]
+pub struct SharedPackets(Box<[Outgoing]>);
+
+impl SharedPackets {
+    /// `messages` as Engine.IO messages, in order.
+    pub fn from_messages(messages: &[SharedMessage]) -> SharedPackets {
+        SharedPackets(
+            messages
+                .iter()
+                .map(|message| Outgoing::Shared(SharedPacket::from_message(message.clone())))
+                .collect(),
+        )
+    }
+
+    /// The packets, in order.
+    pub fn packets(&self) -> &[Outgoing] {
+        &self.0
+    }
+}
+
 /// Text and binary packets compare by content, shared ones by identity
 /// (the same encoding).
 impl PartialEq for Outgoing {
@@ -226,6 +249,13 @@ impl SharedPacket {
     /// A binary message (copied once into the shared message).
     pub fn binary(data: &[u8]) -> SharedPacket {
         SharedPacket::new(SharedMessage::new(chito::Message::Binary(data)))
+    }
+
+    /// The Engine.IO message `message` carries as it is: text is a whole
+    /// Engine.IO text packet (type digit included), binary a binary
+    /// message.
+    pub fn from_message(message: SharedMessage) -> SharedPacket {
+        SharedPacket::new(message)
     }
 
     fn new(message: SharedMessage) -> SharedPacket {

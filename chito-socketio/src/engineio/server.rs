@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chito::rooms::{Payload, Sink};
 use chito::tokio::QueueError;
 use chito::Message;
 use http_body_util::Full;
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 
 use super::config::EngineConfig;
 use super::cors::{Cors, CorsOrigin, CorsRequest};
-use super::packet::Outgoing;
+use super::packet::{Outgoing, SharedPacket, SharedPackets};
 use super::query::{parse_query, RequestError, TransportKind};
 use super::session::{CloseReason, EngineEvent, SendError, Session};
 use super::sid::{Sid, SidGenerator};
@@ -245,6 +246,43 @@ impl EngineSocket {
     pub fn close(&self) {
         self.cell.lock().close(CloseReason::ForcedClose);
         self.cell.notify();
+    }
+}
+
+/// A session is a room member's sink (docs/socketio.md §5, §6): an emit's
+/// payload becomes its Engine.IO messages once per emit (cached with the
+/// payload), queued by reference in every member's session, a batch all
+/// or none; then the WebSocket write starts or the parked GET wakes.
+impl Sink for EngineSocket {
+    fn deliver(&self, payload: &Payload) -> Result<(), QueueError> {
+        let sent = match payload {
+            // Socket.IO emits are batches (`socketio::socket::payload`).
+            Payload::Batch(_) => match payload.derived(SharedPackets::from_messages) {
+                Some(packets) => self.try_send_all(packets.packets()),
+                // Another type was cached with the payload first: built
+                // for this member alone.
+                None => {
+                    self.try_send_all(SharedPackets::from_messages(payload.messages()).packets())
+                }
+            },
+            // A single message's cache slot is inside the message, and
+            // the cached packet would hold the message: a cycle never
+            // freed. Built for this member (one reference-counted cell);
+            // only emits from outside Socket.IO (a plain chito emit to a
+            // room key) come as single messages.
+            Payload::Single(message) => self.try_send(Outgoing::Shared(
+                SharedPacket::from_message(message.clone()),
+            )),
+        };
+        sent.map_err(|error| match error {
+            SendError::Full => QueueError::Full,
+            SendError::Closed => QueueError::Closed,
+            SendError::ClosedSlowConsumer => QueueError::ClosedSlowConsumer,
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.cell.lock().is_closed()
     }
 }
 

@@ -17,6 +17,7 @@ use super::binary::{BinaryPacket, Reassembler};
 use super::io::{IoInner, SocketIoConfig};
 use super::namespace::ConnectError;
 use super::packet::{self, Packet, PacketData, Prefix};
+use super::rooms::socket_id;
 use super::socket::{DisconnectReason, Socket};
 use crate::engineio::{CloseReason, EngineSocket, Outgoing};
 
@@ -211,8 +212,21 @@ impl Client {
             // JS `handshake.auth` is `{}` when the client sent nothing.
             None => RawValue::from_string("{}".to_owned()).unwrap_or_default(),
         };
-        let id: Arc<str> = Arc::from(self.io.socket_ids.next_sid().as_str());
-        let socket = Socket::new(id, Arc::clone(&namespace), Arc::clone(self), auth);
+        // The socket is a member of the server's registry, its sink this
+        // session (a reference per socket); its id is derived from the
+        // member id (docs/socketio.md §5). A refusal below drops the
+        // membership with the socket.
+        let membership = self.io.rooms.add_sink(Arc::new(self.engine.clone()));
+        // The random tail: 32 bits of the keyed generator's output.
+        let tail = self.io.socket_ids.next_u64() as u32;
+        let id: Arc<str> = Arc::from(socket_id(membership.id(), tail));
+        let socket = Socket::new(
+            id,
+            membership,
+            Arc::clone(&namespace),
+            Arc::clone(self),
+            auth,
+        );
         for middleware in namespace.middlewares() {
             if let Err(refusal) = middleware(&socket) {
                 self.send_connect_error(name, &refusal);
@@ -228,6 +242,7 @@ impl Client {
         }
         socket.mark_connected();
         namespace.insert_socket(socket.clone());
+        socket.join_namespace();
         // The CONNECT answer precedes anything the handler emits (the
         // suite reads `40{"sid"}` and then `42["auth",…]`); the Engine.IO
         // WebSocket writer's pacing puts them in separate writes, as

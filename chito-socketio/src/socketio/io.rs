@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chito::rooms::Rooms;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -68,10 +69,12 @@ pub(crate) struct IoInner {
     pub(crate) config: SocketIoConfig,
     pub(crate) namespaces: Namespaces,
     pub(crate) ack_ids: AckIds,
-    /// Socket ids: 16 random bytes, base64url, like Engine.IO sids but
-    /// from their own generator (a socket id is public, a session id is a
-    /// secret, docs/socketio.md §2).
+    /// The random tails of socket ids (docs/socketio.md §5), from a
+    /// generator of their own (a socket id is public, a session id is a
+    /// secret, §2).
     pub(crate) socket_ids: SidGenerator,
+    /// The server's room registry: every socket is a member.
+    pub(crate) rooms: Rooms,
     clients: Mutex<HashMap<Sid, Arc<Client>>>,
 }
 
@@ -129,15 +132,21 @@ impl SocketIo {
     pub fn builder() -> SocketIoBuilder {
         SocketIoBuilder {
             config: SocketIoConfig::default(),
+            rooms: None,
         }
     }
 
     /// A server with `config`.
     pub fn new(config: SocketIoConfig) -> Self {
+        Self::with_rooms(config, Rooms::new())
+    }
+
+    fn with_rooms(config: SocketIoConfig, rooms: Rooms) -> Self {
         let inner = Arc::new(IoInner {
-            namespaces: Namespaces::new(config.max_dynamic_namespaces),
+            namespaces: Namespaces::new(config.max_dynamic_namespaces, rooms.clone()),
             ack_ids: AckIds::new(),
             socket_ids: SidGenerator::new(),
+            rooms,
             clients: Mutex::new(HashMap::new()),
             config,
         });
@@ -225,6 +234,7 @@ impl SocketIo {
 #[derive(Debug, Clone)]
 pub struct SocketIoBuilder {
     config: SocketIoConfig,
+    rooms: Option<Rooms>,
 }
 
 impl SocketIoBuilder {
@@ -282,9 +292,17 @@ impl SocketIoBuilder {
         self
     }
 
+    /// The room registry the server's sockets join (docs/socketio.md §5):
+    /// pass one made with `Rooms::with_backplane` to reach sockets of other
+    /// nodes. Default: a registry of its own, this process only.
+    pub fn rooms(mut self, rooms: Rooms) -> Self {
+        self.rooms = Some(rooms);
+        self
+    }
+
     /// The server.
     pub fn build(self) -> SocketIo {
-        SocketIo::new(self.config)
+        SocketIo::with_rooms(self.config, self.rooms.unwrap_or_default())
     }
 }
 

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::rooms::RoomTable;
+use chito::rooms::Rooms;
+
 use super::socket::Socket;
 
 /// What runs when a socket has connected to a namespace.
@@ -69,10 +70,9 @@ pub(crate) struct Namespace {
     /// middleware added to the pattern applies to every child.
     middlewares: Arc<Mutex<Vec<Middleware>>>,
     sockets: Mutex<HashMap<Arc<str>, Socket>>,
-    /// The local room registry (chito::rooms members are WebSocket
-    /// `Handle`s, and a Socket.IO socket may be on polling: until the
-    /// core's `Sink` lands (docs/socketio.md §5), rooms live here).
-    pub(crate) rooms: Mutex<RoomTable>,
+    /// The server's room registry (docs/socketio.md §5): this namespace's
+    /// rooms are its keys `<nsp>\u{1f}<room>` and `<nsp>`.
+    pub(crate) rooms: Rooms,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,13 +84,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Namespace {
-    fn new(name: &str, handler: ConnectHandler, middlewares: Arc<Mutex<Vec<Middleware>>>) -> Self {
+    fn new(
+        name: &str,
+        handler: ConnectHandler,
+        middlewares: Arc<Mutex<Vec<Middleware>>>,
+        rooms: Rooms,
+    ) -> Self {
         Self {
             name: Arc::from(name),
             handler: RwLock::new(handler),
             middlewares,
             sockets: Mutex::new(HashMap::new()),
-            rooms: Mutex::new(RoomTable::default()),
+            rooms,
         }
     }
 
@@ -124,7 +129,6 @@ impl Namespace {
 
     pub(crate) fn remove_socket(&self, id: &str) {
         lock(&self.sockets).remove(id);
-        lock(&self.rooms).leave_all(id);
     }
 
     pub(crate) fn socket(&self, id: &str) -> Option<Socket> {
@@ -133,10 +137,6 @@ impl Namespace {
 
     pub(crate) fn sockets(&self) -> Vec<Socket> {
         lock(&self.sockets).values().cloned().collect()
-    }
-
-    pub(crate) fn rooms(&self) -> MutexGuard<'_, RoomTable> {
-        lock(&self.rooms)
     }
 }
 
@@ -153,18 +153,21 @@ pub(crate) struct Namespaces {
     dynamic: RwLock<Vec<Arc<DynamicNamespace>>>,
     dynamic_created: Mutex<usize>,
     max_dynamic: usize,
+    /// The server's room registry, shared by every namespace.
+    rooms: Rooms,
 }
 
 /// The longest namespace name accepted (docs/socketio.md §4).
 const MAX_NAME_BYTES: usize = 256;
 
 impl Namespaces {
-    pub(crate) fn new(max_dynamic: usize) -> Self {
+    pub(crate) fn new(max_dynamic: usize, rooms: Rooms) -> Self {
         Self {
             by_name: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(Vec::new()),
             dynamic_created: Mutex::new(0),
             max_dynamic,
+            rooms,
         }
     }
 
@@ -183,6 +186,7 @@ impl Namespaces {
             name,
             handler,
             Arc::new(Mutex::new(Vec::new())),
+            self.rooms.clone(),
         ));
         by_name.insert(name.to_owned(), Arc::clone(&namespace));
         namespace
@@ -252,6 +256,7 @@ impl Namespaces {
             name,
             Arc::clone(&pattern.handler),
             Arc::clone(&pattern.middlewares),
+            self.rooms.clone(),
         ));
         by_name.insert(name.to_owned(), Arc::clone(&namespace));
         Some(namespace)
@@ -268,7 +273,7 @@ mod tests {
 
     #[test]
     fn static_names_resolve_and_unknown_ones_do_not() {
-        let namespaces = Namespaces::new(4);
+        let namespaces = Namespaces::new(4, Rooms::new());
         namespaces.add("/custom", noop());
         assert!(namespaces.resolve("/custom").is_some());
         assert!(namespaces.resolve("/random").is_none());
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn dynamic_names_are_created_once_and_bounded() {
-        let namespaces = Namespaces::new(2);
+        let namespaces = Namespaces::new(2, Rooms::new());
         namespaces.add_dynamic(Arc::new(|name: &str| name.starts_with("/team-")), noop());
         let a = namespaces.resolve("/team-a").expect("matches");
         let again = namespaces.resolve("/team-a").expect("exists");
@@ -288,7 +293,7 @@ mod tests {
 
     #[test]
     fn malformed_names_never_reach_a_matcher() {
-        let namespaces = Namespaces::new(8);
+        let namespaces = Namespaces::new(8, Rooms::new());
         namespaces.add_dynamic(Arc::new(|_: &str| true), noop());
         assert!(namespaces.resolve("/a\u{1f}b").is_none());
         assert!(namespaces

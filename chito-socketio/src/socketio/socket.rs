@@ -20,20 +20,30 @@ use super::broadcast::BroadcastOperator;
 use super::client::Client;
 use super::namespace::Namespace;
 use super::packet::{self, EncodeError, Prefix};
-use crate::engineio::{Outgoing, SharedPacket};
+use super::rooms::room_key;
+use crate::engineio::Outgoing;
+use chito::rooms::{MemberId, Membership, Payload, Select, SharedBatch};
+use chito::SharedMessage;
 
-/// One encoded Socket.IO packet as Engine.IO messages, each encoded once
-/// for every session it goes to: the text (`4` included), then each
-/// attachment as a binary message (socket.io-protocol, "Packet encoding").
-pub(crate) fn shared_packets(text: String, attachments: &[Bytes]) -> Vec<Outgoing> {
-    let mut packets = Vec::with_capacity(1 + attachments.len());
-    packets.push(Outgoing::Shared(SharedPacket::text(text)));
-    packets.extend(
+/// One encoded Socket.IO packet as the payload of an emit, each message
+/// encoded once for every session it goes to: the text (`4` included),
+/// then each attachment as a binary message (socket.io-protocol, "Packet
+/// encoding"), as one batch so they arrive together.
+///
+/// Always a batch, even of one message: the sessions' Engine.IO form is
+/// cached in the payload's slot and holds its messages, and a single
+/// message's slot is inside the message itself — a cycle that would never
+/// be freed. A batch's slot is the batch's, which nothing cached refers to.
+pub(crate) fn payload(text: String, attachments: &[Bytes]) -> Payload {
+    let text = SharedMessage::text(text);
+    let mut messages = Vec::with_capacity(1 + attachments.len());
+    messages.push(text);
+    messages.extend(
         attachments
             .iter()
-            .map(|attachment| Outgoing::Shared(SharedPacket::binary(attachment))),
+            .map(|attachment| SharedMessage::new(chito::Message::Binary(attachment))),
     );
-    packets
+    Payload::Batch(SharedBatch::new(messages))
 }
 
 /// Why a socket disconnected; [`as_str`](Self::as_str) gives the JS
@@ -119,6 +129,11 @@ pub struct Socket(Arc<SocketInner>);
 
 struct SocketInner {
     id: Arc<str>,
+    /// The socket as a member of the server's room registry (its id is
+    /// derived from it, docs/socketio.md §5).
+    member: MemberId,
+    /// Dropped when the socket closes: it leaves every room.
+    membership: Mutex<Option<Membership>>,
     namespace: Arc<Namespace>,
     client: Arc<Client>,
     auth: Box<RawValue>,
@@ -147,6 +162,7 @@ impl fmt::Debug for Socket {
 impl Socket {
     pub(crate) fn new(
         id: Arc<str>,
+        membership: Membership,
         namespace: Arc<Namespace>,
         client: Arc<Client>,
         auth: Box<RawValue>,
@@ -154,6 +170,8 @@ impl Socket {
         let max_pending = client.config().max_pending_acks;
         Self(Arc::new(SocketInner {
             id,
+            member: membership.id(),
+            membership: Mutex::new(Some(membership)),
             namespace,
             client,
             auth,
@@ -172,6 +190,11 @@ impl Socket {
 
     pub(crate) fn id_arc(&self) -> Arc<str> {
         Arc::clone(&self.0.id)
+    }
+
+    /// The socket's member id in the server's room registry.
+    pub(crate) fn member(&self) -> MemberId {
+        self.0.member
     }
 
     /// The namespace's name (`/`, `/custom`).
@@ -278,17 +301,42 @@ impl Socket {
             args,
             ack_id,
         )?;
-        self.send_packets(&shared_packets(text, &attachments))
+        self.deliver(payload(text, &attachments))
     }
 
-    /// Sends one encoded Socket.IO packet (Engine.IO messages: the text,
-    /// then its attachments), all together or not at all.
-    pub(crate) fn send_packets(&self, packets: &[Outgoing]) -> Result<(), EmitError> {
+    /// Sends one encoded packet to this socket through the room registry,
+    /// as a one-member selection: the same path as a room emit
+    /// (docs/socketio.md §6).
+    fn deliver(&self, payload: Payload) -> Result<(), EmitError> {
+        let select = Select {
+            members: vec![self.0.member],
+            ..Select::default()
+        };
+        let report = self.0.namespace.rooms.emit_select(&select, payload);
+        if report.delivered > 0 {
+            Ok(())
+        } else {
+            Err(EmitError::Closed)
+        }
+    }
+
+    /// Sends packets straight to the socket's session (the DISCONNECT),
+    /// all together or none.
+    fn send_packets(&self, packets: &[Outgoing]) -> Result<(), EmitError> {
         if self.0.client.send_packets(packets) {
             Ok(())
         } else {
             Err(EmitError::Closed)
         }
+    }
+
+    /// Puts the socket in its namespace's room (every socket of the
+    /// namespace is: `io.of(nsp).emit` and `broadcast()` target it).
+    pub(crate) fn join_namespace(&self) {
+        self.0.namespace.rooms.join(
+            self.0.member,
+            &super::rooms::namespace_key(&self.0.namespace.name),
+        );
     }
 
     /// The client's answer to one of our `emit_with_ack`.
@@ -316,24 +364,34 @@ impl Socket {
 
     /// Adds the socket to `room` of its namespace.
     pub fn join(&self, room: &str) {
-        self.0.namespace.rooms().join(&self.0.id, room);
+        let key = room_key(self.ns(), room);
+        self.0.namespace.rooms.join(self.0.member, &key);
     }
 
     /// Removes the socket from `room`.
     pub fn leave(&self, room: &str) {
-        self.0.namespace.rooms().leave(&self.0.id, room);
+        let key = room_key(self.ns(), room);
+        self.0.namespace.rooms.leave(self.0.member, &key);
     }
 
     /// The rooms the socket is in.
     pub fn rooms(&self) -> Vec<String> {
-        self.0.namespace.rooms().rooms_of(&self.0.id)
+        let namespace = self.ns();
+        self.0
+            .namespace
+            .rooms
+            .rooms_of(self.0.member)
+            .iter()
+            .filter_map(|key| super::rooms::room_of_key(namespace, key))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// An emit to the sockets in `room`, except this one (JS
     /// `socket.to(room)`).
     pub fn to(&self, room: &str) -> BroadcastOperator {
         BroadcastOperator::new(Arc::clone(&self.0.namespace))
-            .except_socket(self.id_arc())
+            .except_member(self.0.member)
             .to(room)
     }
 
@@ -347,14 +405,14 @@ impl Socket {
     /// in `room` (JS `socket.except(room)`).
     pub fn except(&self, room: &str) -> BroadcastOperator {
         BroadcastOperator::new(Arc::clone(&self.0.namespace))
-            .except_socket(self.id_arc())
+            .except_member(self.0.member)
             .except(room)
     }
 
     /// An emit to every socket of the namespace but this one (JS
     /// `socket.broadcast`).
     pub fn broadcast(&self) -> BroadcastOperator {
-        BroadcastOperator::new(Arc::clone(&self.0.namespace)).except_socket(self.id_arc())
+        BroadcastOperator::new(Arc::clone(&self.0.namespace)).except_member(self.0.member)
     }
 
     /// Disconnects the socket from its namespace: the client gets a
@@ -381,6 +439,8 @@ impl Socket {
             return;
         }
         self.0.namespace.remove_socket(&self.0.id);
+        // Leaves every room (the membership's drop).
+        drop(lock(&self.0.membership).take());
         // Dropping the senders tells the waiting AckFutures.
         drop(lock(&self.0.acks).drain());
         let handlers = std::mem::take(&mut *lock(&self.0.disconnect_handlers));
@@ -421,7 +481,6 @@ impl Ack {
             id,
             args,
         )?;
-        self.socket
-            .send_packets(&shared_packets(text, &attachments))
+        self.socket.deliver(payload(text, &attachments))
     }
 }
