@@ -228,6 +228,20 @@ impl EngineSocket {
         sent
     }
 
+    /// Sends `packet` apart: last in its WebSocket write, the next write
+    /// after a pause ([`Session::try_send_apart`]; Socket.IO's CONNECT
+    /// answer).
+    pub fn try_send_apart(&self, packet: Outgoing) -> Result<(), SendError> {
+        let sent = {
+            let mut session = self.cell.lock();
+            let sent = session.try_send_apart(packet);
+            self.cell.flush_websocket(&mut session);
+            sent
+        };
+        self.cell.notify();
+        sent
+    }
+
     fn try_send(&self, packet: Outgoing) -> Result<(), SendError> {
         let sent = {
             let mut session = self.cell.lock();

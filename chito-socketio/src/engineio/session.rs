@@ -149,6 +149,16 @@ pub struct Session {
     /// What the packets of the write in flight count, freed when it
     /// completes ([`Session::websocket_write_done`]).
     in_flight_bytes: usize,
+    /// Packets ever queued for, and taken by, the WebSocket (their
+    /// sequence numbers, for the marks in `apart`).
+    websocket_queued: u64,
+    websocket_taken: u64,
+    /// The sequence numbers of packets to be written apart
+    /// ([`Session::try_send_apart`]), in order.
+    apart: VecDeque<u64>,
+    /// The write in flight ended at a packet sent apart: the transport
+    /// pauses before the next.
+    write_ended_apart: bool,
     /// The session was closed because its queue overflowed
     /// ([`QueueOverflow::CloseSession`]): its WebSocket closes with 1008.
     slow_consumer: bool,
@@ -195,6 +205,10 @@ impl Session {
             queued_bytes: 0,
             websocket_writing: false,
             in_flight_bytes: 0,
+            websocket_queued: 0,
+            websocket_taken: 0,
+            apart: VecDeque::new(),
+            write_ended_apart: false,
             slow_consumer: false,
             upgrade: UpgradeSlot::Idle,
             events: VecDeque::new(),
@@ -543,11 +557,16 @@ impl Session {
     fn complete_upgrade(&mut self) {
         let previous = std::mem::replace(&mut self.upgrade, UpgradeSlot::Completed);
         if let UpgradeSlot::Probing(probe) = previous {
+            self.websocket_queued = self
+                .websocket_queued
+                .wrapping_add(probe.outbox.len() as u64);
             self.websocket_queue.extend(probe.outbox);
         }
         // What was queued for polling goes out first, in order, on the
         // WebSocket (docs/socketio.md §3, upgrade step 3).
+        let moved = self.polling_queue.len() as u64;
         self.websocket_queue.extend(self.polling_queue.drain(..));
+        self.websocket_queued = self.websocket_queued.wrapping_add(moved);
         self.recount_queued();
         self.transport = TransportKind::WebSocket;
         self.upgraded_from_polling = true;
@@ -625,6 +644,7 @@ impl Session {
                 // What is queued would reach the client after a gap:
                 // dropped, the client reconnects instead.
                 self.websocket_queue.clear();
+                self.apart.clear();
                 self.close(CloseReason::TransportError);
                 Err(SendError::ClosedSlowConsumer)
             }
@@ -637,8 +657,25 @@ impl Session {
             .saturating_add(queued_cost(self.transport, &packet));
         match self.transport {
             TransportKind::Polling => self.polling_queue.push_back(packet),
-            TransportKind::WebSocket => self.websocket_queue.push_back(packet),
+            TransportKind::WebSocket => {
+                self.websocket_queued = self.websocket_queued.wrapping_add(1);
+                self.websocket_queue.push_back(packet);
+            }
         }
+    }
+
+    /// Queues `packet` (as [`Session::try_send`]) to be written apart on a
+    /// WebSocket: last in its write, and the transport pauses before the
+    /// next ([`Session::websocket_pause_after_write`]). For the CONNECT
+    /// answer: clients may change their listeners on it, and a client that
+    /// reads it together with what follows (`ws` 8.5, the protocol suite's,
+    /// emits every message of one read at once) would miss the rest.
+    pub fn try_send_apart(&mut self, packet: Outgoing) -> Result<(), SendError> {
+        self.try_send(packet)?;
+        if self.transport == TransportKind::WebSocket {
+            self.apart.push_back(self.websocket_queued);
+        }
+        Ok(())
     }
 
     /// Starts one WebSocket write of everything queued, if the transport
@@ -670,10 +707,17 @@ impl Session {
         self.websocket_writing
     }
 
+    /// Whether the write in flight ended at a packet sent apart
+    /// ([`Session::try_send_apart`]): the transport pauses after it.
+    pub fn websocket_pause_after_write(&self) -> bool {
+        self.websocket_writing && self.write_ended_apart
+    }
+
     /// The WebSocket write in flight completed: its packets no longer
     /// count, and the next write may start.
     pub fn websocket_write_done(&mut self) {
         self.websocket_writing = false;
+        self.write_ended_apart = false;
         self.queued_bytes = self.queued_bytes.saturating_sub(self.in_flight_bytes);
         self.in_flight_bytes = 0;
     }
@@ -685,7 +729,16 @@ impl Session {
         if self.transport != TransportKind::WebSocket {
             return None;
         }
+        if self.websocket_writing && self.write_ended_apart {
+            // The write ends at the packet sent apart.
+            return None;
+        }
         let packet = self.websocket_queue.pop_front()?;
+        self.websocket_taken = self.websocket_taken.wrapping_add(1);
+        if self.apart.front() == Some(&self.websocket_taken) {
+            self.apart.pop_front();
+            self.write_ended_apart = self.websocket_writing;
+        }
         let cost = queued_cost(TransportKind::WebSocket, &packet);
         if self.websocket_writing {
             self.in_flight_bytes = self.in_flight_bytes.saturating_add(cost);
@@ -698,6 +751,12 @@ impl Session {
     /// A packet [`Session::poll_transmit`] gave that the transport could
     /// not take now: first in line again for the next write.
     pub fn requeue_front(&mut self, packet: Outgoing) {
+        if self.write_ended_apart {
+            // It was the packet sent apart (the last one taken).
+            self.write_ended_apart = false;
+            self.apart.push_front(self.websocket_taken);
+        }
+        self.websocket_taken = self.websocket_taken.wrapping_sub(1);
         let cost = queued_cost(TransportKind::WebSocket, &packet);
         if self.websocket_writing {
             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(cost);

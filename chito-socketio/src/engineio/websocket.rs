@@ -215,6 +215,9 @@ async fn write_loop(cell: Arc<SessionCell>, handle: chito::tokio::Handle, mut pr
     if !probing {
         cell.attach_websocket(&handle);
     }
+    // When the write just completed may be followed (the pause after a
+    // packet sent apart).
+    let mut spaced_until: Option<Instant> = None;
     loop {
         if handle.is_closed() {
             // The connection is closing or gone: nothing more can be
@@ -249,7 +252,19 @@ async fn write_loop(cell: Arc<SessionCell>, handle: chito::tokio::Handle, mut pr
             let (rest, close, slow_consumer) = {
                 let mut session = cell.lock();
                 if session.websocket_writing() && handle.buffered_amount() == 0 {
-                    session.websocket_write_done();
+                    let now = Instant::now();
+                    let pause = session.websocket_pause_after_write();
+                    let until = *spaced_until.get_or_insert_with(|| {
+                        if pause {
+                            now + APART_PAUSE
+                        } else {
+                            now
+                        }
+                    });
+                    if now >= until {
+                        session.websocket_write_done();
+                        spaced_until = None;
+                    }
                 }
                 let close = session.close_reason();
                 let mut rest = Vec::new();
@@ -290,7 +305,7 @@ async fn write_loop(cell: Arc<SessionCell>, handle: chito::tokio::Handle, mut pr
         }
         if writing {
             tokio::select! {
-                () = written(&handle) => {}
+                () = written(&handle, spaced_until) => {}
                 result = changed.changed() => if result.is_err() { return; },
             }
         } else if changed.changed().await.is_err() {
@@ -299,14 +314,30 @@ async fn write_loop(cell: Arc<SessionCell>, handle: chito::tokio::Handle, mut pr
     }
 }
 
+/// The pause after a write that ends with a packet sent apart
+/// (`Session::try_send_apart`: the CONNECT answer). engine.io's pacing
+/// (one write in flight) puts the CONNECT answer and the connect handler's
+/// first emit in separate writes, but a client busy elsewhere — a loaded
+/// machine — still reads both at once if the second arrives before it has
+/// read the first, and `ws` 8.5 (the protocol suite's client) then emits
+/// both before its listener for the second is added. The pause gives it
+/// time to read; other writes are paced by completion alone, so
+/// throughput is unaffected.
+const APART_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Resolves once chito has written everything handed to `handle` (or the
-/// connection closed). chito's handle tells senders when room is freed,
+/// connection closed), or, with `spaced_until`, once that instant passed. chito's handle tells senders when room is freed,
 /// not when the queue is empty, so this looks again after letting the
 /// connection's task run — it takes and writes the queue in one poll, so
 /// one or two turns usually suffice — and then every millisecond (a peer
 /// reading slowly: the session's queue fills meanwhile and its bound
 /// applies).
-async fn written(handle: &chito::tokio::Handle) {
+async fn written(handle: &chito::tokio::Handle, spaced_until: Option<Instant>) {
+    if let Some(until) = spaced_until {
+        // Written already; only the spacing is left.
+        tokio::time::sleep_until(until.into()).await;
+        return;
+    }
     let done = || handle.buffered_amount() == 0 || handle.is_closed();
     for _ in 0..4 {
         if done() {

@@ -261,7 +261,9 @@ impl Client {
         )
         .is_ok()
         {
-            self.send_packets(&[Outgoing::Text(text)]);
+            // Apart from what the connect handler emits next (clients add
+            // their listeners on this answer; `EngineSocket::try_send_apart`).
+            let _ = self.engine.try_send_apart(Outgoing::Text(text));
         }
     }
 

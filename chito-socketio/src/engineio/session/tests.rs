@@ -748,3 +748,46 @@ fn shared_packets_reach_a_thousand_polling_sessions_byte_exact_base64_built_once
     // Nothing on the WebSocket side was framed by the polling sessions.
     assert_eq!(attachment.message().encodings(), 0);
 }
+
+#[test]
+fn a_packet_sent_apart_ends_its_write_and_asks_for_a_pause() {
+    let start = Instant::now();
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+    while session.poll_transmit().is_some() {}
+    assert!(session.send_text("before"));
+    assert_eq!(session.try_send_apart(Outgoing::message("connect")), Ok(()));
+    assert!(session.send_text("first-emit"));
+    assert!(session.send_text("second-emit"));
+    assert!(session.begin_websocket_write());
+    assert_eq!(text(session.poll_transmit()), "4before");
+    assert_eq!(text(session.poll_transmit()), "4connect");
+    // The write ends there.
+    assert_eq!(session.poll_transmit(), None);
+    assert!(session.websocket_pause_after_write());
+    session.websocket_write_done();
+    assert!(!session.websocket_pause_after_write());
+    assert!(session.begin_websocket_write());
+    assert_eq!(text(session.poll_transmit()), "4first-emit");
+    assert_eq!(text(session.poll_transmit()), "4second-emit");
+    assert!(!session.websocket_pause_after_write());
+    session.websocket_write_done();
+}
+
+#[test]
+fn a_packet_sent_apart_and_requeued_still_ends_the_next_write() {
+    let start = Instant::now();
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+    while session.poll_transmit().is_some() {}
+    assert_eq!(session.try_send_apart(Outgoing::message("connect")), Ok(()));
+    assert!(session.send_text("emit"));
+    assert!(session.begin_websocket_write());
+    let connect = session.poll_transmit().expect("queued");
+    // The transport could not take it now.
+    session.requeue_front(connect);
+    assert!(!session.websocket_pause_after_write());
+    session.websocket_write_done();
+    assert!(session.begin_websocket_write());
+    assert_eq!(text(session.poll_transmit()), "4connect");
+    assert_eq!(session.poll_transmit(), None);
+    assert!(session.websocket_pause_after_write());
+}
