@@ -136,6 +136,12 @@ pub struct Session {
     /// What the parked GET must answer regardless of the queue (`1` on a
     /// server close, `6` on a client close or an upgrade).
     parked_answer: Option<Bytes>,
+    /// A GET that came after the probe waits until then for the upgrade
+    /// (see [`Session::get_arrived`]).
+    probed_get_until: Option<Instant>,
+    /// The parked GET is answered with this error (the upgrade it waited
+    /// for completed).
+    parked_refusal: Option<RequestError>,
     post_in_flight: bool,
     /// Packets for the WebSocket transport.
     websocket_queue: VecDeque<Outgoing>,
@@ -176,6 +182,10 @@ pub struct Session {
 /// handled in either order here).
 const CLOSE_NOOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a GET that came after the probe waits for the upgrade before
+/// its noop (the reference server checks every 100 ms).
+const PROBED_GET_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 const CLOSE_BODY: &[u8] = b"1";
 const NOOP_BODY: &[u8] = b"6";
 
@@ -200,6 +210,8 @@ impl Session {
             polling_queue: VecDeque::new(),
             get_parked: false,
             parked_answer: None,
+            probed_get_until: None,
+            parked_refusal: None,
             post_in_flight: false,
             websocket_queue: VecDeque::new(),
             queued_bytes: 0,
@@ -346,9 +358,17 @@ impl Session {
             return GetAction::Reject(RequestError::BadRequest);
         }
         if self.upgrade.probed() {
-            // The probe succeeded: end every GET with a noop so the client
-            // can pause polling and send `5`.
-            return GetAction::Respond(Bytes::from_static(NOOP_BODY));
+            // The probe succeeded and the client's `5` may be on its way on
+            // the WebSocket. The reference server, on one thread, sees the
+            // two in the order they arrived; here they race on two
+            // connections. So the GET waits up to PROBED_GET_WAIT (the
+            // reference server's noop check interval) for the upgrade: if
+            // it completes, this is a request after the upgrade (`Session
+            // ID unknown`); if not, a noop ends it so the client can pause
+            // polling and send `5`.
+            self.get_parked = true;
+            self.probed_get_until = Some(now + PROBED_GET_WAIT);
+            return GetAction::Park;
         }
         match self.take_polling_body() {
             Some(body) => GetAction::Respond(body),
@@ -363,6 +383,20 @@ impl Session {
     /// its response): the next GET is not an overlap.
     pub fn get_abandoned(&mut self) {
         self.get_parked = false;
+        self.probed_get_until = None;
+        self.parked_refusal = None;
+    }
+
+    /// The error the parked GET answers now, if it is refused: the
+    /// upgrade it waited for after the probe completed (a request after the
+    /// upgrade).
+    pub fn take_poll_refusal(&mut self) -> Option<RequestError> {
+        if !self.get_parked {
+            return None;
+        }
+        let refusal = self.parked_refusal.take()?;
+        self.get_parked = false;
+        Some(refusal)
     }
 
     /// The body the parked GET answers now, if it has one: queued
@@ -371,11 +405,18 @@ impl Session {
         if !self.get_parked {
             return None;
         }
+        if self.parked_refusal.is_some() {
+            return None;
+        }
         let body = if let Some(answer) = self.parked_answer.take() {
             answer
+        } else if self.probed_get_until.is_some() && self.upgrade.probed() {
+            // Waiting for the upgrade, or for its noop.
+            return None;
         } else if self.upgrade.probed() {
             Bytes::from_static(NOOP_BODY)
         } else {
+            self.probed_get_until = None;
             self.take_polling_body()?
         };
         self.get_parked = false;
@@ -572,6 +613,11 @@ impl Session {
         self.upgraded_from_polling = true;
         if self.get_parked {
             self.parked_answer = Some(Bytes::from_static(NOOP_BODY));
+        }
+        if self.get_parked && self.probed_get_until.take().is_some() {
+            // A GET that came after the probe: it was a request after the
+            // upgrade.
+            self.parked_refusal = Some(RequestError::UnknownSid);
         }
         self.events.push_back(EngineEvent::Upgraded);
     }
@@ -780,6 +826,7 @@ impl Session {
         }
         self.closed = Some(reason);
         self.next_ping = None;
+        self.probed_get_until = None;
         self.pong_deadline = None;
         if self.get_parked && self.parked_answer.is_none() {
             self.parked_answer = Some(Bytes::from_static(
@@ -805,10 +852,15 @@ impl Session {
         if self.closed.is_some() {
             return self.close_noop_until;
         }
-        [self.next_ping, self.pong_deadline, self.upgrade.deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_ping,
+            self.pong_deadline,
+            self.upgrade.deadline(),
+            self.probed_get_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs whatever is due at `now`: the pong deadline (close with
@@ -832,6 +884,10 @@ impl Session {
         if self.pong_deadline.is_some_and(|deadline| deadline <= now) {
             self.close(CloseReason::PingTimeout);
             return;
+        }
+        if self.probed_get_until.is_some_and(|until| until <= now) {
+            // No upgrade came: the noop ends the GET.
+            self.probed_get_until = None;
         }
         if self
             .upgrade

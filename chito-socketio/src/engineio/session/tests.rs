@@ -319,10 +319,22 @@ fn upgrade_with_probe() {
     session.send_text("during");
     session.recv_probe_text("2probe");
     assert_eq!(text(session.poll_probe_transmit()), "3probe");
-    // The parked GET, and every GET after the probe, gets a noop.
+    // The parked GET gets a noop at once.
     assert_eq!(session.take_poll_body().as_deref(), Some(&b"6"[..]));
-    assert_eq!(body(session.get_arrived(start)), "6");
+    // A GET after the probe waits up to 100 ms for the upgrade, then gets
+    // a noop.
+    assert_eq!(session.get_arrived(start), GetAction::Park);
+    assert_eq!(session.take_poll_body(), None);
+    assert_eq!(session.poll_timeout(), Some(ms(start, 100)));
+    session.handle_timeout(ms(start, 100));
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"6"[..]));
+    // One racing the client's `5` (on another connection) was a request
+    // after the upgrade: refused as one.
+    assert_eq!(session.get_arrived(ms(start, 100)), GetAction::Park);
     session.recv_probe_text("5");
+    assert_eq!(session.take_poll_body(), None);
+    assert_eq!(session.take_poll_refusal(), Some(RequestError::UnknownSid));
+    assert_eq!(session.take_poll_refusal(), None);
     assert_eq!(session.probe_status(), ProbeStatus::Completed);
     assert_eq!(session.transport(), TransportKind::WebSocket);
     assert_eq!(session.poll_event(), Some(EngineEvent::Upgraded));
