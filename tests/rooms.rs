@@ -584,6 +584,191 @@ mod cluster {
         }
     }
 
+    fn text_of(payload: &chito::rooms::Payload) -> String {
+        payload
+            .messages()
+            .iter()
+            .map(|m| String::from_utf8_lossy(m.message().as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+
+    #[tokio::test]
+    async fn a_hold_keeps_the_subscription_and_remote_emits_reach_the_hook() {
+        let (_bus, nodes) = cluster(2);
+        let (a, bp) = (&nodes[0].0, &nodes[0].1);
+        let b = &nodes[1].0;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        a.on_remote_payload(move |select, payload| {
+            log.lock()
+                .unwrap()
+                .push((select.clone(), text_of(&payload)));
+            payload
+        });
+        let hold = a.hold("r");
+        assert_eq!(hold.room(), "r");
+        assert_eq!(*bp.calls.lock().unwrap(), ["+r"]);
+        assert!(bp.sink().has_local_members("r"));
+        assert_eq!(bp.sink().local_rooms(), ["r"]);
+        // Held is not a member: counts and lists do not see it.
+        assert_eq!(a.room_names(), Vec::<String>::new());
+        assert_eq!((a.stats().rooms, a.local_count("r")), (0, 0));
+        assert!(a.room_stats("r").is_none());
+
+        // A member coming and going does not touch the subscription.
+        let p = peer(a);
+        assert!(a.join(p.membership.id(), "r"));
+        assert!(a.leave(p.membership.id(), "r"));
+        assert_eq!(*bp.calls.lock().unwrap(), ["+r"]);
+
+        // With no local member, a remote emit still reaches the hook.
+        b.emit("r", Message::Text("while away"));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(chito::rooms::Select::room("r"), "while away".to_string())]
+        );
+
+        // The last of two holds lets it go; a late unsubscribe of a held
+        // room changes nothing.
+        let second = a.hold("r");
+        drop(hold);
+        assert_eq!(*bp.calls.lock().unwrap(), ["+r"]);
+        bp.unsubscribe("r");
+        assert!(bp.subscribed.lock().unwrap().contains("r"));
+        drop(second);
+        assert_eq!(*bp.calls.lock().unwrap(), ["+r", "-r", "-r"]);
+        assert!(bp.subscribed.lock().unwrap().is_empty());
+        b.emit("r", Message::Text("unheard"));
+        assert_eq!(seen.lock().unwrap().len(), 1);
+
+        // A hold dropped while a member is in the room keeps it until the
+        // member leaves.
+        let hold = a.hold("s");
+        assert!(a.join(p.membership.id(), "s"));
+        drop(hold);
+        assert!(bp.subscribed.lock().unwrap().contains("s"));
+        assert!(a.leave(p.membership.id(), "s"));
+        assert!(!bp.subscribed.lock().unwrap().contains("s"));
+        assert_eq!(*bp.calls.lock().unwrap(), ["+r", "-r", "-r", "+s", "-s"]);
+    }
+
+    #[tokio::test]
+    async fn the_remote_hook_runs_once_per_envelope_and_replaces_its_payload() {
+        let (_bus, nodes) = cluster(2);
+        let (a, b) = (&nodes[0].0, &nodes[1].0);
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let log = calls.clone();
+        a.on_remote_payload(move |select, payload| {
+            log.lock()
+                .unwrap()
+                .push((select.rooms.len(), text_of(&payload)));
+            match &payload {
+                chito::rooms::Payload::Single(m) => SharedMessage::text(format!(
+                    "{}+offset",
+                    String::from_utf8_lossy(m.message().as_bytes())
+                ))
+                .into(),
+                chito::rooms::Payload::Batch(_) => payload,
+            }
+        });
+        let mut pa = peer(a);
+        a.join(pa.membership.id(), "r");
+        a.join(pa.membership.id(), "s");
+        // Received on both room channels: the second is a duplicate,
+        // dropped before the hook.
+        b.emit_many(&["r", "s"], Message::Text("hi"));
+        assert_eq!(next_text(&mut pa.client).await, "hi+offset");
+        nothing_arrives(&mut pa.client).await;
+        assert_eq!(*calls.lock().unwrap(), [(2, "hi".to_string())]);
+
+        // A batch arrives as a batch, whole and in order.
+        let batch = chito::rooms::SharedBatch::new(vec![
+            SharedMessage::text("head".into()),
+            SharedMessage::binary(vec![7, 8]),
+        ]);
+        b.emit_select(&chito::rooms::Select::room("r"), batch);
+        assert_eq!(next_text(&mut pa.client).await, "head");
+        match tokio::time::timeout(Duration::from_secs(5), pa.client.recv()).await {
+            Ok(Ok(OwnedEvent::Binary(bytes))) => assert_eq!(bytes, [7, 8]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(calls.lock().unwrap().len(), 2);
+        // Local emits never pass through it.
+        a.emit("r", Message::Text("local"));
+        assert_eq!(next_text(&mut pa.client).await, "local");
+        assert_eq!(calls.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn select_members_and_except_members_across_nodes() {
+        let (_bus, nodes) = cluster(3);
+        let (a, b, c) = (&nodes[0].0, &nodes[1].0, &nodes[2].0);
+        let mut a1 = peer(a);
+        let mut b1 = peer(b);
+        let mut b2 = peer(b);
+        let mut c1 = peer(c);
+        let (ia, ib1, ib2, ic) = (
+            a1.membership.id(),
+            b1.membership.id(),
+            b2.membership.id(),
+            c1.membership.id(),
+        );
+        b.join(ib2, "x");
+
+        // Listed members on three nodes, one of them excepted.
+        let select = chito::rooms::Select {
+            members: vec![ib1, ic, ia],
+            except_members: vec![ic],
+            ..Default::default()
+        };
+        let report = a.emit_select(&select, SharedMessage::text("listed".into()));
+        assert_eq!((report.delivered, report.published), (1, Publish::Queued));
+        assert_eq!(next_text(&mut a1.client).await, "listed");
+        assert_eq!(next_text(&mut b1.client).await, "listed");
+        nothing_arrives(&mut b2.client).await;
+        nothing_arrives(&mut c1.client).await;
+
+        // A room and a member of one node: that node hears it on two
+        // channels and delivers once.
+        let select = chito::rooms::Select {
+            rooms: vec!["x".into()],
+            members: vec![ib1],
+            ..Default::default()
+        };
+        a.emit_select(&select, SharedMessage::text("twice routed".into()));
+        assert_eq!(next_text(&mut b1.client).await, "twice routed");
+        assert_eq!(next_text(&mut b2.client).await, "twice routed");
+        nothing_arrives(&mut b1.client).await;
+        assert_eq!(
+            nodes[1].1.deliveries.lock().unwrap().last(),
+            Some(&Delivery::Duplicate)
+        );
+
+        // Only local members: nothing to publish.
+        let select = chito::rooms::Select {
+            members: vec![ia],
+            ..Default::default()
+        };
+        let report = a.emit_select(&select, SharedMessage::text("mine".into()));
+        assert_eq!(
+            (report.delivered, report.published),
+            (1, Publish::NoBackplane)
+        );
+        assert_eq!(next_text(&mut a1.client).await, "mine");
+
+        // Everyone but the members of "x", on every node.
+        let select = chito::rooms::Select {
+            except_rooms: vec!["x".into()],
+            ..Default::default()
+        };
+        c.emit_select(&select, SharedMessage::text("not x".into()));
+        for p in [&mut a1, &mut b1, &mut c1] {
+            assert_eq!(next_text(&mut p.client).await, "not x");
+        }
+        nothing_arrives(&mut b2.client).await;
+    }
+
     #[tokio::test]
     async fn subscriptions_follow_the_first_and_last_local_member() {
         let (_bus, nodes) = cluster(2);
@@ -948,6 +1133,24 @@ mod sinks {
         // Numbers given out later never collide with the restored one.
         let next = rooms.add_sink(Arc::new(Recorder::default()));
         assert_ne!(next.id(), id);
+
+        // A member removed while its guard lives on (closed, pruned by an
+        // emit), then restored: the old guard's drop leaves the new
+        // registration alone.
+        let old_sink = Arc::new(Recorder::default());
+        let old = rooms.add_sink(old_sink.clone());
+        let old_id = old.id();
+        rooms.join(old_id, "r");
+        old_sink.closed.store(true, Ordering::SeqCst);
+        assert_eq!(rooms.emit("r", Message::Text("prune")).closed, [old_id]);
+        let new_sink = Arc::new(Recorder::default());
+        let renewed = rooms.add_sink_as(old_id, new_sink.clone()).unwrap();
+        drop(old);
+        assert!(rooms.join(old_id, "r"), "still registered");
+        assert_eq!(rooms.send_to(old_id, Message::Text("hi")).delivered, 1);
+        assert_eq!(new_sink.texts(), [vec!["hi"]]);
+        drop(renewed);
+        assert!(!rooms.join(old_id, "r"), "its own guard removes it");
     }
 
     #[tokio::test]

@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chito::handshake::Negotiated;
-use chito::rooms::{MemberId, Membership, Presence, Publish, PublishError, Rooms};
+use chito::rooms::{
+    MemberId, Membership, Presence, Publish, PublishError, Rooms, Select, SharedBatch,
+};
 use chito::tokio::{Builder, WebSocket};
-use chito::{Config, Connection, Handler, Message, OwnedEvent, Role};
+use chito::{Config, Connection, Handler, Message, OwnedEvent, Role, SharedMessage};
 use chito_backplane::{BackplaneEvent, BrokerBackplane, JetStreamSettings, Settings};
 use common::{Nats, Redis};
 use tokio::io::DuplexStream;
@@ -217,7 +219,79 @@ per_mode!(
     new_node_learns_existing_members_at_once,
     large_room_reaches_other_nodes_in_parts,
     shutdown_returns_while_the_broker_is_away,
+    select_batch_and_hold_across_the_broker,
 );
+
+async fn next_binary(peer: &mut Peer) -> Vec<u8> {
+    match tokio::time::timeout(Duration::from_secs(5), peer.client.recv()).await {
+        Ok(Ok(OwnedEvent::Binary(b))) => b,
+        other => panic!("expected a binary message, got {other:?}"),
+    }
+}
+
+/// A selection (a room, a listed member of the other node, an
+/// except-room) carrying a batch reaches exactly its members, each batch
+/// whole and in order; a hold keeps a room's subscription without a
+/// member, and what is emitted to it reaches the remote hook.
+async fn select_batch_and_hold_across_the_broker(mode: Mode) {
+    let broker = Broker::start(mode);
+    let a = node(&broker, mode, "a").await;
+    let b = node(&broker, mode, "b").await;
+    let mut in_room = peer(&b.rooms);
+    let mut muted = peer(&b.rooms);
+    let mut listed = peer(&b.rooms);
+    b.rooms.join(in_room.id(), "r");
+    b.rooms.join(muted.id(), "r");
+    b.rooms.join(muted.id(), "muted");
+    let sender = peer(&a.rooms);
+    a.rooms.join(sender.id(), "r");
+    converge(&[&a, &b], "r", 3, &[1, 2]).await;
+
+    let select = Select {
+        rooms: vec!["r".into()],
+        members: vec![listed.id()],
+        except_rooms: vec!["muted".into()],
+        except_members: vec![sender.id()],
+    };
+    let batch = SharedBatch::new(vec![
+        SharedMessage::text("head".into()),
+        SharedMessage::binary(vec![1, 2, 3]),
+    ]);
+    let report = a.rooms.emit_select(&select, batch);
+    assert_eq!((report.delivered, report.published), (0, Publish::Queued));
+    for p in [&mut in_room, &mut listed] {
+        assert_eq!(next_text(p).await, "head");
+        assert_eq!(next_binary(p).await, [1, 2, 3]);
+    }
+    nothing_arrives(&mut muted, Duration::from_millis(300)).await;
+    nothing_arrives(&mut in_room, Duration::from_millis(10)).await;
+
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = heard.clone();
+    b.rooms.on_remote_payload(move |select, payload| {
+        log.lock().unwrap().push(select.rooms.clone());
+        payload
+    });
+    let hold = b.rooms.hold("held");
+    eventually("the held room subscribed", Duration::from_secs(5), || {
+        b.bp.stats().subscriptions == 6
+    })
+    .await;
+    a.rooms.emit("held", Message::Text("for later"));
+    eventually("the hook heard it", Duration::from_secs(5), || {
+        !heard.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [vec![std::sync::Arc::<str>::from("held")]]
+    );
+    drop(hold);
+    eventually("the held room let go", Duration::from_secs(5), || {
+        b.bp.stats().subscriptions == 5
+    })
+    .await;
+}
 
 /// With the broker killed, a publish queue that cannot drain and a client
 /// that keeps reconnecting, `shutdown` still returns: within its two

@@ -170,8 +170,6 @@ impl std::fmt::Debug for Derived {
 }
 
 impl Derived {
-    // Unused by a `Handle`-only build; `SharedBatch::derived` is public.
-    #[cfg_attr(not(feature = "rooms"), allow(dead_code))]
     fn get_or_build<T: Any + Send + Sync>(&self, build: impl FnOnce() -> T) -> Option<Arc<T>> {
         // A reference count per caller; the value is built once however
         // many members ask, and a racing builder's value is dropped.

@@ -291,11 +291,13 @@ impl Rooms {
         }
     }
 
-    /// Removes members found closed during an emit (outside the locks).
+    /// Removes members found closed during an emit (outside the locks) —
+    /// if still closed: the id may have been restored to a new member
+    /// meanwhile ([`Rooms::add_sink_as`]).
     pub(super) fn prune(&self, report: &EmitReport) {
         for id in &report.closed {
             if id.node() == self.inner.node {
-                self.remove(*id);
+                self.remove_where(*id, |entry| entry.sink.is_closed());
             }
         }
     }

@@ -139,6 +139,8 @@ struct Inner {
     members: Shards<MemberShard>,
     hasher: RandomState,
     next_id: AtomicU64,
+    /// Tells a restored member from the one that had its id before.
+    next_generation: AtomicU64,
     presence: RwLock<Option<PresenceHook>>,
     remote_hook: RwLock<Option<RemoteHook>>,
     backplane: Option<Arc<dyn Backplane>>,
@@ -168,6 +170,8 @@ impl Room {
 
 struct MemberEntry {
     sink: Arc<dyn Sink>,
+    /// Which registration of the id this is ([`Membership`]).
+    generation: u64,
     /// The member's handle, if it was added as one ([`Rooms::handle`]).
     handle: Option<Handle>,
     rooms: HashSet<Arc<str>>,
@@ -181,6 +185,7 @@ struct MemberEntry {
 pub struct Membership {
     rooms: Rooms,
     id: MemberId,
+    generation: u64,
 }
 
 impl Membership {
@@ -192,14 +197,19 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.rooms.remove(self.id);
+        // Only the registration this guard made: after the member was
+        // removed and its id restored ([`Rooms::add_sink_as`]), dropping
+        // the old guard must not remove the new one.
+        self.rooms
+            .remove_where(self.id, |entry| entry.generation == self.generation);
     }
 }
 
 impl MemberEntry {
-    fn new(sink: Arc<dyn Sink>, handle: Option<Handle>) -> MemberEntry {
+    fn new(sink: Arc<dyn Sink>, handle: Option<Handle>, generation: u64) -> MemberEntry {
         MemberEntry {
             sink,
+            generation,
             handle,
             rooms: HashSet::new(),
             meta: HashMap::new(),
@@ -287,6 +297,7 @@ impl Rooms {
                 members: Shards::new(shards, || RwLock::new(HashMap::new())),
                 hasher: RandomState::new(),
                 next_id: AtomicU64::new(1),
+                next_generation: AtomicU64::new(0),
                 presence: RwLock::new(None),
                 remote_hook: RwLock::new(None),
                 backplane,
@@ -375,16 +386,14 @@ impl Rooms {
     /// connection's lifetime: dropping it leaves every room.
     pub fn add(&self, handle: Handle) -> Membership {
         let id = self.next_member_id();
-        self.insert_member(id, Arc::new(handle.clone()), Some(handle));
-        self.membership(id)
+        self.insert_member(id, Arc::new(handle.clone()), Some(handle))
     }
 
     /// Registers a member that is not a tokio [`Handle`] (a transport of
     /// the application's own), as [`Rooms::add`] does.
     pub fn add_sink(&self, sink: Arc<dyn Sink>) -> Membership {
         let id = self.next_member_id();
-        self.insert_member(id, sink, None);
-        self.membership(id)
+        self.insert_member(id, sink, None)
     }
 
     /// Registers a member again under `id`, which this node gave out before
@@ -407,13 +416,14 @@ impl Rooms {
         if id.number() == 0 || id.number() >= self.inner.next_id.load(Ordering::Relaxed) {
             return Err(RestoreError::NotIssued);
         }
+        let generation = self.next_generation();
         match write(self.member_shard(id)).entry(id) {
             Entry::Occupied(_) => return Err(RestoreError::Present),
             Entry::Vacant(slot) => {
-                slot.insert(MemberEntry::new(sink, None));
+                slot.insert(MemberEntry::new(sink, None, generation));
             }
         }
-        Ok(self.membership(id))
+        Ok(self.membership(id, generation))
     }
 
     fn next_member_id(&self) -> MemberId {
@@ -421,23 +431,43 @@ impl Rooms {
         MemberId::new(self.inner.node, number)
     }
 
-    fn insert_member(&self, id: MemberId, sink: Arc<dyn Sink>, handle: Option<Handle>) {
-        write(self.member_shard(id)).insert(id, MemberEntry::new(sink, handle));
+    fn next_generation(&self) -> u64 {
+        self.inner.next_generation.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn membership(&self, id: MemberId) -> Membership {
+    fn insert_member(
+        &self,
+        id: MemberId,
+        sink: Arc<dyn Sink>,
+        handle: Option<Handle>,
+    ) -> Membership {
+        let generation = self.next_generation();
+        write(self.member_shard(id)).insert(id, MemberEntry::new(sink, handle, generation));
+        self.membership(id, generation)
+    }
+
+    fn membership(&self, id: MemberId, generation: u64) -> Membership {
         Membership {
             rooms: self.clone(),
             id,
+            generation,
         }
     }
 
     /// Removes a member from every room and from the registry.
     pub fn remove(&self, id: MemberId) {
+        self.remove_where(id, |_| true);
+    }
+
+    /// Removes member `id` if `this` says its entry is the one meant.
+    fn remove_where(&self, id: MemberId, this: impl FnOnce(&MemberEntry) -> bool) {
         let mut emptied = Vec::new();
         let entry = {
             let mut members = write(self.member_shard(id));
-            let entry = members.remove(&id);
+            let entry = match members.get(&id) {
+                Some(entry) if this(entry) => members.remove(&id),
+                _ => None,
+            };
             // Under the member's lock: see `join`.
             for room in entry.iter().flat_map(|e| &e.rooms) {
                 if self.drop_from_room(room, id) {

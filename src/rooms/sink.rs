@@ -89,8 +89,10 @@ pub trait Sink: Send + Sync + 'static {
     /// the registry.
     fn deliver(&self, payload: &Payload) -> Result<(), QueueError>;
 
-    /// True once the member takes nothing more ([`Rooms::join`](super::Rooms::join)
-    /// refuses it then).
+    /// True once the member takes nothing more: [`Rooms::join`](super::Rooms::join)
+    /// refuses it then, and an emit that found it closed removes it only
+    /// if this says so. It must be true once `deliver` answered
+    /// [`QueueError::Closed`] or [`QueueError::ClosedSlowConsumer`].
     fn is_closed(&self) -> bool;
 }
 
