@@ -543,7 +543,7 @@ impl Session {
     }
 
     /// A text message on the probing WebSocket.
-    pub fn recv_probe_text(&mut self, text: &str) {
+    pub fn recv_probe_text(&mut self, text: &str, now: Instant) {
         if self.closed.is_some() {
             return;
         }
@@ -559,8 +559,14 @@ impl Session {
                 probe
                     .outbox
                     .push_back(Outgoing::packet(PacketType::Pong, "probe"));
-                if self.get_parked {
-                    self.parked_answer = Some(Bytes::from_static(NOOP_BODY));
+                if self.get_parked && self.parked_answer.is_none() {
+                    // The reference server ends a pending GET with a noop at
+                    // its next check (every 100 ms), so the client can pause
+                    // polling and send `5`; the GET may also be one that
+                    // raced the probe on another connection, sent after `5`
+                    // (see `get_arrived`): it waits for the upgrade as a GET
+                    // after the probe does.
+                    self.probed_get_until = Some(now + PROBED_GET_WAIT);
                 }
             }
             // The reference server completes on `5` whether or not the

@@ -182,7 +182,7 @@ async fn run<S>(
         let mut session = cell.lock();
         match event {
             Ok(OwnedEvent::Text(text)) if main => session.recv_text(&text, Instant::now()),
-            Ok(OwnedEvent::Text(text)) => session.recv_probe_text(&text),
+            Ok(OwnedEvent::Text(text)) => session.recv_probe_text(&text, Instant::now()),
             Ok(OwnedEvent::Binary(data)) if main => session.recv_binary(Bytes::from(data)),
             Ok(OwnedEvent::Binary(_)) => session.recv_probe_binary(),
             Ok(OwnedEvent::Ping(_) | OwnedEvent::Pong(_)) => {}

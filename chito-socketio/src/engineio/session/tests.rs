@@ -317,21 +317,24 @@ fn upgrade_with_probe() {
     );
     // Polling goes on meanwhile.
     session.send_text("during");
-    session.recv_probe_text("2probe");
+    session.recv_probe_text("2probe", start);
     assert_eq!(text(session.poll_probe_transmit()), "3probe");
-    // The parked GET gets a noop at once.
+    // The parked GET gets a noop within 100 ms (the reference server's
+    // check), or is refused if the upgrade completes first (below).
+    assert_eq!(session.take_poll_body(), None);
+    session.handle_timeout(ms(start, 100));
     assert_eq!(session.take_poll_body().as_deref(), Some(&b"6"[..]));
     // A GET after the probe waits up to 100 ms for the upgrade, then gets
     // a noop.
-    assert_eq!(session.get_arrived(start), GetAction::Park);
+    assert_eq!(session.get_arrived(ms(start, 100)), GetAction::Park);
     assert_eq!(session.take_poll_body(), None);
-    assert_eq!(session.poll_timeout(), Some(ms(start, 100)));
-    session.handle_timeout(ms(start, 100));
+    assert_eq!(session.poll_timeout(), Some(ms(start, 200)));
+    session.handle_timeout(ms(start, 200));
     assert_eq!(session.take_poll_body().as_deref(), Some(&b"6"[..]));
     // One racing the client's `5` (on another connection) was a request
     // after the upgrade: refused as one.
-    assert_eq!(session.get_arrived(ms(start, 100)), GetAction::Park);
-    session.recv_probe_text("5");
+    assert_eq!(session.get_arrived(ms(start, 200)), GetAction::Park);
+    session.recv_probe_text("5", start);
     assert_eq!(session.take_poll_body(), None);
     assert_eq!(session.take_poll_refusal(), Some(RequestError::UnknownSid));
     assert_eq!(session.take_poll_refusal(), None);
@@ -364,8 +367,8 @@ fn upgrade_without_waiting_for_the_probe_answer() {
     let start = Instant::now();
     let mut session = polling(start);
     session.begin_upgrade(start).unwrap();
-    session.recv_probe_text("2probe");
-    session.recv_probe_text("5");
+    session.recv_probe_text("2probe", start);
+    session.recv_probe_text("5", start);
     assert_eq!(session.probe_status(), ProbeStatus::Completed);
     assert_eq!(text(session.poll_transmit()), "3probe");
 }
@@ -377,7 +380,7 @@ fn upgrade_failures_leave_the_session_on_polling() {
         let mut session = polling(start);
         session.begin_upgrade(start).unwrap();
         match failure {
-            0 => session.recv_probe_text("4hello"),
+            0 => session.recv_probe_text("4hello", start),
             1 => session.recv_probe_binary(),
             2 => session.probe_closed(),
             _ => {
@@ -646,8 +649,8 @@ fn the_upgrade_moves_the_polling_queue_and_its_count() {
     assert!(session.send(Outgoing::Binary(Bytes::from_static(&[1, 2, 3]))));
     assert_eq!(session.queued_bytes(), 5);
     session.begin_upgrade(start).unwrap();
-    session.recv_probe_text("2probe");
-    session.recv_probe_text("5");
+    session.recv_probe_text("2probe", start);
+    session.recv_probe_text("5", start);
     assert_eq!(session.transport(), TransportKind::WebSocket);
     // `3probe` (6) and the binary message raw (3).
     assert_eq!(session.queued_bytes(), 9);
