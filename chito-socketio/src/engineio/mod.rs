@@ -15,7 +15,7 @@ pub mod upgrade;
 
 pub use config::{EngineConfig, QueueOverflow};
 pub use cors::{Cors, CorsOrigin};
-pub use packet::{Outgoing, Packet, PacketError, PacketType};
+pub use packet::{Outgoing, Packet, PacketError, PacketType, SharedPacket, SharedPackets};
 pub use query::{RequestError, TransportKind};
 pub use session::{CloseReason, EngineEvent, GetAction, PostError, SendError, Session};
 pub use sid::{Sid, SidGenerator};

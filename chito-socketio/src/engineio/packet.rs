@@ -8,6 +8,13 @@
 //! from the input and never allocates.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+use chito::SharedMessage;
 
 /// The seven Engine.IO v4 packet types (protocol "Packet types" table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,12 +135,15 @@ pub fn decode_text(text: &str) -> Result<Packet<'_>, PacketError> {
 
 /// A packet on its way to the client, already encoded: what one WebSocket
 /// message carries, and what a polling response joins with `\x1e`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outgoing {
     /// A text packet: type digit and data (`4hello`, `2`, `3probe`).
     Text(String),
     /// A binary message: raw on WebSocket, `b` + base64 on polling.
     Binary(bytes::Bytes),
+    /// A message encoded once for many sessions (a room emit,
+    /// docs/socketio.md §6): queued by reference in each.
+    Shared(SharedPacket),
 }
 
 impl Outgoing {
@@ -152,8 +162,150 @@ impl Outgoing {
     pub fn polling_len(&self) -> usize {
         match self {
             Outgoing::Text(text) => text.len(),
-            Outgoing::Binary(data) => 1 + data.len().div_ceil(3) * 4,
+            Outgoing::Binary(data) => base64_polling_len(data.len()),
+            Outgoing::Shared(shared) => shared.polling_len(),
         }
+    }
+
+    /// The packet's length as one WebSocket message.
+    pub fn websocket_len(&self) -> usize {
+        match self {
+            Outgoing::Text(text) => text.len(),
+            Outgoing::Binary(data) => data.len(),
+            Outgoing::Shared(shared) => shared.message().len(),
+        }
+    }
+}
+
+/// The Engine.IO messages of one emit, built once per emit (a room
+/// registry caches them with the emit's payload) and queued by reference
+/// in every member's session, whatever its transport.
+#[derive(Debug)]
+pub struct SharedPackets(Box<[Outgoing]>);
+
+impl SharedPackets {
+    /// `messages` as Engine.IO messages, in order.
+    pub fn from_messages(messages: &[SharedMessage]) -> SharedPackets {
+        SharedPackets(
+            messages
+                .iter()
+                .map(|message| Outgoing::Shared(SharedPacket::from_message(message.clone())))
+                .collect(),
+        )
+    }
+
+    /// The packets, in order.
+    pub fn packets(&self) -> &[Outgoing] {
+        &self.0
+    }
+}
+
+/// Text and binary packets compare by content, shared ones by identity
+/// (the same encoding).
+impl PartialEq for Outgoing {
+    fn eq(&self, other: &Outgoing) -> bool {
+        match (self, other) {
+            (Outgoing::Text(a), Outgoing::Text(b)) => a == b,
+            (Outgoing::Binary(a), Outgoing::Binary(b)) => a == b,
+            (Outgoing::Shared(a), Outgoing::Shared(b)) => a.same_encoding(b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Outgoing {}
+
+/// `b` + standard base64 with padding of `len` bytes (Engine.IO v4,
+/// "Payload encoding").
+fn base64_polling_len(len: usize) -> usize {
+    1 + len.div_ceil(3) * 4
+}
+
+/// One Engine.IO message encoded once and sent to many sessions, whatever
+/// their transport (docs/socketio.md §6): the chito [`SharedMessage`] the
+/// WebSocket route queues by reference (chito builds its frame once per
+/// wire form), and, for a binary message, its polling form `b` + base64,
+/// built by the first polling session that sends it. A text message's
+/// polling form is its text as it is. Cloning is a reference count.
+#[derive(Debug, Clone)]
+pub struct SharedPacket(Arc<SharedPacketInner>);
+
+#[derive(Debug)]
+struct SharedPacketInner {
+    message: SharedMessage,
+    /// A binary message's `b` + base64 (unused for text).
+    polling: OnceLock<Bytes>,
+    /// How many times `polling` was built (at most once; tests check it).
+    polling_builds: AtomicUsize,
+}
+
+impl SharedPacket {
+    /// A whole Engine.IO text packet, type digit included (`42["chat",1]`),
+    /// taken without copying.
+    pub fn text(packet: String) -> SharedPacket {
+        SharedPacket::new(SharedMessage::text(packet))
+    }
+
+    /// A binary message (copied once into the shared message).
+    pub fn binary(data: &[u8]) -> SharedPacket {
+        SharedPacket::new(SharedMessage::new(chito::Message::Binary(data)))
+    }
+
+    /// The Engine.IO message `message` carries as it is: text is a whole
+    /// Engine.IO text packet (type digit included), binary a binary
+    /// message.
+    pub fn from_message(message: SharedMessage) -> SharedPacket {
+        SharedPacket::new(message)
+    }
+
+    fn new(message: SharedMessage) -> SharedPacket {
+        SharedPacket(Arc::new(SharedPacketInner {
+            message,
+            polling: OnceLock::new(),
+            polling_builds: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The message, as the WebSocket route sends it.
+    pub fn message(&self) -> &SharedMessage {
+        &self.0.message
+    }
+
+    /// Appends the polling form to `out`: the text as it is, or `b` +
+    /// base64 built once for every session.
+    pub fn write_polling(&self, out: &mut BytesMut) {
+        match self.0.message.message() {
+            chito::Message::Text(text) => out.put_slice(text.as_bytes()),
+            chito::Message::Binary(data) => {
+                let form = self.0.polling.get_or_init(|| {
+                    self.0.polling_builds.fetch_add(1, Ordering::Relaxed);
+                    let mut form = String::with_capacity(base64_polling_len(data.len()));
+                    form.push('b');
+                    STANDARD.encode_string(data, &mut form);
+                    Bytes::from(form)
+                });
+                out.put_slice(form);
+            }
+        }
+    }
+
+    /// The polling form's length.
+    pub fn polling_len(&self) -> usize {
+        match self.0.message.message() {
+            chito::Message::Text(text) => text.len(),
+            chito::Message::Binary(data) => base64_polling_len(data.len()),
+        }
+    }
+
+    /// How many times the polling form was built: at most once, however
+    /// many polling sessions it went to.
+    pub fn polling_builds(&self) -> usize {
+        self.0.polling_builds.load(Ordering::Relaxed)
+    }
+
+    /// Whether two packets are the same shared encoding.
+    pub fn same_encoding(&self, other: &SharedPacket) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

@@ -81,6 +81,7 @@ pub fn encode_polling_packet(packet: &Outgoing, out: &mut BytesMut) {
             out.put_u8(b'b');
             out.put_slice(STANDARD.encode(data).as_bytes());
         }
+        Outgoing::Shared(shared) => shared.write_polling(out),
     }
 }
 

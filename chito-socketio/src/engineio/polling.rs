@@ -77,12 +77,21 @@ async fn get(inner: &Arc<Inner>, sid: Sid, cell: Arc<SessionCell>) -> Response<F
             loop {
                 // A `let` of its own: the lock is released before
                 // `after_change` takes it again.
-                let body = cell.lock().take_poll_body();
-                if let Some(body) = body {
+                let answer = {
+                    let mut session = cell.lock();
+                    match session.take_poll_refusal() {
+                        Some(refusal) => Some(Err(refusal)),
+                        None => session.take_poll_body().map(Ok),
+                    }
+                };
+                if let Some(answer) = answer {
                     parked.answered = true;
                     drop(parked);
                     inner.after_change(sid, &cell);
-                    return plain(StatusCode::OK, TEXT, body);
+                    return match answer {
+                        Ok(body) => plain(StatusCode::OK, TEXT, body),
+                        Err(refusal) => error_response(refusal),
+                    };
                 }
                 if changed.changed().await.is_err() {
                     // The session is gone: the guard clears the slot.

@@ -10,10 +10,13 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chito::rooms::{Payload, Sink};
+use chito::tokio::QueueError;
+use chito::Message;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use hyper::{Method, Request, Response, StatusCode};
@@ -21,7 +24,7 @@ use tokio::sync::watch;
 
 use super::config::EngineConfig;
 use super::cors::{Cors, CorsOrigin, CorsRequest};
-use super::packet::Outgoing;
+use super::packet::{Outgoing, SharedPacket, SharedPackets};
 use super::query::{parse_query, RequestError, TransportKind};
 use super::session::{CloseReason, EngineEvent, SendError, Session};
 use super::sid::{Sid, SidGenerator};
@@ -137,6 +140,9 @@ pub(crate) struct SessionCell {
     session: Mutex<Session>,
     /// Bumped after every change of the session.
     changed: watch::Sender<u64>,
+    /// The session's WebSocket once it is its transport (at once for a
+    /// WebSocket-only session, at the end of an upgrade).
+    websocket: OnceLock<chito::tokio::Handle>,
 }
 
 impl SessionCell {
@@ -155,6 +161,47 @@ impl SessionCell {
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// Makes `handle` the session's transport for what it sends.
+    pub(crate) fn attach_websocket(&self, handle: &chito::tokio::Handle) {
+        // Set once per session: a second WebSocket is refused before it
+        // gets here.
+        let _ = self.websocket.set(handle.clone());
+    }
+
+    /// engine.io's `flush` on a writable transport: if the session is on
+    /// its WebSocket and no write is in flight, hands everything queued to
+    /// it as one write ([`Session::begin_websocket_write`]). Called under
+    /// the session's lock by whoever queued, so a write starts at once (as
+    /// engine.io's `sendPacket` flushes synchronously) and two writes never
+    /// overlap or reorder; the writer task completes it.
+    pub(crate) fn flush_websocket(&self, session: &mut Session) {
+        let Some(handle) = self.websocket.get() else {
+            return;
+        };
+        if !session.begin_websocket_write() {
+            return;
+        }
+        while let Some(packet) = session.poll_transmit() {
+            let pushed = match &packet {
+                Outgoing::Text(text) => handle.try_send(Message::Text(text)),
+                Outgoing::Binary(data) => handle.try_send(Message::Binary(data)),
+                // A reference count: chito builds the frame once per wire
+                // form for every session it goes to.
+                Outgoing::Shared(shared) => handle.try_send_shared(shared.message()),
+            };
+            match pushed {
+                Ok(()) => {}
+                Err(QueueError::Full) => {
+                    // Goes with the next write, first.
+                    session.requeue_front(packet);
+                    break;
+                }
+                // The connection is closing: its reader reports the close.
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -203,8 +250,41 @@ impl EngineSocket {
         self.try_send(Outgoing::Binary(data))
     }
 
+    /// Sends `packets` together, in order, with nothing between them (a
+    /// Socket.IO packet and its attachments), or none of them; shared
+    /// packets are queued by reference (docs/socketio.md §6).
+    pub fn try_send_all(&self, packets: &[Outgoing]) -> Result<(), SendError> {
+        let sent = {
+            let mut session = self.cell.lock();
+            let sent = session.try_send_all(packets);
+            self.cell.flush_websocket(&mut session);
+            sent
+        };
+        self.cell.notify();
+        sent
+    }
+
+    /// Sends `packet` apart: last in its WebSocket write, the next write
+    /// after a pause ([`Session::try_send_apart`]; Socket.IO's CONNECT
+    /// answer).
+    pub fn try_send_apart(&self, packet: Outgoing) -> Result<(), SendError> {
+        let sent = {
+            let mut session = self.cell.lock();
+            let sent = session.try_send_apart(packet);
+            self.cell.flush_websocket(&mut session);
+            sent
+        };
+        self.cell.notify();
+        sent
+    }
+
     fn try_send(&self, packet: Outgoing) -> Result<(), SendError> {
-        let sent = self.cell.lock().try_send(packet);
+        let sent = {
+            let mut session = self.cell.lock();
+            let sent = session.try_send(packet);
+            self.cell.flush_websocket(&mut session);
+            sent
+        };
         // Wakes the GET, the writer and the timer task; a slow consumer
         // closed here is reported and forgotten by the timer task, which
         // sees it finished.
@@ -224,6 +304,43 @@ impl EngineSocket {
     pub(crate) fn close_with(&self, reason: CloseReason) {
         self.cell.lock().close(reason);
         self.cell.notify();
+    }
+}
+
+/// A session is a room member's sink (docs/socketio.md §5, §6): an emit's
+/// payload becomes its Engine.IO messages once per emit (cached with the
+/// payload), queued by reference in every member's session, a batch all
+/// or none; then the WebSocket write starts or the parked GET wakes.
+impl Sink for EngineSocket {
+    fn deliver(&self, payload: &Payload) -> Result<(), QueueError> {
+        let sent = match payload {
+            // Socket.IO emits are batches (`socketio::socket::payload`).
+            Payload::Batch(_) => match payload.derived(SharedPackets::from_messages) {
+                Some(packets) => self.try_send_all(packets.packets()),
+                // Another type was cached with the payload first: built
+                // for this member alone.
+                None => {
+                    self.try_send_all(SharedPackets::from_messages(payload.messages()).packets())
+                }
+            },
+            // A single message's cache slot is inside the message, and
+            // the cached packet would hold the message: a cycle never
+            // freed. Built for this member (one reference-counted cell);
+            // only emits from outside Socket.IO (a plain chito emit to a
+            // room key) come as single messages.
+            Payload::Single(message) => self.try_send(Outgoing::Shared(
+                SharedPacket::from_message(message.clone()),
+            )),
+        };
+        sent.map_err(|error| match error {
+            SendError::Full => QueueError::Full,
+            SendError::Closed => QueueError::Closed,
+            SendError::ClosedSlowConsumer => QueueError::ClosedSlowConsumer,
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.cell.lock().is_closed()
     }
 }
 
@@ -280,6 +397,7 @@ impl Inner {
         let cell = Arc::new(SessionCell {
             session: Mutex::new(session),
             changed,
+            websocket: OnceLock::new(),
         });
         {
             let mut sessions = self.sessions();
@@ -560,6 +678,39 @@ impl EngineIo {
         // `Session::is_finished`) are forgotten now.
         self.inner.sessions().clear();
         dropped
+    }
+}
+
+/// Sessions without HTTP, for the crate's tests: opened, fed and read
+/// through the same calls the transports make.
+#[cfg(test)]
+impl EngineIo {
+    /// Opens a session on `transport` (no WebSocket is attached: what it
+    /// sends stays queued for [`EngineIo::test_take`]).
+    pub(crate) fn test_open(&self, transport: TransportKind) -> Option<EngineSocket> {
+        let (sid, cell) = self.inner.open_session(transport)?;
+        Some(EngineSocket { cell, sid })
+    }
+
+    /// `text` arrives from the client of `socket`'s session.
+    pub(crate) fn test_receive(&self, socket: &EngineSocket, text: &str) {
+        socket.cell.lock().recv_text(text, Instant::now());
+        self.inner.after_change(socket.sid, &socket.cell);
+    }
+
+    /// What the session's client would get now: a polling GET's body, or
+    /// the packets queued for the WebSocket.
+    pub(crate) fn test_take(&self, socket: &EngineSocket) -> (Option<Bytes>, Vec<Outgoing>) {
+        let mut session = socket.cell.lock();
+        let body = match session.get_arrived(Instant::now()) {
+            super::session::GetAction::Respond(body) => Some(body),
+            _ => {
+                session.get_abandoned();
+                None
+            }
+        };
+        let packets = std::iter::from_fn(|| session.poll_transmit()).collect();
+        (body, packets)
     }
 }
 

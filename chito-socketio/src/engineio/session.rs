@@ -113,8 +113,7 @@ impl std::error::Error for SendError {}
 fn queued_cost(transport: TransportKind, packet: &Outgoing) -> usize {
     match (transport, packet) {
         (TransportKind::Polling, packet) => packet.polling_len(),
-        (TransportKind::WebSocket, Outgoing::Text(text)) => text.len(),
-        (TransportKind::WebSocket, Outgoing::Binary(data)) => data.len(),
+        (TransportKind::WebSocket, packet) => packet.websocket_len(),
     }
 }
 
@@ -137,12 +136,35 @@ pub struct Session {
     /// What the parked GET must answer regardless of the queue (`1` on a
     /// server close, `6` on a client close or an upgrade).
     parked_answer: Option<Bytes>,
+    /// A GET that came after the probe waits until then for the upgrade
+    /// (see [`Session::get_arrived`]).
+    probed_get_until: Option<Instant>,
+    /// The parked GET is answered with this error (the upgrade it waited
+    /// for completed).
+    parked_refusal: Option<RequestError>,
     post_in_flight: bool,
     /// Packets for the WebSocket transport.
     websocket_queue: VecDeque<Outgoing>,
-    /// What the packets in `polling_queue` and `websocket_queue` count
-    /// against `max_queued_bytes` ([`queued_cost`]).
+    /// What the packets in `polling_queue` and `websocket_queue`, and those
+    /// of the WebSocket write in flight, count against `max_queued_bytes`
+    /// ([`queued_cost`]).
     queued_bytes: usize,
+    /// A WebSocket write is in flight ([`Session::begin_websocket_write`]):
+    /// engine.io's transport is not `writable` until it completes.
+    websocket_writing: bool,
+    /// What the packets of the write in flight count, freed when it
+    /// completes ([`Session::websocket_write_done`]).
+    in_flight_bytes: usize,
+    /// Packets ever queued for, and taken by, the WebSocket (their
+    /// sequence numbers, for the marks in `apart`).
+    websocket_queued: u64,
+    websocket_taken: u64,
+    /// The sequence numbers of packets to be written apart
+    /// ([`Session::try_send_apart`]), in order.
+    apart: VecDeque<u64>,
+    /// The write in flight ended at a packet sent apart: the transport
+    /// pauses before the next.
+    write_ended_apart: bool,
     /// The session was closed because its queue overflowed
     /// ([`QueueOverflow::CloseSession`]): its WebSocket closes with 1008.
     slow_consumer: bool,
@@ -159,6 +181,10 @@ pub struct Session {
 /// sees them in arrival order; two requests on two connections may be
 /// handled in either order here).
 const CLOSE_NOOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a GET that came after the probe waits for the upgrade before
+/// its noop (the reference server checks every 100 ms).
+const PROBED_GET_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 const CLOSE_BODY: &[u8] = b"1";
 const NOOP_BODY: &[u8] = b"6";
@@ -184,9 +210,17 @@ impl Session {
             polling_queue: VecDeque::new(),
             get_parked: false,
             parked_answer: None,
+            probed_get_until: None,
+            parked_refusal: None,
             post_in_flight: false,
             websocket_queue: VecDeque::new(),
             queued_bytes: 0,
+            websocket_writing: false,
+            in_flight_bytes: 0,
+            websocket_queued: 0,
+            websocket_taken: 0,
+            apart: VecDeque::new(),
+            write_ended_apart: false,
             slow_consumer: false,
             upgrade: UpgradeSlot::Idle,
             events: VecDeque::new(),
@@ -324,9 +358,17 @@ impl Session {
             return GetAction::Reject(RequestError::BadRequest);
         }
         if self.upgrade.probed() {
-            // The probe succeeded: end every GET with a noop so the client
-            // can pause polling and send `5`.
-            return GetAction::Respond(Bytes::from_static(NOOP_BODY));
+            // The probe succeeded and the client's `5` may be on its way on
+            // the WebSocket. The reference server, on one thread, sees the
+            // two in the order they arrived; here they race on two
+            // connections. So the GET waits up to PROBED_GET_WAIT (the
+            // reference server's noop check interval) for the upgrade: if
+            // it completes, this is a request after the upgrade (`Session
+            // ID unknown`); if not, a noop ends it so the client can pause
+            // polling and send `5`.
+            self.get_parked = true;
+            self.probed_get_until = Some(now + PROBED_GET_WAIT);
+            return GetAction::Park;
         }
         match self.take_polling_body() {
             Some(body) => GetAction::Respond(body),
@@ -341,6 +383,20 @@ impl Session {
     /// its response): the next GET is not an overlap.
     pub fn get_abandoned(&mut self) {
         self.get_parked = false;
+        self.probed_get_until = None;
+        self.parked_refusal = None;
+    }
+
+    /// The error the parked GET answers now, if it is refused: the
+    /// upgrade it waited for after the probe completed (a request after the
+    /// upgrade).
+    pub fn take_poll_refusal(&mut self) -> Option<RequestError> {
+        if !self.get_parked {
+            return None;
+        }
+        let refusal = self.parked_refusal.take()?;
+        self.get_parked = false;
+        Some(refusal)
     }
 
     /// The body the parked GET answers now, if it has one: queued
@@ -349,11 +405,18 @@ impl Session {
         if !self.get_parked {
             return None;
         }
+        if self.parked_refusal.is_some() {
+            return None;
+        }
         let body = if let Some(answer) = self.parked_answer.take() {
             answer
+        } else if self.probed_get_until.is_some() && self.upgrade.probed() {
+            // Waiting for the upgrade, or for its noop.
+            return None;
         } else if self.upgrade.probed() {
             Bytes::from_static(NOOP_BODY)
         } else {
+            self.probed_get_until = None;
             self.take_polling_body()?
         };
         self.get_parked = false;
@@ -387,7 +450,9 @@ impl Session {
             .iter()
             .map(|packet| queued_cost(TransportKind::WebSocket, packet))
             .sum();
-        self.queued_bytes = polling.saturating_add(websocket);
+        self.queued_bytes = polling
+            .saturating_add(websocket)
+            .saturating_add(self.in_flight_bytes);
     }
 
     /// A polling POST arrived (before its body is read): only one may be
@@ -478,7 +543,7 @@ impl Session {
     }
 
     /// A text message on the probing WebSocket.
-    pub fn recv_probe_text(&mut self, text: &str) {
+    pub fn recv_probe_text(&mut self, text: &str, now: Instant) {
         if self.closed.is_some() {
             return;
         }
@@ -494,8 +559,14 @@ impl Session {
                 probe
                     .outbox
                     .push_back(Outgoing::packet(PacketType::Pong, "probe"));
-                if self.get_parked {
-                    self.parked_answer = Some(Bytes::from_static(NOOP_BODY));
+                if self.get_parked && self.parked_answer.is_none() {
+                    // The reference server ends a pending GET with a noop at
+                    // its next check (every 100 ms), so the client can pause
+                    // polling and send `5`; the GET may also be one that
+                    // raced the probe on another connection, sent after `5`
+                    // (see `get_arrived`): it waits for the upgrade as a GET
+                    // after the probe does.
+                    self.probed_get_until = Some(now + PROBED_GET_WAIT);
                 }
             }
             // The reference server completes on `5` whether or not the
@@ -533,16 +604,26 @@ impl Session {
     fn complete_upgrade(&mut self) {
         let previous = std::mem::replace(&mut self.upgrade, UpgradeSlot::Completed);
         if let UpgradeSlot::Probing(probe) = previous {
+            self.websocket_queued = self
+                .websocket_queued
+                .wrapping_add(probe.outbox.len() as u64);
             self.websocket_queue.extend(probe.outbox);
         }
         // What was queued for polling goes out first, in order, on the
         // WebSocket (docs/socketio.md §3, upgrade step 3).
+        let moved = self.polling_queue.len() as u64;
         self.websocket_queue.extend(self.polling_queue.drain(..));
+        self.websocket_queued = self.websocket_queued.wrapping_add(moved);
         self.recount_queued();
         self.transport = TransportKind::WebSocket;
         self.upgraded_from_polling = true;
         if self.get_parked {
             self.parked_answer = Some(Bytes::from_static(NOOP_BODY));
+        }
+        if self.get_parked && self.probed_get_until.take().is_some() {
+            // A GET that came after the probe: it was a request after the
+            // upgrade.
+            self.parked_refusal = Some(RequestError::UnknownSid);
         }
         self.events.push_back(EngineEvent::Upgraded);
     }
@@ -576,24 +657,50 @@ impl Session {
         if self.closed.is_some() {
             return Err(SendError::Closed);
         }
-        let cost = queued_cost(self.transport, &packet);
-        let fits = self.queued_bytes == 0
-            || self.queued_bytes.saturating_add(cost) <= self.config.max_queued_bytes;
-        if !fits {
-            return match self.config.queue_overflow {
-                QueueOverflow::Reject => Err(SendError::Full),
-                QueueOverflow::CloseSession => {
-                    self.slow_consumer = true;
-                    // What is queued would reach the client after a gap:
-                    // dropped, the client reconnects instead.
-                    self.websocket_queue.clear();
-                    self.close(CloseReason::TransportError);
-                    Err(SendError::ClosedSlowConsumer)
-                }
-            };
-        }
+        self.admit(queued_cost(self.transport, &packet))?;
         self.queue(packet);
         Ok(())
+    }
+
+    /// Queues `packets` together, in order, nothing between them (a
+    /// Socket.IO packet and its attachments: the receiver takes the next N
+    /// binary messages as the attachments), or none of them: the bound is
+    /// checked against their sum, as [`Session::try_send`] does for one.
+    pub fn try_send_all(&mut self, packets: &[Outgoing]) -> Result<(), SendError> {
+        if self.closed.is_some() {
+            return Err(SendError::Closed);
+        }
+        let cost = packets
+            .iter()
+            .map(|packet| queued_cost(self.transport, packet))
+            .fold(0usize, usize::saturating_add);
+        self.admit(cost)?;
+        for packet in packets {
+            self.queue(packet.clone());
+        }
+        Ok(())
+    }
+
+    /// Whether `cost` more bytes may be queued; if not, applies the
+    /// `queue_overflow` policy.
+    fn admit(&mut self, cost: usize) -> Result<(), SendError> {
+        let fits = self.queued_bytes == 0
+            || self.queued_bytes.saturating_add(cost) <= self.config.max_queued_bytes;
+        if fits {
+            return Ok(());
+        }
+        match self.config.queue_overflow {
+            QueueOverflow::Reject => Err(SendError::Full),
+            QueueOverflow::CloseSession => {
+                self.slow_consumer = true;
+                // What is queued would reach the client after a gap:
+                // dropped, the client reconnects instead.
+                self.websocket_queue.clear();
+                self.apart.clear();
+                self.close(CloseReason::TransportError);
+                Err(SendError::ClosedSlowConsumer)
+            }
+        }
     }
 
     fn queue(&mut self, packet: Outgoing) {
@@ -602,20 +709,113 @@ impl Session {
             .saturating_add(queued_cost(self.transport, &packet));
         match self.transport {
             TransportKind::Polling => self.polling_queue.push_back(packet),
-            TransportKind::WebSocket => self.websocket_queue.push_back(packet),
+            TransportKind::WebSocket => {
+                self.websocket_queued = self.websocket_queued.wrapping_add(1);
+                self.websocket_queue.push_back(packet);
+            }
         }
     }
 
-    /// The next packet to write on the session's WebSocket.
+    /// Queues `packet` (as [`Session::try_send`]) to be written apart on a
+    /// WebSocket: last in its write, and the transport pauses before the
+    /// next ([`Session::websocket_pause_after_write`]). For the CONNECT
+    /// answer: clients may change their listeners on it, and a client that
+    /// reads it together with what follows (`ws` 8.5, the protocol suite's,
+    /// emits every message of one read at once) would miss the rest.
+    pub fn try_send_apart(&mut self, packet: Outgoing) -> Result<(), SendError> {
+        self.try_send(packet)?;
+        if self.transport == TransportKind::WebSocket {
+            self.apart.push_back(self.websocket_queued);
+        }
+        Ok(())
+    }
+
+    /// Starts one WebSocket write of everything queued, if the transport
+    /// is writable: engine.io writes a packet batch only once the previous
+    /// write has completed (its WebSocket transport is not `writable` until
+    /// the `ws` send callback; then `drain` flushes what piled up), so a
+    /// packet queued while a write is in flight waits for the next one.
+    /// Clients rely on it: the CONNECT answer and the connect handler's
+    /// first emit reach the client in separate reads (`ws` 8.5, the
+    /// protocol suite's, emits every message of one read at once, and a
+    /// listener added after the first misses the second).
+    ///
+    /// True: take the packets with [`Session::poll_transmit`], hand them
+    /// to the transport, and call [`Session::websocket_write_done`] once it
+    /// has written them.
+    pub fn begin_websocket_write(&mut self) -> bool {
+        if self.transport != TransportKind::WebSocket
+            || self.websocket_writing
+            || self.websocket_queue.is_empty()
+        {
+            return false;
+        }
+        self.websocket_writing = true;
+        true
+    }
+
+    /// Whether a WebSocket write is in flight.
+    pub fn websocket_writing(&self) -> bool {
+        self.websocket_writing
+    }
+
+    /// Whether the write in flight ended at a packet sent apart
+    /// ([`Session::try_send_apart`]): the transport pauses after it.
+    pub fn websocket_pause_after_write(&self) -> bool {
+        self.websocket_writing && self.write_ended_apart
+    }
+
+    /// The WebSocket write in flight completed: its packets no longer
+    /// count, and the next write may start.
+    pub fn websocket_write_done(&mut self) {
+        self.websocket_writing = false;
+        self.write_ended_apart = false;
+        self.queued_bytes = self.queued_bytes.saturating_sub(self.in_flight_bytes);
+        self.in_flight_bytes = 0;
+    }
+
+    /// The next packet to write on the session's WebSocket. During a write
+    /// ([`Session::begin_websocket_write`]) its bytes count until the write
+    /// completes; otherwise they are freed at once.
     pub fn poll_transmit(&mut self) -> Option<Outgoing> {
         if self.transport != TransportKind::WebSocket {
             return None;
         }
+        if self.websocket_writing && self.write_ended_apart {
+            // The write ends at the packet sent apart.
+            return None;
+        }
         let packet = self.websocket_queue.pop_front()?;
-        self.queued_bytes = self
-            .queued_bytes
-            .saturating_sub(queued_cost(TransportKind::WebSocket, &packet));
+        self.websocket_taken = self.websocket_taken.wrapping_add(1);
+        if self.apart.front() == Some(&self.websocket_taken) {
+            self.apart.pop_front();
+            self.write_ended_apart = self.websocket_writing;
+        }
+        let cost = queued_cost(TransportKind::WebSocket, &packet);
+        if self.websocket_writing {
+            self.in_flight_bytes = self.in_flight_bytes.saturating_add(cost);
+        } else {
+            self.queued_bytes = self.queued_bytes.saturating_sub(cost);
+        }
         Some(packet)
+    }
+
+    /// A packet [`Session::poll_transmit`] gave that the transport could
+    /// not take now: first in line again for the next write.
+    pub fn requeue_front(&mut self, packet: Outgoing) {
+        if self.write_ended_apart {
+            // It was the packet sent apart (the last one taken).
+            self.write_ended_apart = false;
+            self.apart.push_front(self.websocket_taken);
+        }
+        self.websocket_taken = self.websocket_taken.wrapping_sub(1);
+        let cost = queued_cost(TransportKind::WebSocket, &packet);
+        if self.websocket_writing {
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(cost);
+        } else {
+            self.queued_bytes = self.queued_bytes.saturating_add(cost);
+        }
+        self.websocket_queue.push_front(packet);
     }
 
     /// The next event for the application.
@@ -632,6 +832,7 @@ impl Session {
         }
         self.closed = Some(reason);
         self.next_ping = None;
+        self.probed_get_until = None;
         self.pong_deadline = None;
         if self.get_parked && self.parked_answer.is_none() {
             self.parked_answer = Some(Bytes::from_static(
@@ -657,10 +858,15 @@ impl Session {
         if self.closed.is_some() {
             return self.close_noop_until;
         }
-        [self.next_ping, self.pong_deadline, self.upgrade.deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_ping,
+            self.pong_deadline,
+            self.upgrade.deadline(),
+            self.probed_get_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs whatever is due at `now`: the pong deadline (close with
@@ -684,6 +890,10 @@ impl Session {
         if self.pong_deadline.is_some_and(|deadline| deadline <= now) {
             self.close(CloseReason::PingTimeout);
             return;
+        }
+        if self.probed_get_until.is_some_and(|until| until <= now) {
+            // No upgrade came: the noop ends the GET.
+            self.probed_get_until = None;
         }
         if self
             .upgrade

@@ -79,7 +79,7 @@ impl SidGenerator {
         }
     }
 
-    fn next_u64(&self) -> u64 {
+    pub(crate) fn next_u64(&self) -> u64 {
         let mut hasher = self.key.build_hasher();
         hasher.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
         hasher.finish()

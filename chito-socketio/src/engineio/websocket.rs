@@ -112,11 +112,12 @@ pub(crate) fn handle<B>(
             return;
         };
         let conn = Connection::with_negotiated(Role::Server, config, negotiated, &[]);
-        // chito's queue gets the same bound as the session's: the writer
-        // waits for room there, so what piles up stays in the session's
-        // queue, where `queue_overflow` applies.
+        // chito's queue holds one write at most, drawn from the session's
+        // queue, whose bound is the one that applies (`queue_overflow`);
+        // twice that bound leaves room for chito's per-message overhead
+        // (a write that still does not fit goes on in the next one).
         let ws = chito::tokio::Builder::new(TokioIo::new(upgraded))
-            .max_queued_bytes(inner.config.engine.max_queued_bytes)
+            .max_queued_bytes(inner.config.engine.max_queued_bytes.saturating_mul(2))
             .shutdown(&inner.websockets)
             .upgraded(conn);
         match role {
@@ -180,7 +181,7 @@ async fn run<S>(
         let mut session = cell.lock();
         match event {
             Ok(OwnedEvent::Text(text)) if main => session.recv_text(&text, Instant::now()),
-            Ok(OwnedEvent::Text(text)) => session.recv_probe_text(&text),
+            Ok(OwnedEvent::Text(text)) => session.recv_probe_text(&text, Instant::now()),
             Ok(OwnedEvent::Binary(data)) if main => session.recv_binary(Bytes::from(data)),
             Ok(OwnedEvent::Binary(_)) => session.recv_probe_binary(),
             Ok(OwnedEvent::Ping(_) | OwnedEvent::Pong(_)) => {}
@@ -203,64 +204,147 @@ async fn run<S>(
     writer.abort();
 }
 
-/// Moves packets from the session to the WebSocket, and closes it when
-/// the session closes (1000, or 1002 for a parse error: §9) or the probe
-/// fails (1000).
+/// Completes the session's WebSocket writes and starts the next
+/// ([`SessionCell::flush_websocket`]: engine.io's pacing, one write in
+/// flight), sends the probe's `3probe`, and closes the WebSocket when the
+/// session closes (1000, or 1002 for a parse error: §9) or the probe fails
+/// (1000).
 async fn write_loop(cell: Arc<SessionCell>, handle: chito::tokio::Handle, mut probing: bool) {
     let mut changed = cell.subscribe();
-    let mut slow_consumer = false;
+    if !probing {
+        cell.attach_websocket(&handle);
+    }
+    // When the write just completed may be followed (the pause after a
+    // packet sent apart).
+    let mut spaced_until: Option<Instant> = None;
     loop {
-        let (packets, close) = {
+        if handle.is_closed() {
+            // The connection is closing or gone: nothing more can be
+            // written; the reading task reports the session's close.
+            return;
+        }
+        if probing {
             let mut session = cell.lock();
-            let mut packets = Vec::new();
-            if probing {
-                while let Some(packet) = session.poll_probe_transmit() {
-                    packets.push(packet);
+            while let Some(packet) = session.poll_probe_transmit() {
+                let _ = match &packet {
+                    Outgoing::Text(text) => handle.try_send(Message::Text(text)),
+                    Outgoing::Binary(data) => handle.try_send(Message::Binary(data)),
+                    Outgoing::Shared(shared) => handle.try_send_shared(shared.message()),
+                };
+            }
+            match session.probe_status() {
+                ProbeStatus::Completed => {
+                    probing = false;
+                    drop(session);
+                    cell.attach_websocket(&handle);
                 }
-                match session.probe_status() {
-                    ProbeStatus::Completed => probing = false,
-                    ProbeStatus::Probing => {}
-                    ProbeStatus::Idle | ProbeStatus::Failed => {
-                        drop(session);
-                        let _ = handle.close(CloseCode::Normal, "");
+                ProbeStatus::Probing => {}
+                ProbeStatus::Idle | ProbeStatus::Failed => {
+                    drop(session);
+                    let _ = handle.close(CloseCode::Normal, "");
+                    return;
+                }
+            }
+        }
+        let mut writing = false;
+        if !probing {
+            let (rest, close, slow_consumer) = {
+                let mut session = cell.lock();
+                if session.websocket_writing() && handle.buffered_amount() == 0 {
+                    let now = Instant::now();
+                    let pause = session.websocket_pause_after_write();
+                    let until = *spaced_until.get_or_insert_with(|| {
+                        if pause {
+                            now + APART_PAUSE
+                        } else {
+                            now
+                        }
+                    });
+                    if now >= until {
+                        session.websocket_write_done();
+                        spaced_until = None;
+                    }
+                }
+                let close = session.close_reason();
+                let mut rest = Vec::new();
+                if close.is_some() {
+                    // Closing: what is left goes now, before the close.
+                    while let Some(packet) = session.poll_transmit() {
+                        rest.push(packet);
+                    }
+                } else {
+                    cell.flush_websocket(&mut session);
+                    writing = session.websocket_writing();
+                }
+                (rest, close, session.closed_as_slow_consumer())
+            };
+            if let Some(reason) = close {
+                for packet in rest {
+                    let sent = match &packet {
+                        Outgoing::Text(text) => handle.send(Message::Text(text)).await,
+                        Outgoing::Binary(data) => handle.send(Message::Binary(data)).await,
+                        Outgoing::Shared(shared) => handle.try_send_shared(shared.message()),
+                    };
+                    if sent.is_err() {
                         return;
                     }
                 }
-            }
-            let mut close = None;
-            if !probing {
-                while let Some(packet) = session.poll_transmit() {
-                    packets.push(packet);
-                }
-                close = session.close_reason();
-                slow_consumer = session.closed_as_slow_consumer();
-            }
-            (packets, close)
-        };
-        for packet in packets {
-            let sent = match &packet {
-                Outgoing::Text(text) => handle.send(Message::Text(text)).await,
-                Outgoing::Binary(data) => handle.send(Message::Binary(data)).await,
-            };
-            if sent.is_err() {
+                // docs/socketio.md §9: 1002 for a parse error, 1001 when the
+                // server goes away, 1008 for a slow consumer (as chito's own
+                // overflow close), 1000 for every other Engine.IO close.
+                let code = match reason {
+                    CloseReason::ParseError => CloseCode::ProtocolError,
+                    CloseReason::ServerShutdown => CloseCode::GoingAway,
+                    _ if slow_consumer => CloseCode::PolicyViolation,
+                    _ => CloseCode::Normal,
+                };
+                let _ = handle.close(code, "");
                 return;
             }
         }
-        if let Some(reason) = close {
-            // docs/socketio.md §9: 1002 for a parse error, 1001 when the
-            // server goes away, 1008 for a slow consumer (as chito's own
-            // overflow close), 1000 for every other Engine.IO close.
-            let code = match reason {
-                CloseReason::ParseError => CloseCode::ProtocolError,
-                CloseReason::ServerShutdown => CloseCode::GoingAway,
-                _ if slow_consumer => CloseCode::PolicyViolation,
-                _ => CloseCode::Normal,
-            };
-            let _ = handle.close(code, "");
+        if writing {
+            tokio::select! {
+                () = written(&handle, spaced_until) => {}
+                result = changed.changed() => if result.is_err() { return; },
+            }
+        } else if changed.changed().await.is_err() {
             return;
         }
-        if changed.changed().await.is_err() {
+    }
+}
+
+/// The pause after a write that ends with a packet sent apart
+/// (`Session::try_send_apart`: the CONNECT answer). engine.io's pacing
+/// (one write in flight) puts the CONNECT answer and the connect handler's
+/// first emit in separate writes, but a client busy elsewhere — a loaded
+/// machine — still reads both at once if the second arrives before it has
+/// read the first, and `ws` 8.5 (the protocol suite's client) then emits
+/// both before its listener for the second is added. The pause gives it
+/// time to read; other writes are paced by completion alone, so
+/// throughput is unaffected.
+const APART_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Resolves once chito has written everything handed to `handle` (or the
+/// connection closed), or, with `spaced_until`, once that instant passed. chito's handle tells senders when room is freed,
+/// not when the queue is empty, so this looks again after letting the
+/// connection's task run — it takes and writes the queue in one poll, so
+/// one or two turns usually suffice — and then every millisecond (a peer
+/// reading slowly: the session's queue fills meanwhile and its bound
+/// applies).
+async fn written(handle: &chito::tokio::Handle, spaced_until: Option<Instant>) {
+    if let Some(until) = spaced_until {
+        // Written already; only the spacing is left.
+        tokio::time::sleep_until(until.into()).await;
+        return;
+    }
+    let done = || handle.buffered_amount() == 0 || handle.is_closed();
+    for _ in 0..4 {
+        if done() {
             return;
         }
+        tokio::task::yield_now().await;
+    }
+    while !done() {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }

@@ -19,17 +19,16 @@ use super::io::{IoInner, SocketIoConfig};
 use super::namespace::{ConnectError, Middleware, Namespace};
 use super::packet::{self, Packet, PacketData, Prefix};
 use super::recovery::{self, Resumed};
-use super::socket::{DisconnectReason, Socket};
-use crate::engineio::{CloseReason, EngineSocket};
+use super::rooms::{parse_socket_id, socket_id};
+use super::socket::{logged_payload, DisconnectReason, Socket};
+use crate::engineio::{CloseReason, EngineSocket, Outgoing};
+use chito::rooms::{Payload, Sink};
+use chito::tokio::QueueError;
 
 /// A client's Engine.IO session and its namespace sockets.
 pub(crate) struct Client {
     engine: EngineSocket,
     io: Arc<IoInner>,
-    /// Held while one packet and its attachments are handed to the
-    /// session, so another emit cannot slip between them (the receiver
-    /// takes the next N binary messages as the attachments, §4).
-    send_lock: Mutex<()>,
     state: Mutex<ClientState>,
 }
 
@@ -66,6 +65,27 @@ struct Connected<'a> {
     pid: Option<&'a str>,
 }
 
+/// A socket's member sink in the room registry: its Engine.IO session,
+/// never reported closed. The socket leaves the registry itself, when
+/// Socket.IO handles the close (`Socket::closed`, which first keeps its
+/// rooms for recovery, docs/socketio.md §7); a registry that pruned the
+/// closed session at the next emit would take the rooms before that.
+struct SocketSink(EngineSocket);
+
+impl Sink for SocketSink {
+    fn deliver(&self, payload: &Payload) -> Result<(), QueueError> {
+        match self.0.deliver(payload) {
+            // Skipped like a full queue, not pruned: see above.
+            Err(QueueError::Closed | QueueError::ClosedSlowConsumer) => Err(QueueError::Full),
+            delivered => delivered,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
 /// The CONNECT_ERROR for a namespace that does not exist (the reference
 /// server's text, which the suite checks).
 const INVALID_NAMESPACE: &str = "Invalid namespace";
@@ -77,7 +97,6 @@ impl Client {
         Arc::new(Self {
             engine,
             io,
-            send_lock: Mutex::new(()),
             state: Mutex::new(ClientState {
                 sockets: HashMap::new(),
                 reassembler,
@@ -128,16 +147,11 @@ impl Client {
         !state.closed && state.sockets.is_empty() && now >= state.connect_deadline
     }
 
-    /// Sends one packet (without the Engine.IO `4`) and its attachments,
-    /// together. False when the session is closed.
-    pub(crate) fn send_packet(&self, text: &str, attachments: &[Bytes]) -> bool {
-        let _together = lock(&self.send_lock);
-        if !self.engine.send_text(text) {
-            return false;
-        }
-        attachments
-            .iter()
-            .all(|attachment| self.engine.send_binary(attachment.clone()))
+    /// Sends one packet and its attachments as Engine.IO messages, all
+    /// together (the receiver takes the next N binary messages as the
+    /// attachments, §4) or none. False when they were not queued.
+    pub(crate) fn send_packets(&self, packets: &[Outgoing]) -> bool {
+        self.engine.try_send_all(packets).is_ok()
     }
 
     /// Forgets the socket of `namespace` (it disconnected on its own).
@@ -246,11 +260,38 @@ impl Client {
             None => RawValue::from_string("{}".to_owned()).unwrap_or_default(),
         };
         let (auth, resumed) = resume(&namespace, auth);
-        let id: Arc<str> = match &resumed {
-            Some(resumed) => Arc::clone(&resumed.sid),
-            None => Arc::from(self.io.socket_ids.next_sid().as_str()),
+        // The socket is a member of the server's registry, its sink this
+        // session (a reference per socket); its id is derived from the
+        // member id (docs/socketio.md §5). A resumed session takes its old
+        // member id back (so its id, and `to(id)` from elsewhere, stay);
+        // if it cannot, the socket is a fresh one. A refusal below drops
+        // the membership with the socket.
+        let sink = Arc::new(SocketSink(self.engine.clone()));
+        let restored = resumed.and_then(|resumed| {
+            let member = parse_socket_id(&resumed.sid)?;
+            let membership = self.io.rooms.add_sink_as(member, sink.clone()).ok()?;
+            Some((resumed, membership))
+        });
+        let (resumed, membership, id) = match restored {
+            Some((resumed, membership)) => {
+                let id = Arc::clone(&resumed.sid);
+                (Some(resumed), membership, id)
+            }
+            None => {
+                let membership = self.io.rooms.add_sink(sink);
+                // The random tail: 32 bits of the keyed generator's output.
+                let tail = self.io.socket_ids.next_u64() as u32;
+                let id: Arc<str> = Arc::from(socket_id(membership.id(), tail));
+                (None, membership, id)
+            }
         };
-        let socket = Socket::new(id, Arc::clone(&namespace), Arc::clone(self), auth);
+        let socket = Socket::new(
+            id,
+            membership,
+            Arc::clone(&namespace),
+            Arc::clone(self),
+            auth,
+        );
         if let Some(recovery) = &namespace.recovery {
             match &resumed {
                 Some(resumed) => socket.set_session(Arc::clone(&resumed.pid), true),
@@ -352,23 +393,32 @@ impl Client {
             socket.mark_connected();
             match (resumed, &namespace.recovery) {
                 (Some(resumed), Some(recovery)) => {
-                    // Held before it can be reached, so nothing emitted to
-                    // it precedes the CONNECT answer or the missed packets.
-                    socket.hold_for_replay();
+                    // No logged emit of the namespace runs meanwhile: each
+                    // is either among the missed packets (logged before)
+                    // or delivered live after them (the socket is in its
+                    // rooms by then), never both (docs/socketio.md §7).
+                    let _ordered = recovery.ordered();
                     namespace.insert_socket(socket.clone());
+                    socket.join_namespace();
                     for room in &resumed.rooms {
                         socket.join(room);
                     }
                     self.send_connected(name, &socket);
-                    socket.replay(|| recovery.missed(&resumed.sid, &resumed.rooms, resumed.after));
+                    let missed = recovery.missed(&resumed.sid, &resumed.rooms, resumed.after);
+                    for packet in &missed.packets {
+                        if socket.deliver(logged_payload(packet)).is_err() {
+                            break;
+                        }
+                    }
                 }
                 _ => {
                     namespace.insert_socket(socket.clone());
+                    socket.join_namespace();
                     // The CONNECT answer precedes anything the handler
                     // emits (the suite reads `40{"sid"}` and then
-                    // `42["auth",…]`).
+                    // `42["auth",…]`); the Engine.IO WebSocket writer
+                    // sends it apart (`EngineSocket::try_send_apart`).
                     self.send_connected(name, &socket);
-                    socket.hold();
                 }
             }
             connected = true;
@@ -379,9 +429,6 @@ impl Client {
             self.io.handler_counters.refused_connect();
             self.send_connect_error(name, &refusal.connect_error());
         }
-        if connected {
-            socket.release_later();
-        }
     }
 
     fn send_connected(&self, namespace: &str, socket: &Socket) {
@@ -390,8 +437,17 @@ impl Client {
             sid: socket.id(),
             pid: socket.pid().map(|pid| &**pid),
         };
-        if packet::encode_connect(&mut text, Prefix::Bare, namespace, Some(&connected)).is_ok() {
-            self.send_packet(&text, &[]);
+        if packet::encode_connect(
+            &mut text,
+            Prefix::EngineIoMessage,
+            namespace,
+            Some(&connected),
+        )
+        .is_ok()
+        {
+            // Apart from what the connect handler emits next (clients add
+            // their listeners on this answer; `EngineSocket::try_send_apart`).
+            let _ = self.engine.try_send_apart(Outgoing::Text(text));
         }
     }
 
@@ -399,8 +455,10 @@ impl Client {
         let mut text = String::new();
         // A namespace name that cannot be written back (one with a `,`
         // cannot be, as it ended at the comma) gets no answer.
-        if packet::encode_connect_error(&mut text, Prefix::Bare, namespace, error).is_ok() {
-            self.send_packet(&text, &[]);
+        if packet::encode_connect_error(&mut text, Prefix::EngineIoMessage, namespace, error)
+            .is_ok()
+        {
+            self.send_packets(&[Outgoing::Text(text)]);
         }
     }
 

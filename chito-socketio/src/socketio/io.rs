@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chito::rooms::Rooms;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use serde::Serialize;
@@ -77,13 +78,15 @@ pub(crate) struct IoInner {
     pub(crate) config: SocketIoConfig,
     pub(crate) namespaces: Namespaces,
     pub(crate) ack_ids: AckIds,
-    /// Socket ids: 16 random bytes, base64url, like Engine.IO sids but
-    /// from their own generator (a socket id is public, a session id is a
-    /// secret, docs/socketio.md §2).
+    /// The random tails of socket ids (docs/socketio.md §5), from a
+    /// generator of their own (a socket id is public, a session id is a
+    /// secret, §2).
     pub(crate) socket_ids: SidGenerator,
     /// The values [`State<T>`](super::State) reads.
     pub(crate) state: StateMap,
     pub(crate) handler_counters: HandlerCounters,
+    /// The server's room registry: every socket is a member.
+    pub(crate) rooms: Rooms,
     clients: Mutex<HashMap<Sid, Arc<Client>>>,
 }
 
@@ -171,24 +174,27 @@ impl SocketIo {
         SocketIoBuilder {
             config: SocketIoConfig::default(),
             state: StateMap::default(),
+            rooms: None,
         }
     }
 
     /// A server with `config`.
     pub fn new(config: SocketIoConfig) -> Self {
-        Self::with_parts(config, StateMap::default())
+        Self::with_parts(config, StateMap::default(), Rooms::new())
     }
 
-    fn with_parts(config: SocketIoConfig, state: StateMap) -> Self {
+    fn with_parts(config: SocketIoConfig, state: StateMap, rooms: Rooms) -> Self {
         let inner = Arc::new(IoInner {
             namespaces: Namespaces::new(
                 config.max_dynamic_namespaces,
                 config.connection_state_recovery.clone().map(Recovery::new),
+                rooms.clone(),
             ),
             ack_ids: AckIds::new(),
             socket_ids: SidGenerator::new(),
             state,
             handler_counters: HandlerCounters::default(),
+            rooms,
             clients: Mutex::new(HashMap::new()),
             config,
         });
@@ -306,6 +312,7 @@ impl SocketIo {
 pub struct SocketIoBuilder {
     config: SocketIoConfig,
     state: StateMap,
+    rooms: Option<Rooms>,
 }
 
 impl SocketIoBuilder {
@@ -386,9 +393,17 @@ impl SocketIoBuilder {
         self
     }
 
+    /// The room registry the server's sockets join (docs/socketio.md §5):
+    /// pass one made with `Rooms::with_backplane` to reach sockets of other
+    /// nodes. Default: a registry of its own, this process only.
+    pub fn rooms(mut self, rooms: Rooms) -> Self {
+        self.rooms = Some(rooms);
+        self
+    }
+
     /// The server.
     pub fn build(self) -> SocketIo {
-        SocketIo::with_parts(self.config, self.state)
+        SocketIo::with_parts(self.config, self.state, self.rooms.unwrap_or_default())
     }
 }
 

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use chito::rooms::Rooms;
+
 use super::extract::Rejection;
 use super::handler::{ConnectHandler, ConnectMiddleware, MiddlewareVerdict};
 use super::recovery::{NamespaceRecovery, Recovery};
-use super::rooms::RoomTable;
 use super::socket::Socket;
 
 /// What runs when a socket connects to a namespace: its extractors (a
@@ -96,10 +97,9 @@ pub(crate) struct Namespace {
     /// middleware added to the pattern applies to every child.
     middlewares: Arc<Mutex<Vec<Middleware>>>,
     sockets: Mutex<HashMap<Arc<str>, Socket>>,
-    /// The local room registry (chito::rooms members are WebSocket
-    /// `Handle`s, and a Socket.IO socket may be on polling: until the
-    /// core's `Sink` lands (docs/socketio.md §5), rooms live here).
-    pub(crate) rooms: Mutex<RoomTable>,
+    /// The server's room registry (docs/socketio.md §5): this namespace's
+    /// rooms are its keys `<nsp>\u{1f}<room>` and `<nsp>`.
+    pub(crate) rooms: Rooms,
     /// Its event log and disconnected sessions, with recovery on.
     pub(crate) recovery: Option<NamespaceRecovery>,
 }
@@ -118,6 +118,7 @@ impl Namespace {
         handler: BoxedConnectHandler,
         middlewares: Arc<Mutex<Vec<Middleware>>>,
         recovery: Option<&Arc<Recovery>>,
+        rooms: Rooms,
     ) -> Self {
         Self {
             recovery: recovery.map(|shared| NamespaceRecovery::new(Arc::clone(shared))),
@@ -125,7 +126,7 @@ impl Namespace {
             handler: RwLock::new(handler),
             middlewares,
             sockets: Mutex::new(HashMap::new()),
-            rooms: Mutex::new(RoomTable::default()),
+            rooms,
         }
     }
 
@@ -159,7 +160,6 @@ impl Namespace {
 
     pub(crate) fn remove_socket(&self, id: &str) {
         lock(&self.sockets).remove(id);
-        lock(&self.rooms).leave_all(id);
     }
 
     pub(crate) fn socket(&self, id: &str) -> Option<Socket> {
@@ -168,10 +168,6 @@ impl Namespace {
 
     pub(crate) fn sockets(&self) -> Vec<Socket> {
         lock(&self.sockets).values().cloned().collect()
-    }
-
-    pub(crate) fn rooms(&self) -> MutexGuard<'_, RoomTable> {
-        lock(&self.rooms)
     }
 }
 
@@ -189,19 +185,22 @@ pub(crate) struct Namespaces {
     dynamic_created: Mutex<usize>,
     max_dynamic: usize,
     recovery: Option<Arc<Recovery>>,
+    /// The server's room registry, shared by every namespace.
+    rooms: Rooms,
 }
 
 /// The longest namespace name accepted (docs/socketio.md §4).
 const MAX_NAME_BYTES: usize = 256;
 
 impl Namespaces {
-    pub(crate) fn new(max_dynamic: usize, recovery: Option<Arc<Recovery>>) -> Self {
+    pub(crate) fn new(max_dynamic: usize, recovery: Option<Arc<Recovery>>, rooms: Rooms) -> Self {
         Self {
             recovery,
             by_name: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(Vec::new()),
             dynamic_created: Mutex::new(0),
             max_dynamic,
+            rooms,
         }
     }
 
@@ -221,6 +220,7 @@ impl Namespaces {
             handler,
             Arc::new(Mutex::new(Vec::new())),
             self.recovery.as_ref(),
+            self.rooms.clone(),
         ));
         by_name.insert(name.to_owned(), Arc::clone(&namespace));
         namespace
@@ -291,6 +291,7 @@ impl Namespaces {
             Arc::clone(&pattern.handler),
             Arc::clone(&pattern.middlewares),
             self.recovery.as_ref(),
+            self.rooms.clone(),
         ));
         by_name.insert(name.to_owned(), Arc::clone(&namespace));
         Some(namespace)
@@ -307,7 +308,7 @@ mod tests {
 
     #[test]
     fn static_names_resolve_and_unknown_ones_do_not() {
-        let namespaces = Namespaces::new(4, None);
+        let namespaces = Namespaces::new(4, None, Rooms::new());
         namespaces.add("/custom", noop());
         assert!(namespaces.resolve("/custom").is_some());
         assert!(namespaces.resolve("/random").is_none());
@@ -315,7 +316,7 @@ mod tests {
 
     #[test]
     fn dynamic_names_are_created_once_and_bounded() {
-        let namespaces = Namespaces::new(2, None);
+        let namespaces = Namespaces::new(2, None, Rooms::new());
         namespaces.add_dynamic(Arc::new(|name: &str| name.starts_with("/team-")), noop());
         let a = namespaces.resolve("/team-a").expect("matches");
         let again = namespaces.resolve("/team-a").expect("exists");
@@ -327,7 +328,7 @@ mod tests {
 
     #[test]
     fn malformed_names_never_reach_a_matcher() {
-        let namespaces = Namespaces::new(8, None);
+        let namespaces = Namespaces::new(8, None, Rooms::new());
         namespaces.add_dynamic(Arc::new(|_: &str| true), noop());
         assert!(namespaces.resolve("/a\u{1f}b").is_none());
         assert!(namespaces

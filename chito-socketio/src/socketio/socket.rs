@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,38 @@ use super::handler::{DisconnectHandler, EventHandler};
 use super::io::IoInner;
 use super::namespace::Namespace;
 use super::packet::{self, EncodeError, Prefix};
-use super::recovery::{LoggedPacket, Missed, Selection};
+use super::recovery::{LoggedPacket, Selection};
+use super::rooms::room_key;
+use crate::engineio::Outgoing;
+use chito::rooms::{MemberId, Membership, Payload, Select, SharedBatch};
+use chito::SharedMessage;
+
+/// One encoded Socket.IO packet as the payload of an emit, each message
+/// encoded once for every session it goes to: the text (`4` included),
+/// then each attachment as a binary message (socket.io-protocol, "Packet
+/// encoding"), as one batch so they arrive together.
+///
+/// Always a batch, even of one message: the sessions' Engine.IO form is
+/// cached in the payload's slot and holds its messages, and a single
+/// message's slot is inside the message itself — a cycle that would never
+/// be freed. A batch's slot is the batch's, which nothing cached refers to.
+pub(crate) fn payload(text: String, attachments: &[Bytes]) -> Payload {
+    let text = SharedMessage::text(text);
+    let mut messages = Vec::with_capacity(1 + attachments.len());
+    messages.push(text);
+    messages.extend(
+        attachments
+            .iter()
+            .map(|attachment| SharedMessage::new(chito::Message::Binary(attachment))),
+    );
+    Payload::Batch(SharedBatch::new(messages))
+}
+
+/// The payload of a logged emit: its text with the recovery offset spliced
+/// in (one copy of the text per emit, not per member).
+pub(crate) fn logged_payload(packet: &LoggedPacket) -> Payload {
+    payload(packet.text.to_string(), &packet.attachments)
+}
 
 /// Why a socket disconnected; [`as_str`](Self::as_str) gives the JS
 /// server's strings, which applications compare against.
@@ -118,8 +149,6 @@ impl From<EncodeError> for EmitError {
 
 /// An event handler, its extractors included.
 type BoxedEventHandler = Arc<dyn Fn(EventParts<'_>) + Send + Sync>;
-/// A packet's text (without the Engine.IO `4`) and its attachments.
-type HeldPacket = (String, Vec<Bytes>);
 type BoxedDisconnectHandler = Arc<dyn Fn(&Socket, DisconnectReason) + Send + Sync>;
 
 /// One client connected to one namespace. Cheap to clone (a reference).
@@ -128,6 +157,11 @@ pub struct Socket(Arc<SocketInner>);
 
 struct SocketInner {
     id: Arc<str>,
+    /// The socket as a member of the server's room registry (its id is
+    /// derived from it, docs/socketio.md §5).
+    member: MemberId,
+    /// Dropped when the socket closes: it leaves every room.
+    membership: Mutex<Option<Membership>>,
     namespace: Arc<Namespace>,
     client: Arc<Client>,
     auth: Box<RawValue>,
@@ -140,27 +174,10 @@ struct SocketInner {
     /// ([`Socket::set_data`]); the seam for presence across nodes.
     data: Mutex<Option<Box<RawValue>>>,
     acks: Mutex<PendingAcks<oneshot::Sender<Args>>>,
-    /// Packets emitted while the connect handler runs, sent a moment after
-    /// the CONNECT answer (see [`Socket::hold`]); `None` once released.
-    held: Mutex<Option<Vec<HeldPacket>>>,
     /// With recovery on: the private session id, and whether the socket
     /// resumed a session (docs/socketio.md §7).
     session: OnceLock<(Arc<str>, bool)>,
-    /// The last log sequence number its missed packets were taken
-    /// through: a live logged packet at or below it was replayed already.
-    replayed_through: AtomicU64,
 }
-
-/// How long packets emitted by the connect handler wait after the CONNECT
-/// answer. engine.io writes a packet only once the previous write has
-/// completed (its WebSocket transport is not `writable` until the `ws`
-/// callback, then `drain` flushes the rest), so the CONNECT answer and the
-/// handler's first emit reach the client in separate reads. Clients rely
-/// on it: `ws` 8.5 (the protocol suite's) emits every message of one read
-/// synchronously, and a listener added after the first misses the second.
-/// Our WebSocket writer batches what is queued into one write, so the
-/// handler's emits are held this long instead.
-const CONNECT_GAP: Duration = Duration::from_millis(10);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking handler leaves these maps consistent; keep serving.
@@ -181,6 +198,7 @@ impl fmt::Debug for Socket {
 impl Socket {
     pub(crate) fn new(
         id: Arc<str>,
+        membership: Membership,
         namespace: Arc<Namespace>,
         client: Arc<Client>,
         auth: Box<RawValue>,
@@ -188,6 +206,8 @@ impl Socket {
         let max_pending = client.config().max_pending_acks;
         Self(Arc::new(SocketInner {
             id,
+            member: membership.id(),
+            membership: Mutex::new(Some(membership)),
             namespace,
             client,
             auth,
@@ -197,9 +217,7 @@ impl Socket {
             extensions: Extensions::default(),
             data: Mutex::new(None),
             acks: Mutex::new(PendingAcks::new(max_pending)),
-            held: Mutex::new(None),
             session: OnceLock::new(),
-            replayed_through: AtomicU64::new(0),
         }))
     }
 
@@ -233,6 +251,11 @@ impl Socket {
 
     pub(crate) fn id_arc(&self) -> Arc<str> {
         Arc::clone(&self.0.id)
+    }
+
+    /// The socket's member id in the server's room registry.
+    pub(crate) fn member(&self) -> MemberId {
+        self.0.member
     }
 
     /// The namespace's name (`/`, `/custom`).
@@ -404,102 +427,58 @@ impl Socket {
             return Err(EmitError::Closed);
         }
         let mut text = String::new();
-        let attachments =
-            binary::encode_event(&mut text, Prefix::Bare, self.ns(), event, args, ack_id)?;
+        let attachments = binary::encode_event(
+            &mut text,
+            Prefix::EngineIoMessage,
+            self.ns(),
+            event,
+            args,
+            ack_id,
+        )?;
         // socket.io: with recovery on, an event without ack to one socket
         // is logged as an emit to that socket alone.
         if let (Some(recovery), None) = (&self.0.namespace.recovery, ack_id) {
             let selection = Selection::socket(self.id_arc());
-            let packet = recovery.log(text, attachments, selection, Instant::now());
-            return self.send_logged(&packet);
+            return recovery.log_and_send(text, attachments, selection, Instant::now(), |packet| {
+                self.deliver(logged_payload(packet))
+            });
         }
-        self.send_raw(&text, &attachments)
+        self.deliver(payload(text, &attachments))
     }
 
-    /// Sends an emit's packet; a logged one already delivered by the
-    /// replay of missed packets is dropped (docs/socketio.md §7, "No
-    /// duplicates").
-    pub(crate) fn send_logged(&self, packet: &LoggedPacket) -> Result<(), EmitError> {
-        self.send_raw_after(&packet.text, &packet.attachments, packet.seq)
-    }
-
-    /// Holds what the socket emits from now on, as [`hold`](Self::hold),
-    /// and drops every logged packet until [`replay`](Self::replay): one
-    /// queued before the replay was logged before it and is among the
-    /// missed packets if the session was selected.
-    pub(crate) fn hold_for_replay(&self) {
-        self.0.replayed_through.store(u64::MAX, Ordering::Release);
-        self.hold();
-    }
-
-    /// Queues the missed packets `missed()` takes, ahead of anything
-    /// emitted to the socket after them. They are taken under the lock
-    /// live emits queue under, so a live packet is either among them (and
-    /// dropped when it comes) or queued after them.
-    pub(crate) fn replay(&self, missed: impl FnOnce() -> Missed) {
-        let mut held = lock(&self.0.held);
-        let missed = missed();
-        self.0
-            .replayed_through
-            .store(missed.through, Ordering::Release);
-        for packet in missed.packets {
-            match held.as_mut() {
-                Some(held) => held.push((packet.text.to_string(), packet.attachments.to_vec())),
-                None => {
-                    if !self.0.client.send_packet(&packet.text, &packet.attachments) {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends an encoded packet (without the Engine.IO `4`) and its
-    /// attachments.
-    pub(crate) fn send_raw(&self, text: &str, attachments: &[Bytes]) -> Result<(), EmitError> {
-        self.send_raw_after(text, attachments, None)
-    }
-
-    fn send_raw_after(
-        &self,
-        text: &str,
-        attachments: &[Bytes],
-        seq: Option<u64>,
-    ) -> Result<(), EmitError> {
-        let mut held = lock(&self.0.held);
-        if seq.is_some_and(|seq| seq <= self.0.replayed_through.load(Ordering::Acquire)) {
-            return Ok(());
-        }
-        if let Some(held) = held.as_mut() {
-            held.push((text.to_owned(), attachments.to_vec()));
-            return Ok(());
-        }
-        if self.0.client.send_packet(text, attachments) {
+    /// Sends one encoded packet to this socket through the room registry,
+    /// as a one-member selection: the same path as a room emit
+    /// (docs/socketio.md §6).
+    pub(crate) fn deliver(&self, payload: Payload) -> Result<(), EmitError> {
+        let select = Select {
+            members: vec![self.0.member],
+            ..Select::default()
+        };
+        let report = self.0.namespace.rooms.emit_select(&select, payload);
+        if report.delivered > 0 {
             Ok(())
         } else {
             Err(EmitError::Closed)
         }
     }
 
-    /// Holds what the socket emits from now on (its connect handler is
-    /// about to run; see [`CONNECT_GAP`]).
-    pub(crate) fn hold(&self) {
-        *lock(&self.0.held) = Some(Vec::new());
+    /// Sends packets straight to the socket's session (the DISCONNECT),
+    /// all together or none.
+    fn send_packets(&self, packets: &[Outgoing]) -> Result<(), EmitError> {
+        if self.0.client.send_packets(packets) {
+            Ok(())
+        } else {
+            Err(EmitError::Closed)
+        }
     }
 
-    /// Sends the held packets, in order, after [`CONNECT_GAP`]; emits
-    /// meanwhile join the queue, so the order is kept.
-    pub(crate) fn release_later(&self) {
-        let socket = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(CONNECT_GAP).await;
-            let mut held = lock(&socket.0.held);
-            for (text, attachments) in held.take().unwrap_or_default() {
-                if !socket.0.client.send_packet(&text, &attachments) {
-                    break;
-                }
-            }
-        });
+    /// Puts the socket in its namespace's room (every socket of the
+    /// namespace is: `io.of(nsp).emit` and `broadcast()` target it).
+    pub(crate) fn join_namespace(&self) {
+        self.0.namespace.rooms.join(
+            self.0.member,
+            &super::rooms::namespace_key(&self.0.namespace.name),
+        );
     }
 
     /// The client's answer to one of our `emit_with_ack`.
@@ -523,24 +502,34 @@ impl Socket {
 
     /// Adds the socket to `room` of its namespace.
     pub fn join(&self, room: &str) {
-        self.0.namespace.rooms().join(&self.0.id, room);
+        let key = room_key(self.ns(), room);
+        self.0.namespace.rooms.join(self.0.member, &key);
     }
 
     /// Removes the socket from `room`.
     pub fn leave(&self, room: &str) {
-        self.0.namespace.rooms().leave(&self.0.id, room);
+        let key = room_key(self.ns(), room);
+        self.0.namespace.rooms.leave(self.0.member, &key);
     }
 
     /// The rooms the socket is in.
     pub fn rooms(&self) -> Vec<String> {
-        self.0.namespace.rooms().rooms_of(&self.0.id)
+        let namespace = self.ns();
+        self.0
+            .namespace
+            .rooms
+            .rooms_of(self.0.member)
+            .iter()
+            .filter_map(|key| super::rooms::room_of_key(namespace, key))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// An emit to the sockets in `room`, except this one (JS
     /// `socket.to(room)`).
     pub fn to(&self, room: &str) -> BroadcastOperator {
         BroadcastOperator::new(Arc::clone(&self.0.namespace))
-            .except_socket(self.id_arc())
+            .except_socket(self.0.member, self.id_arc())
             .to(room)
     }
 
@@ -554,14 +543,15 @@ impl Socket {
     /// in `room` (JS `socket.except(room)`).
     pub fn except(&self, room: &str) -> BroadcastOperator {
         BroadcastOperator::new(Arc::clone(&self.0.namespace))
-            .except_socket(self.id_arc())
+            .except_socket(self.0.member, self.id_arc())
             .except(room)
     }
 
     /// An emit to every socket of the namespace but this one (JS
     /// `socket.broadcast`).
     pub fn broadcast(&self) -> BroadcastOperator {
-        BroadcastOperator::new(Arc::clone(&self.0.namespace)).except_socket(self.id_arc())
+        BroadcastOperator::new(Arc::clone(&self.0.namespace))
+            .except_socket(self.0.member, self.id_arc())
     }
 
     /// Disconnects the socket from its namespace: the client gets a
@@ -572,8 +562,8 @@ impl Socket {
             return;
         }
         let mut text = String::new();
-        if packet::encode_disconnect(&mut text, Prefix::Bare, self.ns()).is_ok() {
-            let _ = self.send_raw(&text, &[]);
+        if packet::encode_disconnect(&mut text, Prefix::EngineIoMessage, self.ns()).is_ok() {
+            let _ = self.send_packets(&[Outgoing::Text(text)]);
         }
         self.0.client.forget_socket(self.ns());
         self.closed(DisconnectReason::ServerNamespaceDisconnect);
@@ -596,6 +586,8 @@ impl Socket {
             }
         }
         self.0.namespace.remove_socket(&self.0.id);
+        // Leaves every room (the membership's drop).
+        drop(lock(&self.0.membership).take());
         // Dropping the senders tells the waiting AckFutures.
         drop(lock(&self.0.acks).drain());
         let handlers = std::mem::take(&mut *lock(&self.0.disconnect_handlers));
@@ -643,8 +635,14 @@ impl Ack {
             return Ok(());
         };
         let mut text = String::new();
-        let attachments = binary::encode_ack(&mut text, Prefix::Bare, self.socket.ns(), id, args)?;
-        self.socket.send_raw(&text, &attachments)
+        let attachments = binary::encode_ack(
+            &mut text,
+            Prefix::EngineIoMessage,
+            self.socket.ns(),
+            id,
+            args,
+        )?;
+        self.socket.deliver(payload(text, &attachments))
     }
 }
 

@@ -2,6 +2,7 @@
 //! time stepped by hand.
 
 use super::*;
+use crate::engineio::packet::SharedPacket;
 use std::time::Duration;
 
 fn config() -> EngineConfig {
@@ -316,12 +317,27 @@ fn upgrade_with_probe() {
     );
     // Polling goes on meanwhile.
     session.send_text("during");
-    session.recv_probe_text("2probe");
+    session.recv_probe_text("2probe", start);
     assert_eq!(text(session.poll_probe_transmit()), "3probe");
-    // The parked GET, and every GET after the probe, gets a noop.
+    // The parked GET gets a noop within 100 ms (the reference server's
+    // check), or is refused if the upgrade completes first (below).
+    assert_eq!(session.take_poll_body(), None);
+    session.handle_timeout(ms(start, 100));
     assert_eq!(session.take_poll_body().as_deref(), Some(&b"6"[..]));
-    assert_eq!(body(session.get_arrived(start)), "6");
-    session.recv_probe_text("5");
+    // A GET after the probe waits up to 100 ms for the upgrade, then gets
+    // a noop.
+    assert_eq!(session.get_arrived(ms(start, 100)), GetAction::Park);
+    assert_eq!(session.take_poll_body(), None);
+    assert_eq!(session.poll_timeout(), Some(ms(start, 200)));
+    session.handle_timeout(ms(start, 200));
+    assert_eq!(session.take_poll_body().as_deref(), Some(&b"6"[..]));
+    // One racing the client's `5` (on another connection) was a request
+    // after the upgrade: refused as one.
+    assert_eq!(session.get_arrived(ms(start, 200)), GetAction::Park);
+    session.recv_probe_text("5", start);
+    assert_eq!(session.take_poll_body(), None);
+    assert_eq!(session.take_poll_refusal(), Some(RequestError::UnknownSid));
+    assert_eq!(session.take_poll_refusal(), None);
     assert_eq!(session.probe_status(), ProbeStatus::Completed);
     assert_eq!(session.transport(), TransportKind::WebSocket);
     assert_eq!(session.poll_event(), Some(EngineEvent::Upgraded));
@@ -351,8 +367,8 @@ fn upgrade_without_waiting_for_the_probe_answer() {
     let start = Instant::now();
     let mut session = polling(start);
     session.begin_upgrade(start).unwrap();
-    session.recv_probe_text("2probe");
-    session.recv_probe_text("5");
+    session.recv_probe_text("2probe", start);
+    session.recv_probe_text("5", start);
     assert_eq!(session.probe_status(), ProbeStatus::Completed);
     assert_eq!(text(session.poll_transmit()), "3probe");
 }
@@ -364,7 +380,7 @@ fn upgrade_failures_leave_the_session_on_polling() {
         let mut session = polling(start);
         session.begin_upgrade(start).unwrap();
         match failure {
-            0 => session.recv_probe_text("4hello"),
+            0 => session.recv_probe_text("4hello", start),
             1 => session.recv_probe_binary(),
             2 => session.probe_closed(),
             _ => {
@@ -633,11 +649,160 @@ fn the_upgrade_moves_the_polling_queue_and_its_count() {
     assert!(session.send(Outgoing::Binary(Bytes::from_static(&[1, 2, 3]))));
     assert_eq!(session.queued_bytes(), 5);
     session.begin_upgrade(start).unwrap();
-    session.recv_probe_text("2probe");
-    session.recv_probe_text("5");
+    session.recv_probe_text("2probe", start);
+    session.recv_probe_text("5", start);
     assert_eq!(session.transport(), TransportKind::WebSocket);
     // `3probe` (6) and the binary message raw (3).
     assert_eq!(session.queued_bytes(), 9);
     while session.poll_transmit().is_some() {}
     assert_eq!(session.queued_bytes(), 0);
+}
+
+// ------------------------------------------ WebSocket write pacing (§3)
+
+#[test]
+fn one_websocket_write_in_flight_and_what_comes_meanwhile_waits_for_the_next() {
+    let start = Instant::now();
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+    // The open packet goes in a write of its own.
+    assert!(session.begin_websocket_write());
+    assert!(text(session.poll_transmit()).starts_with("0{"));
+    assert_eq!(session.poll_transmit(), None);
+    // While it is in flight (engine.io: the transport is not writable),
+    // packets queue and no second write starts.
+    assert!(session.send_text("connect-answer"));
+    assert!(!session.begin_websocket_write());
+    assert!(session.websocket_writing());
+    session.websocket_write_done();
+    assert!(session.begin_websocket_write());
+    assert_eq!(text(session.poll_transmit()), "4connect-answer");
+    assert_eq!(session.poll_transmit(), None);
+    assert!(session.send_text("first-emit"));
+    assert!(session.send_text("second-emit"));
+    assert!(!session.begin_websocket_write());
+    session.websocket_write_done();
+    // What piled up goes as one write.
+    assert!(session.begin_websocket_write());
+    assert_eq!(text(session.poll_transmit()), "4first-emit");
+    assert_eq!(text(session.poll_transmit()), "4second-emit");
+    assert_eq!(session.poll_transmit(), None);
+    session.websocket_write_done();
+    // Nothing queued: nothing to write.
+    assert!(!session.begin_websocket_write());
+}
+
+#[test]
+fn a_write_in_flight_counts_against_the_bound_until_it_completes() {
+    let start = Instant::now();
+    let cfg = bounded(11, QueueOverflow::Reject);
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &cfg, start);
+    while session.poll_transmit().is_some() {}
+    assert_eq!(session.try_send(Outgoing::message("12345678")), Ok(()));
+    assert!(session.begin_websocket_write());
+    assert!(session.poll_transmit().is_some());
+    // Taken but not written: still 9 bytes.
+    assert_eq!(session.queued_bytes(), 9);
+    assert_eq!(
+        session.try_send(Outgoing::message("ab")),
+        Err(SendError::Full)
+    );
+    // The transport could not take it: requeued first, still counted.
+    let again = Outgoing::message("x");
+    assert_eq!(session.try_send(again.clone()), Ok(()));
+    assert_eq!(session.queued_bytes(), 11);
+    assert_eq!(session.poll_transmit(), Some(again.clone()));
+    session.requeue_front(again.clone());
+    assert_eq!(session.queued_bytes(), 11);
+    session.websocket_write_done();
+    assert_eq!(session.queued_bytes(), 2);
+    assert!(session.begin_websocket_write());
+    assert_eq!(session.poll_transmit(), Some(again));
+    session.websocket_write_done();
+    assert_eq!(session.queued_bytes(), 0);
+}
+
+#[test]
+fn try_send_all_queues_all_or_none_against_the_bound() {
+    let start = Instant::now();
+    let mut session = polling_with(bounded(10, QueueOverflow::Reject), start);
+    let attachment = Outgoing::Binary(Bytes::from_static(&[1, 2, 3])); // b + 4: 5
+    let packet = [Outgoing::message("abc"), attachment.clone()]; // 4 + 5
+    assert_eq!(session.try_send_all(&packet), Ok(()));
+    assert_eq!(session.queued_bytes(), 9);
+    // 9 + 9 > 10: neither part is queued.
+    assert_eq!(session.try_send_all(&packet), Err(SendError::Full));
+    assert_eq!(session.queued_bytes(), 9);
+    assert_eq!(body(session.get_arrived(start)), "4abc\u{1e}bAQID");
+}
+
+#[test]
+fn shared_packets_reach_a_thousand_polling_sessions_byte_exact_base64_built_once() {
+    let start = Instant::now();
+    let text = SharedPacket::text(r#"451-["file",{"_placeholder":true,"num":0}]"#.to_owned());
+    let data: Vec<u8> = (0..=255).collect();
+    let attachment = SharedPacket::binary(&data);
+    let packets = [
+        Outgoing::Shared(text.clone()),
+        Outgoing::Shared(attachment.clone()),
+    ];
+    use base64::Engine as _;
+    let expected = format!(
+        "451-[\"file\",{{\"_placeholder\":true,\"num\":0}}]\u{1e}b{}",
+        base64::engine::general_purpose::STANDARD.encode(&data)
+    );
+    for _ in 0..1_000 {
+        let mut session = polling(start);
+        assert_eq!(session.try_send_all(&packets), Ok(()));
+        // Counted in the polling form: the text, `b` + base64.
+        assert_eq!(session.queued_bytes(), expected.len() - 1);
+        assert_eq!(body(session.get_arrived(start)), expected);
+        assert_eq!(session.queued_bytes(), 0);
+    }
+    assert_eq!(attachment.polling_builds(), 1);
+    assert_eq!(text.polling_builds(), 0, "text is its own polling form");
+    // Nothing on the WebSocket side was framed by the polling sessions.
+    assert_eq!(attachment.message().encodings(), 0);
+}
+
+#[test]
+fn a_packet_sent_apart_ends_its_write_and_asks_for_a_pause() {
+    let start = Instant::now();
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+    while session.poll_transmit().is_some() {}
+    assert!(session.send_text("before"));
+    assert_eq!(session.try_send_apart(Outgoing::message("connect")), Ok(()));
+    assert!(session.send_text("first-emit"));
+    assert!(session.send_text("second-emit"));
+    assert!(session.begin_websocket_write());
+    assert_eq!(text(session.poll_transmit()), "4before");
+    assert_eq!(text(session.poll_transmit()), "4connect");
+    // The write ends there.
+    assert_eq!(session.poll_transmit(), None);
+    assert!(session.websocket_pause_after_write());
+    session.websocket_write_done();
+    assert!(!session.websocket_pause_after_write());
+    assert!(session.begin_websocket_write());
+    assert_eq!(text(session.poll_transmit()), "4first-emit");
+    assert_eq!(text(session.poll_transmit()), "4second-emit");
+    assert!(!session.websocket_pause_after_write());
+    session.websocket_write_done();
+}
+
+#[test]
+fn a_packet_sent_apart_and_requeued_still_ends_the_next_write() {
+    let start = Instant::now();
+    let mut session = Session::open(sid(), TransportKind::WebSocket, &config(), start);
+    while session.poll_transmit().is_some() {}
+    assert_eq!(session.try_send_apart(Outgoing::message("connect")), Ok(()));
+    assert!(session.send_text("emit"));
+    assert!(session.begin_websocket_write());
+    let connect = session.poll_transmit().expect("queued");
+    // The transport could not take it now.
+    session.requeue_front(connect);
+    assert!(!session.websocket_pause_after_write());
+    session.websocket_write_done();
+    assert!(session.begin_websocket_write());
+    assert_eq!(text(session.poll_transmit()), "4connect");
+    assert_eq!(session.poll_transmit(), None);
+    assert!(session.websocket_pause_after_write());
 }
