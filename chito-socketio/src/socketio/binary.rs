@@ -201,6 +201,7 @@ fn collecting(
     Ok(attachments)
 }
 
+#[cfg(feature = "server")]
 /// Deserializes one received argument with `attachments` in place of its
 /// placeholders (what [`BinaryPacket::deserialize_arg`] does, for callers
 /// that keep the attachments apart from the packet's text).
@@ -214,6 +215,7 @@ pub(crate) fn deserialize_with_attachments<'de, T: Deserialize<'de>>(
     result
 }
 
+#[cfg(feature = "server")]
 /// Appends received attachments to the ones the running encode collects,
 /// so arguments forwarded as received (placeholders and all) keep their
 /// attachments. Returns the number of the first one: the forwarded
