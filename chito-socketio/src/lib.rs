@@ -57,6 +57,11 @@
 //!   hyper 1 or an axum router (`route_service("/socket.io/",
 //!   io.service())`).
 //!
+//! Feature `server` (default) is everything above but the sans-IO codecs
+//! (`engineio`'s packet, payload, session, upgrade; `socketio`'s packet and
+//! binary), which build without it, with no hyper or tokio (the fuzz
+//! targets use them so); feature `axum` builds the axum test.
+//!
 //! docs/socketio.md in the repository is the design, with what is done,
 //! where it differs from the JavaScript server, and what is left
 //! (recovery is per node; `fetch_sockets`, broadcast acks and `volatile`
@@ -64,7 +69,9 @@
 #![deny(missing_docs)]
 
 pub mod engineio;
+#[cfg(feature = "server")]
 pub mod service;
 pub mod socketio;
 
+#[cfg(feature = "server")]
 pub use service::SocketIoService;
