@@ -5,10 +5,7 @@
 //! reaches the room's sockets on the other; its except-rooms are evaluated
 //! by the receiving node against its own members.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chito::rooms::Rooms;
 use chito::{Message, OwnedEvent};
@@ -24,50 +21,16 @@ struct Auth {
     rooms: Vec<String>,
 }
 
-/// A redis-server on a free port, no persistence; killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
+// The brokers of chito-backplane's tests: a redis-server on a free
+// loopback port, installed with apt-get when missing (as root), so this
+// test needs nothing installed by hand and never skips. Its redis queries
+// are behind chito-backplane's feature `redis`, which this crate has not:
+// compiled out here.
+#[allow(unexpected_cfgs)]
+#[path = "../../chito-backplane/tests/common/mod.rs"]
+mod common;
 
-impl Redis {
-    fn start() -> Redis {
-        let program = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .find(|path| Path::new(path).is_file())
-            .expect("redis-server is missing: apt-get install -y redis-server");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(program)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let redis = Redis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Redis;
 
 async fn node(redis_url: &str) -> (SocketIo, u16) {
     let backplane = BrokerBackplane::connect(redis_url, Settings::default())
