@@ -11,7 +11,8 @@
 //!
 //! Other knobs: `SIO_BENCH_IDLE_CLIENTS` (default 10 000, 1 000 quick),
 //! `SIO_BENCH_RATE_CLIENTS` (100), `SIO_BENCH_SECONDS` (the measured window
-//! of each events/s scenario: 5, or 1 quick).
+//! of each events/s scenario: 5, or 1 quick), `SIO_BENCH_FANOUTS` (the
+//! fan-outs measured per run: 20, or 5 quick).
 //!
 //! The servers (each alone in a child process pinned to CPU 0 with
 //! `taskset`, printing its port on its first stdout line):
@@ -361,7 +362,7 @@ impl Settings {
             rate_clients: number("SIO_BENCH_RATE_CLIENTS", 100).max(1),
             warmup: Duration::from_millis(if quick { 300 } else { 1_000 }),
             window: Duration::from_secs(seconds as u64),
-            fanouts: if quick { 5 } else { 20 },
+            fanouts: number("SIO_BENCH_FANOUTS", if quick { 5 } else { 20 }).max(1),
             fanout_warmup: if quick { 1 } else { 3 },
             servers,
         })
