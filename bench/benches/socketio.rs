@@ -56,6 +56,11 @@
 //!    server's CPU time per event, and its instructions per event where
 //!    `perf stat -e instructions` is supported (probed once).
 //!
+//! The driver is cross-checked with the official client:
+//! `node bench/node/check-client.js PORT` (socket.io-client 4.8.x over
+//! WebSocket) connects two clients to a server started by hand and checks
+//! the echo ack and a fan-out the same way.
+//!
 //! Results go to stdout as a table (server, metric, median, runs) and to
 //! the repository's `target/socketio-bench.json`. The exit status is
 //! non-zero if any server failed (a missing or wrong ack or tick, a lost
