@@ -12,7 +12,8 @@
 //! Other knobs: `SIO_BENCH_IDLE_CLIENTS` (default 10 000, 1 000 quick),
 //! `SIO_BENCH_RATE_CLIENTS` (100), `SIO_BENCH_SECONDS` (the measured window
 //! of each events/s scenario: 5, or 1 quick), `SIO_BENCH_FANOUTS` (the
-//! fan-outs measured per run: 20, or 5 quick).
+//! fan-outs measured per run: 20, or 5 quick), `SIO_BENCH_PAYLOAD_BYTES`
+//! (the echo argument's length: 32).
 //!
 //! The servers (each alone in a child process pinned to CPU 0 with
 //! `taskset`, printing its port on its first stdout line):
@@ -92,8 +93,9 @@ const SERVER_ENV: &str = "CHITO_SIO_SERVER";
 const SERVERS: [&str; 3] = ["chito-socketio", "socketioxide", "node"];
 /// The room every socket joins on connecting.
 const ROOM: &str = "bench";
-/// The echo argument: 32 bytes of JSON string content.
-const PAYLOAD: &str = "0123456789abcdef0123456789ABCDEF";
+/// The echo argument's characters, repeated to the payload's length (none
+/// needs escaping in JSON).
+const PAYLOAD_ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 /// Handshakes the driver runs at once.
 const CONNECT_CONCURRENCY: usize = 200;
 /// Longest wait for one client's handshake.
@@ -330,6 +332,8 @@ struct Settings {
     window: Duration,
     fanouts: usize,
     fanout_warmup: usize,
+    /// The echo event's argument, a JSON string of this many bytes.
+    payload: Arc<str>,
     servers: Vec<&'static str>,
 }
 
@@ -369,6 +373,13 @@ impl Settings {
             window: Duration::from_secs(seconds as u64),
             fanouts: number("SIO_BENCH_FANOUTS", if quick { 5 } else { 20 }).max(1),
             fanout_warmup: if quick { 1 } else { 3 },
+            payload: PAYLOAD_ALPHABET
+                .iter()
+                .cycle()
+                .take(number("SIO_BENCH_PAYLOAD_BYTES", 32).max(1))
+                .map(|&b| char::from(b))
+                .collect::<String>()
+                .into(),
             servers,
         })
     }
@@ -697,10 +708,12 @@ struct RateShared {
 async fn rate_client(
     mut ws: WebSocket<TcpStream>,
     depth: usize,
+    payload: Arc<str>,
     shared: Arc<RateShared>,
 ) -> Result<Vec<u32>, String> {
+    let payload = &*payload;
     // The ack's text after `43<id>`: the event's own arguments.
-    let expected = format!("[\"{PAYLOAD}\"]");
+    let expected = format!("[\"{payload}\"]");
     // Send times by id; ids are sequential and at most `depth` are in
     // flight, so a slot is free again by the time its id comes round
     // unless an ack went missing (checked).
@@ -712,7 +725,7 @@ async fn rate_client(
     let mut in_flight = 0usize;
     let build = |text: &mut String, id: u64| {
         text.clear();
-        let _ = write!(text, "42{id}[\"echo\",\"{PAYLOAD}\"]");
+        let _ = write!(text, "42{id}[\"echo\",\"{payload}\"]");
     };
     for _ in 0..depth {
         build(&mut text, next_id);
@@ -822,7 +835,12 @@ async fn run_rate(
     });
     let mut tasks = JoinSet::new();
     for ws in clients {
-        tasks.spawn(rate_client(ws, depth, Arc::clone(&shared)));
+        tasks.spawn(rate_client(
+            ws,
+            depth,
+            Arc::clone(&settings.payload),
+            Arc::clone(&shared),
+        ));
     }
     tokio::time::sleep(settings.warmup).await;
     let perf_child = if perf { start_perf(server.pid()) } else { None };
@@ -1044,10 +1062,11 @@ fn orchestrate() -> Result<bool, String> {
     }
     let load_start = load_average();
     println!(
-        "socketio bench ({}): {} idle clients, {} emitting clients, {:?} + {:?} windows, {} fan-outs (+{} warm-up), {} run(s)",
+        "socketio bench ({}): {} idle clients, {} emitting clients ({}-byte echo argument), {:?} + {:?} windows, {} fan-outs (+{} warm-up), {} run(s)",
         if settings.quick { "quick" } else { "full" },
         settings.idle_clients,
         settings.rate_clients,
+        settings.payload.len(),
         settings.warmup,
         settings.window,
         settings.fanouts,
@@ -1286,7 +1305,7 @@ fn to_json(
         settings.runs,
         settings.idle_clients,
         settings.rate_clients,
-        PAYLOAD.len(),
+        settings.payload.len(),
         settings.window.as_secs_f64(),
         settings.fanouts,
         s(load_start),
