@@ -53,7 +53,9 @@
 //!    emitting `42<id>["echo","<32 bytes>"]` and waiting for
 //!    `43<id>["<32 bytes>"]` (checked byte for byte): non-pipelined (one
 //!    in flight per client) and pipelined (64 in flight). Acks per second
-//!    over the window (after a warm-up), p50/p99 of send → ack, the
+//!    over the window (after a warm-up), mean, p50 and p99 of send → ack
+//!    (the mean too: a server that serves some clients' bursts first has
+//!    a low p50 and a long tail), the
 //!    server's CPU time per event, and its instructions per event where
 //!    `perf stat -e instructions` is supported (probed once).
 //!
@@ -796,6 +798,7 @@ async fn rate_client(
 /// One run's events/s numbers for one server at one depth.
 struct RateResult {
     events_per_sec: f64,
+    mean_us: f64,
     p50_us: f64,
     p99_us: f64,
     server_cpu_percent: f64,
@@ -888,6 +891,7 @@ async fn run_rate(
     let server_cpu = ticks(server0, server1);
     Ok(RateResult {
         events_per_sec: events / elapsed,
+        mean_us: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
         p50_us: percentile(&mut latencies, 50.0),
         p99_us: percentile(&mut latencies, 99.0),
         server_cpu_percent: server_cpu / elapsed * 100.0,
@@ -1000,12 +1004,13 @@ impl Series {
 
 /// The table's metrics, in order: name, unit shown, whether higher is
 /// better (for the comparison).
-const METRICS: [(&str, &str, bool); 14] = [
+const METRICS: [(&str, &str, bool); 16] = [
     ("idle_kib_per_client", "KiB/client idle", false),
     ("connect_seconds", "s to connect all", false),
     ("fanout_ms", "fan-out ms", false),
     ("fanout_server_cpu_ms", "fan-out server CPU ms", false),
     ("rate1_events_per_sec", "events/s 1 in flight", true),
+    ("rate1_mean_us", "  mean µs", false),
     ("rate1_p50_us", "  p50 µs", false),
     ("rate1_p99_us", "  p99 µs", false),
     (
@@ -1019,6 +1024,7 @@ const METRICS: [(&str, &str, bool); 14] = [
         false,
     ),
     ("rate64_events_per_sec", "events/s 64 in flight", true),
+    ("rate64_mean_us", "  mean µs", false),
     ("rate64_p50_us", "  p50 µs", false),
     ("rate64_p99_us", "  p99 µs", false),
     (
@@ -1130,7 +1136,7 @@ fn orchestrate() -> Result<bool, String> {
     print_table(&servers, &series);
     println!();
     println!("idle: (VmRSS after N clients settled - before) / N. fan-out: client 0 sends 42[\"fanout\",seq] -> the last of N clients has 42[\"tick\",seq] (median of the emits; the driver's reading of N messages on one core is inside it).");
-    println!("events/s: acks per second over the window; p50/p99: send -> ack per event; server CPU from /proc/<pid>/stat (10 ms ticks).");
+    println!("events/s: acks per second over the window; mean/p50/p99: send -> ack per event; server CPU from /proc/<pid>/stat (10 ms ticks).");
     println!(
         "load average: {load_start} at start, {load_end} at end ({cpus} CPUs; other jobs share this machine, so absolute numbers move; the servers alternate run by run)."
     );
@@ -1189,6 +1195,7 @@ async fn measure(
                 .unwrap_or("unknown")
         };
         values.push((key("events_per_sec"), r.events_per_sec));
+        values.push((key("mean_us"), r.mean_us));
         values.push((key("p50_us"), r.p50_us));
         values.push((key("p99_us"), r.p99_us));
         values.push((key("server_cpu_us_per_event"), r.server_cpu_us_per_event));
