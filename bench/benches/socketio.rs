@@ -162,7 +162,7 @@ async fn serve_chito(listener: TcpListener) -> std::io::Result<()> {
     io.ns("/", move |socket: Socket| {
         socket.join(ROOM);
         socket.on("echo", |_socket: Socket, args: Args, ack: Ack| {
-            let _ = ack.send(&args);
+            let _ = ack.send_args(&args);
         });
         let io = room_io.clone();
         socket.on("fanout", move |_socket: Socket, args: Args, _ack: Ack| {
