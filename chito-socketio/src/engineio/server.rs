@@ -183,6 +183,7 @@ impl SessionCell {
         if !session.begin_websocket_write() {
             return;
         }
+        let mut full = false;
         while let Some(packet) = session.poll_transmit() {
             let pushed = match &packet {
                 Outgoing::Text(text) => handle.try_send(Message::Text(text)),
@@ -196,11 +197,22 @@ impl SessionCell {
                 Err(QueueError::Full) => {
                     // Goes with the next write, first.
                     session.requeue_front(packet);
+                    full = true;
                     break;
                 }
                 // The connection is closing: its reader reports the close.
                 Err(_) => break,
             }
+        }
+        // One write in flight matters to clients only after the packet
+        // sent apart (the CONNECT answer, see `Session::try_send_apart`):
+        // elsewhere the write is complete once chito has the packets, whose
+        // own queue (bounded like the session's) holds what the peer has
+        // not read, so pipelined emits are not held back a write at a time.
+        // A full chito queue keeps the write in flight: the writer waits
+        // for it to drain before handing over the rest.
+        if !full && !session.websocket_pause_after_write() {
+            session.websocket_write_done();
         }
     }
 }
