@@ -290,7 +290,7 @@ impl EngineSocket {
         sent
     }
 
-    fn try_send(&self, packet: Outgoing) -> Result<(), SendError> {
+    pub(crate) fn try_send(&self, packet: Outgoing) -> Result<(), SendError> {
         let sent = {
             let mut session = self.cell.lock();
             let sent = session.try_send(packet);

@@ -154,6 +154,18 @@ impl Client {
         self.engine.try_send_all(packets).is_ok()
     }
 
+    /// Sends one encoded packet (its text with the Engine.IO `4`) and its
+    /// attachments, together, moving the text into the session's queue.
+    pub(crate) fn send_encoded(&self, text: String, attachments: Vec<Bytes>) -> bool {
+        if attachments.is_empty() {
+            return self.engine.try_send(Outgoing::Text(text)).is_ok();
+        }
+        let mut packets = Vec::with_capacity(1 + attachments.len());
+        packets.push(Outgoing::Text(text));
+        packets.extend(attachments.into_iter().map(Outgoing::Binary));
+        self.send_packets(&packets)
+    }
+
     /// Forgets the socket of `namespace` (it disconnected on its own).
     pub(crate) fn forget_socket(&self, namespace: &str) {
         lock(&self.state).sockets.remove(namespace);

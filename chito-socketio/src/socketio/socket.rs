@@ -443,7 +443,23 @@ impl Socket {
                 self.deliver(logged_payload(packet))
             });
         }
-        self.deliver(payload(text, &attachments))
+        self.send_direct(text, attachments)
+    }
+
+    /// Sends one encoded packet straight to this socket's session: an emit
+    /// to one socket (or an ack) selects nothing, so it skips the room
+    /// registry and its shared payload (a text, a batch and their cache per
+    /// event; the session queue they reach is the same, in call order).
+    pub(crate) fn send_direct(
+        &self,
+        text: String,
+        attachments: Vec<Bytes>,
+    ) -> Result<(), EmitError> {
+        if self.0.client.send_encoded(text, attachments) {
+            Ok(())
+        } else {
+            Err(EmitError::Closed)
+        }
     }
 
     /// Sends one encoded packet to this socket through the room registry,
@@ -642,7 +658,7 @@ impl Ack {
             id,
             args,
         )?;
-        self.socket.deliver(payload(text, &attachments))
+        self.socket.send_direct(text, attachments)
     }
 }
 
