@@ -27,7 +27,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use chito_socketio::socketio::{Ack, Args, Socket, SocketIo};
@@ -37,8 +37,30 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
-/// The page, compiled into the binary.
+/// The page, compiled into the binary. Its style is the plain chat's
+/// (examples/chat/index.html), put in where the page says so, so that
+/// both chats look alike from one stylesheet.
 const INDEX_HTML: &str = include_str!("socketio_chat/index.html");
+
+/// The plain chat's page, for its `<style>` element.
+const PLAIN_CHAT_HTML: &str = include_str!("../../examples/chat/index.html");
+
+/// Where the page takes the plain chat's style.
+const STYLE_MARKER: &str = "<!-- the plain chat's <style> -->";
+
+/// The page as served: [`INDEX_HTML`] with the plain chat's style.
+fn page() -> Bytes {
+    static PAGE: OnceLock<Bytes> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        let style = PLAIN_CHAT_HTML.find("<style>").and_then(|start| {
+            let rest = PLAIN_CHAT_HTML.get(start..)?;
+            let end = rest.find("</style>")? + "</style>".len();
+            rest.get(..end)
+        });
+        Bytes::from(INDEX_HTML.replacen(STYLE_MARKER, style.unwrap_or_default(), 1))
+    })
+    .clone()
+}
 
 /// The page's policy: its own inline style and scripts, the bundle from
 /// this origin, connections (polling requests and the WebSocket) to this
@@ -246,11 +268,7 @@ async fn route(
         return io.handle(request).await;
     }
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/" | "/index.html") => (
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            Bytes::from_static(INDEX_HTML.as_bytes()),
-        ),
+        (&Method::GET, "/" | "/index.html") => (StatusCode::OK, "text/html; charset=utf-8", page()),
         (&Method::GET, "/socket.io.min.js") => {
             (StatusCode::OK, "text/javascript; charset=utf-8", bundle)
         }
