@@ -171,6 +171,7 @@ async fn run<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let handle = ws.handle();
+    let probe_answers = ws.handle();
     let writer = tokio::spawn(write_loop(Arc::clone(&cell), handle, probing));
     let mut main = !probing;
     loop {
@@ -181,7 +182,23 @@ async fn run<S>(
         let mut session = cell.lock();
         match event {
             Ok(OwnedEvent::Text(text)) if main => session.recv_text(&text, Instant::now()),
-            Ok(OwnedEvent::Text(text)) => session.recv_probe_text(&text, Instant::now()),
+            Ok(OwnedEvent::Text(text)) => {
+                session.recv_probe_text(&text, Instant::now());
+                // `3probe` goes out from this task, now, as engine.io
+                // answers a probe as it reads it: ahead of the `5` that may
+                // follow in the same read, so before a polling request can
+                // see the upgrade done (the suite's "ignores HTTP requests
+                // with same sid after upgrade" takes the next WebSocket
+                // message after such a request, and it must not be
+                // `3probe`). The writer task would send it a turn later.
+                while let Some(packet) = session.poll_probe_transmit() {
+                    let _ = match &packet {
+                        Outgoing::Text(text) => probe_answers.try_send(Message::Text(text)),
+                        Outgoing::Binary(data) => probe_answers.try_send(Message::Binary(data)),
+                        Outgoing::Shared(shared) => probe_answers.try_send_shared(shared.message()),
+                    };
+                }
+            }
             Ok(OwnedEvent::Binary(data)) if main => session.recv_binary(Bytes::from(data)),
             Ok(OwnedEvent::Binary(_)) => session.recv_probe_binary(),
             Ok(OwnedEvent::Ping(_) | OwnedEvent::Pong(_)) => {}
