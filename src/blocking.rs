@@ -278,8 +278,9 @@ impl<S: Read + Write> Builder<S> {
 
 /// Connects to a `ws://` URL over TCP and performs the client handshake.
 ///
-/// `wss://` needs a TLS stream: open one yourself and use
-/// [`Builder::connect`] over it.
+/// Plain TCP only, no proxy. `wss://`, HTTP and SOCKS5 proxies and
+/// reconnection are the `chito-client` crate's (it keeps rustls out of
+/// chito); or open a TLS stream yourself and use [`Builder::connect`].
 ///
 /// # Errors
 /// [`Error::Request`] for a bad or `wss://` URL; [`Error::Handshake`] if

@@ -153,8 +153,9 @@ pub enum RequestError {
     /// The URL given to a `connect` helper is not a valid `ws://`/`wss://`
     /// URL (RFC 6455 §3).
     InvalidUrl(UrlError),
-    /// A `wss://` URL was given to a helper that opens plain TCP; open a
-    /// TLS stream and run the handshake over it.
+    /// A `wss://` URL was given to a helper that opens plain TCP; use the
+    /// `chito-client` crate, or open a TLS stream and run the handshake
+    /// over it.
     TlsRequired,
 }
 
@@ -179,7 +180,9 @@ impl fmt::Display for RequestError {
                 write!(f, "header {name:?} is written by the handshake itself")
             }
             RequestError::InvalidUrl(error) => write!(f, "invalid URL: {error}"),
-            RequestError::TlsRequired => f.write_str("wss:// needs a TLS stream"),
+            RequestError::TlsRequired => {
+                f.write_str("wss:// needs a TLS stream (chito-client opens one)")
+            }
         }
     }
 }

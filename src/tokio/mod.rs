@@ -106,9 +106,13 @@ use crate::handshake::UpgradeResponse;
 
 /// Connects to a `ws://` URL over TCP and performs the client handshake.
 ///
+/// Plain TCP only, no proxy. `wss://`, HTTP and SOCKS5 proxies and a
+/// client that reconnects are the `chito-client` crate's (it keeps rustls
+/// out of chito); or open a TLS stream yourself and use
+/// [`Builder::connect`].
+///
 /// # Errors
-/// [`Error::Request`] for a bad URL or a `wss://` URL (open a TLS stream
-/// and use [`Builder::connect`]); [`Error::Handshake`] if the server
+/// [`Error::Request`] for a bad URL or a `wss://` URL; [`Error::Handshake`] if the server
 /// refused; [`Error::Io`].
 pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, UpgradeResponse), Error> {
     connect_with(url, Config::default()).await
