@@ -10,8 +10,10 @@ use chito::tokio::{Builder, WebSocket};
 use chito::Config;
 use tokio::net::TcpStream;
 
-use crate::error::ConnectError;
+use crate::error::{ConnectError, ProxyError};
+use crate::proxy::{self, Destination, Proxy, ProxyEnv};
 use crate::stream::ClientStream;
+use crate::tls::TlsSetup;
 
 /// How long a connection attempt may take, lookup to handshake, by default.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,6 +27,26 @@ pub struct Connector {
     headers: Vec<(String, String)>,
     protocols: Vec<String>,
     connect_timeout: Duration,
+    proxy: ProxyChoice,
+    pub(crate) tls: TlsSetup,
+}
+
+/// Which proxy, if any, a connection goes through.
+#[derive(Debug, Clone)]
+pub(crate) enum ProxyChoice {
+    /// Straight to the server.
+    Direct,
+    /// Always this one.
+    Fixed(Proxy),
+    /// As the environment says, per URL.
+    Env(Arc<ProxyEnv>),
+}
+
+/// The route to a server: through which proxy, if any, to what.
+pub(crate) struct Route<'a> {
+    pub(crate) proxy: Option<Proxy>,
+    pub(crate) host: &'a str,
+    pub(crate) port: u16,
 }
 
 impl Default for Connector {
@@ -42,7 +64,51 @@ impl Connector {
             headers: Vec::new(),
             protocols: Vec::new(),
             connect_timeout: CONNECT_TIMEOUT,
+            proxy: ProxyChoice::Direct,
+            tls: TlsSetup::default(),
         }
+    }
+
+    /// Opens every connection through `proxy` (HTTP CONNECT or SOCKS5),
+    /// whatever the host; `wss://` runs TLS through the tunnel, with the
+    /// server's name. Replaces [`proxy_from_env`](Self::proxy_from_env).
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = ProxyChoice::Fixed(proxy);
+        self
+    }
+
+    /// Chooses the proxy from the environment, read now, as curl does:
+    /// `https_proxy` for `wss://`, `http_proxy` for `ws://`, else
+    /// `all_proxy` (lowercase names win over uppercase; the uppercase
+    /// `HTTP_PROXY` is ignored under CGI, where `REQUEST_METHOD` is set and
+    /// a request header can set it), values as [`Proxy::from_url`] reads
+    /// them; no proxy for a host `no_proxy` lists (comma-separated: `*`,
+    /// a domain and the names under it, with or without a leading dot,
+    /// an IP address, a CIDR block, each with an optional `:port`). A
+    /// variable whose URL cannot be used fails the connection
+    /// ([`ConnectError::InvalidProxy`]) rather than going direct.
+    /// Replaces [`proxy`](Self::proxy).
+    pub fn proxy_from_env(mut self) -> Self {
+        self.proxy = ProxyChoice::Env(Arc::new(ProxyEnv::from_process()));
+        self
+    }
+
+    /// Uses `config` for `wss://` instead of the default (custom roots,
+    /// client certificates). It is used as given: its ALPN list is not
+    /// changed, so include `http/1.1` in it (RFC 6455's handshake is an
+    /// HTTP/1.1 upgrade); with an empty list no protocol is offered,
+    /// which servers accept; a server choosing another protocol fails the
+    /// connection ([`TlsError::UnexpectedAlpn`](crate::TlsError::UnexpectedAlpn)).
+    ///
+    /// Without it, a configuration is built on the first `wss://`
+    /// connection and shared by this connector and its clones: the
+    /// compiled-in Mozilla roots (feature `webpki-roots`, default) and/or
+    /// the platform's (`native-roots`), TLS 1.3 and 1.2, ALPN `http/1.1`,
+    /// the `ring` provider.
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls.set_user(config);
+        self
     }
 
     /// The protocol's limits and timers for the connections opened
@@ -78,7 +144,8 @@ impl Connector {
         &self.config
     }
 
-    /// Opens a WebSocket to `url` (`ws://`).
+    /// Opens a WebSocket to `url` (`ws://` or `wss://`), through the
+    /// proxy if one is set.
     ///
     /// # Errors
     /// A [`ConnectError`] naming the hop that failed.
@@ -87,12 +154,13 @@ impl Connector {
         url: &str,
     ) -> Result<(WebSocket<ClientStream>, UpgradeResponse), ConnectError> {
         let url = WsUrl::parse(url).map_err(RequestError::InvalidUrl)?;
-        if url.secure {
-            return Err(RequestError::TlsRequired.into());
-        }
         let request = self.request(&url);
-        let tcp = self.open_tcp(&url.host, url.port).await?;
-        let stream = ClientStream::Plain(tcp);
+        let route = self.route(&url)?;
+        let tcp = match &route.proxy {
+            None => self.open_tcp(&url.host, url.port, false).await?,
+            Some(proxy) => self.open_tunnel(proxy, &route).await?,
+        };
+        let stream = self.secure(&url, tcp).await?;
         Builder::new(stream)
             .config(self.config.clone())
             .handshake_timeout(self.connect_timeout)
@@ -101,9 +169,84 @@ impl Connector {
             .map_err(ConnectError::Handshake)
     }
 
+    /// TLS over `tcp` for `wss://`.
+    #[cfg(feature = "rustls")]
+    async fn secure(&self, url: &WsUrl, tcp: TcpStream) -> Result<ClientStream, ConnectError> {
+        if !url.secure {
+            return Ok(ClientStream::Plain(tcp));
+        }
+        let tls_error = |error| ConnectError::Tls {
+            host: url.host.clone(),
+            error,
+        };
+        let handshake =
+            tokio::time::timeout(self.connect_timeout, self.tls.connect(&url.host, tcp));
+        match handshake.await {
+            Ok(Ok(tls)) => Ok(ClientStream::Tls(Box::new(tls))),
+            Ok(Err(error)) => Err(tls_error(error)),
+            Err(_) => Err(tls_error(crate::TlsError::Io(timed_out("TLS handshake")))),
+        }
+    }
+
+    /// Without rustls, `wss://` is refused before anything is sent.
+    #[cfg(not(feature = "rustls"))]
+    async fn secure(&self, url: &WsUrl, tcp: TcpStream) -> Result<ClientStream, ConnectError> {
+        if !url.secure {
+            return Ok(ClientStream::Plain(tcp));
+        }
+        Err(ConnectError::Tls {
+            host: url.host.clone(),
+            error: self.tls.unavailable(),
+        })
+    }
+
+    /// Which proxy to go through for `url`.
+    pub(crate) fn route<'u>(&self, url: &'u WsUrl) -> Result<Route<'u>, ConnectError> {
+        let proxy = match &self.proxy {
+            ProxyChoice::Direct => None,
+            ProxyChoice::Fixed(proxy) => Some(proxy.clone()),
+            ProxyChoice::Env(env) => env
+                .proxy_for(url.secure, &url.host, url.port)
+                .map_err(ConnectError::InvalidProxy)?,
+        };
+        Ok(Route {
+            proxy,
+            host: &url.host,
+            port: url.port,
+        })
+    }
+
+    /// TCP to the proxy, then its tunnel to the route's server.
+    async fn open_tunnel(
+        &self,
+        proxy: &Proxy,
+        route: &Route<'_>,
+    ) -> Result<TcpStream, ConnectError> {
+        let destination = if proxy.remote_dns() {
+            Destination::Domain(route.host.to_owned())
+        } else {
+            // socks5://: the server's name is resolved here.
+            let addr = self.lookup(route.host, route.port, false).await?;
+            Destination::Ip(addr.ip())
+        };
+        let mut tcp = self.open_tcp_addr(proxy.addr(), true).await?;
+        let authority = socket_addr_string(route.host, route.port);
+        let exchange = proxy::tunnel(&mut tcp, proxy, &destination, route.port, &authority);
+        let result = match tokio::time::timeout(self.connect_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ProxyError::Io(timed_out("proxy handshake"))),
+        };
+        result.map_err(|error| ConnectError::Proxy {
+            proxy: proxy.addr().to_owned(),
+            target: authority,
+            error,
+        })?;
+        Ok(tcp)
+    }
+
     /// The opening handshake request for `url`, with this connector's
     /// headers and subprotocols.
-    fn request(&self, url: &WsUrl) -> ClientRequest {
+    pub(crate) fn request(&self, url: &WsUrl) -> ClientRequest {
         let mut request = ClientRequest::from_url(url);
         for protocol in &self.protocols {
             request = request.with_protocol(protocol.clone());
@@ -115,26 +258,62 @@ impl Connector {
     }
 
     /// Resolves `host` and connects to its addresses in turn, each within
-    /// the connect timeout.
-    async fn open_tcp(&self, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
-        let addr = socket_addr_string(host, port);
-        let lookup = tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host(&addr));
-        let addrs: Vec<_> = match lookup.await {
-            Ok(Ok(addrs)) => addrs.collect(),
-            Ok(Err(source)) => {
-                return Err(ConnectError::Resolve {
-                    host: host.to_owned(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(ConnectError::Resolve {
-                    host: host.to_owned(),
-                    source: timed_out("DNS lookup"),
-                })
-            }
+    /// the connect timeout. `proxy`: whether it is the proxy's.
+    async fn open_tcp(
+        &self,
+        host: &str,
+        port: u16,
+        proxy: bool,
+    ) -> Result<TcpStream, ConnectError> {
+        self.open_tcp_addr(&socket_addr_string(host, port), proxy)
+            .await
+    }
+
+    /// The first address of `host:port`.
+    async fn lookup(
+        &self,
+        host: &str,
+        port: u16,
+        proxy: bool,
+    ) -> Result<std::net::SocketAddr, ConnectError> {
+        let addrs = self
+            .lookup_all(&socket_addr_string(host, port), host, proxy)
+            .await?;
+        addrs
+            .into_iter()
+            .next()
+            .ok_or_else(|| ConnectError::Resolve {
+                host: host.to_owned(),
+                proxy,
+                source: no_address(),
+            })
+    }
+
+    /// All addresses of `addr` (`host:port`); errors name `host`.
+    async fn lookup_all(
+        &self,
+        addr: &str,
+        host: &str,
+        proxy: bool,
+    ) -> Result<Vec<std::net::SocketAddr>, ConnectError> {
+        let lookup = tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host(addr));
+        let source = match lookup.await {
+            Ok(Ok(addrs)) => return Ok(addrs.collect()),
+            Ok(Err(source)) => source,
+            Err(_) => timed_out("DNS lookup"),
         };
-        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+        Err(ConnectError::Resolve {
+            host: host.to_owned(),
+            proxy,
+            source,
+        })
+    }
+
+    /// [`open_tcp`](Self::open_tcp) for a `host:port` text.
+    async fn open_tcp_addr(&self, addr: &str, proxy: bool) -> Result<TcpStream, ConnectError> {
+        let host = host_of(addr);
+        let addrs = self.lookup_all(addr, host, proxy).await?;
+        let mut last = no_address();
         for socket_addr in addrs {
             let attempt =
                 tokio::time::timeout(self.connect_timeout, TcpStream::connect(socket_addr));
@@ -142,7 +321,8 @@ impl Connector {
                 Ok(Ok(tcp)) => {
                     // Frames are written whole; Nagle would only delay them.
                     tcp.set_nodelay(true).map_err(|source| ConnectError::Tcp {
-                        addr: addr.clone(),
+                        addr: addr.to_owned(),
+                        proxy,
                         source,
                     })?;
                     return Ok(tcp);
@@ -151,12 +331,34 @@ impl Connector {
                 Err(_) => last = timed_out("TCP connect"),
             }
         }
-        Err(ConnectError::Tcp { addr, source: last })
+        Err(ConnectError::Tcp {
+            addr: addr.to_owned(),
+            proxy,
+            source: last,
+        })
+    }
+
+    /// How long each step may take.
+    pub(crate) fn step_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 }
 
+/// The host part of `host:port` or `[v6]:port`.
+pub(crate) fn host_of(addr: &str) -> &str {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => addr,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+pub(crate) fn no_address() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+}
+
 /// `host:port`, an IPv6 address bracketed, for the resolver.
-fn socket_addr_string(host: &str, port: u16) -> String {
+pub(crate) fn socket_addr_string(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -164,6 +366,6 @@ fn socket_addr_string(host: &str, port: u16) -> String {
     }
 }
 
-fn timed_out(what: &str) -> std::io::Error {
+pub(crate) fn timed_out(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out"))
 }

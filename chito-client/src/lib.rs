@@ -31,10 +31,16 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod blocking;
 mod connector;
 mod error;
+mod proxy;
 mod stream;
+mod tls;
 
+pub use blocking::BlockingStream;
 pub use connector::Connector;
-pub use error::{ConnectError, Hop};
+pub use error::{ConnectError, Hop, ProxyError};
+pub use proxy::{Proxy, ProxyUrlError, SocksReply};
 pub use stream::ClientStream;
+pub use tls::TlsError;
