@@ -487,6 +487,49 @@ mod tests {
         assert!(text.contains("me") && !text.contains("hunter2"), "{text}");
     }
 
+    /// A proxy whose 2xx head and the server's first bytes arrive in one
+    /// segment: the tunnel must start at the server's first byte.
+    const HEAD_AND_SERVER_BYTES: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\nSERVER-FIRST";
+
+    fn one_shot_proxy() -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let _ = tcp.read(&mut buf).unwrap();
+            tcp.write_all(HEAD_AND_SERVER_BYTES).unwrap();
+            let _ = tcp.read(&mut buf);
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn bytes_after_the_head_stay_in_the_tunnel() {
+        let addr = one_shot_proxy();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let proxy = Proxy::http(addr.to_string());
+        let destination = Destination::Domain("example.com".into());
+        tunnel(&mut tcp, &proxy, &destination, 80, "example.com:80")
+            .await
+            .unwrap();
+        let mut first = [0u8; 12];
+        tcp.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"SERVER-FIRST");
+    }
+
+    #[test]
+    fn bytes_after_the_head_stay_in_the_tunnel_blocking() {
+        let addr = one_shot_proxy();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        let proxy = Proxy::http(addr.to_string());
+        let destination = Destination::Domain("example.com".into());
+        tunnel_blocking(&mut tcp, &proxy, &destination, 80, "example.com:80").unwrap();
+        let mut first = [0u8; 12];
+        tcp.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"SERVER-FIRST");
+    }
+
     #[test]
     fn http_proxies_always_resolve_remotely() {
         assert!(Proxy::http("h:1").resolve_locally().remote_dns());
