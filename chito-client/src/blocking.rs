@@ -10,7 +10,7 @@ use std::time::Duration;
 use chito::blocking::{Builder, StreamControl, WebSocket};
 use chito::handshake::{RequestError, UpgradeResponse, WsUrl};
 
-use crate::connector::{host_of, no_address, socket_addr_string, timed_out, Route};
+use crate::connector::{host_of, no_address, socket_addr_string, Route};
 use crate::error::ConnectError;
 use crate::proxy::{self, Destination, Proxy};
 use crate::Connector;
@@ -129,16 +129,15 @@ impl Connector {
         };
         #[cfg(feature = "rustls")]
         {
-            set_timeouts(&tcp, Some(self.step_timeout()))
-                .map_err(|e| tls_error(crate::TlsError::Io(e)))?;
             let tls = self
                 .tls
-                .connect_blocking(&url.host, tcp)
+                .connect_blocking(&url.host, tcp, self.step_timeout())
                 .map_err(tls_error)?;
             // The adapter sets its own timeouts from here on.
             set_timeouts(tls.get_ref(), None).map_err(|e| tls_error(crate::TlsError::Io(e)))?;
             Ok(BlockingStream::Tls(Box::new(tls)))
         }
+        // Unreachable without rustls: `route` refused wss:// already.
         #[cfg(not(feature = "rustls"))]
         {
             drop(tcp);
@@ -173,21 +172,16 @@ impl Connector {
             target: authority.clone(),
             error,
         };
-        set_timeouts(&tcp, Some(timeout)).map_err(|e| proxy_error(crate::ProxyError::Io(e)))?;
-        proxy::tunnel_blocking(&mut tcp, proxy, &destination, route.port, &authority).map_err(
-            |error| match error {
-                // A read or write timeout: say what timed out.
-                crate::ProxyError::Io(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    proxy_error(crate::ProxyError::Io(timed_out("proxy handshake")))
-                }
-                other => proxy_error(other),
-            },
-        )?;
+        proxy::tunnel_blocking(
+            &mut tcp,
+            proxy,
+            &destination,
+            route.port,
+            &authority,
+            timeout,
+        )
+        .map_err(proxy_error)?;
+        // chito's adapter sets its own timeouts from here on.
         set_timeouts(&tcp, None).map_err(|e| proxy_error(crate::ProxyError::Io(e)))?;
         Ok(tcp)
     }

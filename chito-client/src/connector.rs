@@ -188,20 +188,23 @@ impl Connector {
         }
     }
 
-    /// Without rustls, `wss://` is refused before anything is sent.
+    /// Without rustls, only `ws://` reaches here ([`route`](Self::route)
+    /// refused `wss://`).
     #[cfg(not(feature = "rustls"))]
-    async fn secure(&self, url: &WsUrl, tcp: TcpStream) -> Result<ClientStream, ConnectError> {
-        if !url.secure {
-            return Ok(ClientStream::Plain(tcp));
-        }
-        Err(ConnectError::Tls {
-            host: url.host.clone(),
-            error: self.tls.unavailable(),
-        })
+    async fn secure(&self, _url: &WsUrl, tcp: TcpStream) -> Result<ClientStream, ConnectError> {
+        Ok(ClientStream::Plain(tcp))
     }
 
-    /// Which proxy to go through for `url`.
+    /// Which proxy to go through for `url`. Without rustls, `wss://` is
+    /// refused here, before anything is looked up or sent.
     pub(crate) fn route<'u>(&self, url: &'u WsUrl) -> Result<Route<'u>, ConnectError> {
+        #[cfg(not(feature = "rustls"))]
+        if url.secure {
+            return Err(ConnectError::Tls {
+                host: url.host.clone(),
+                error: self.tls.unavailable(),
+            });
+        }
         let proxy = match &self.proxy {
             ProxyChoice::Direct => None,
             ProxyChoice::Fixed(proxy) => Some(proxy.clone()),

@@ -167,23 +167,42 @@ impl TlsSetup {
         Ok(tls)
     }
 
-    /// [`connect`](Self::connect) over std's blocking TCP (its timeouts
-    /// set by the caller): the handshake is completed here, so that its
-    /// failures are TLS errors, not the WebSocket handshake's.
+    /// [`connect`](Self::connect) over std's blocking TCP, within
+    /// `timeout` in all: the handshake is completed here, so that its
+    /// failures are TLS errors, not the WebSocket handshake's. The
+    /// socket's timeouts are left set.
     pub(crate) fn connect_blocking(
         &self,
         host: &str,
         mut tcp: std::net::TcpStream,
+        timeout: std::time::Duration,
     ) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, TlsError> {
         let (config, name) = self.prepare(host)?;
         let mut conn = rustls::ClientConnection::new(config, name).map_err(TlsError::Rustls)?;
+        let deadline = std::time::Instant::now() + timeout;
+        let timed_out = || TlsError::Io(crate::connector::timed_out("TLS handshake"));
         while conn.is_handshaking() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            tcp.set_read_timeout(Some(left))
+                .and_then(|()| tcp.set_write_timeout(Some(left)))
+                .map_err(TlsError::Io)?;
             match conn.complete_io(&mut tcp) {
                 Ok((0, 0)) if conn.is_handshaking() => {
                     return Err(TlsError::Io(io::ErrorKind::UnexpectedEof.into()))
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(timed_out())
+                }
                 Err(e) => return Err(TlsError::from_io(e)),
             }
         }

@@ -260,26 +260,46 @@ async fn socks5_failure_replies_are_named() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_proxy_times_out_at_the_proxy_hop() {
+    // Accepts, reads, never answers.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let holder = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        drop(tcp);
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
     });
-    let err = Connector::new()
+    let connector = Connector::new()
         .proxy(Proxy::http(addr))
-        .connect_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200));
+    let timed_out = |err: &ConnectError| match proxy_error(err) {
+        ProxyError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{err}"),
+        other => panic!("{other:?}"),
+    };
+    let started = std::time::Instant::now();
+    let err = connector
         .connect("ws://example.com/")
         .await
         .map(|_| ())
         .unwrap_err();
-    match proxy_error(&err) {
-        ProxyError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut),
-        other => panic!("{other:?}"),
-    }
+    timed_out(&err);
+    let blocking = connector.clone();
+    let err = tokio::task::spawn_blocking(move || {
+        blocking
+            .connect_blocking("ws://example.com/")
+            .map(|_| ())
+            .unwrap_err()
+    })
+    .await
+    .unwrap();
+    timed_out(&err);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     holder.abort();
 }
 

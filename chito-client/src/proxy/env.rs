@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use super::{Proxy, ProxyUrlError};
 
-/// The proxy variables, read once.
-#[derive(Debug, Clone, Default)]
+/// The proxy variables, read once. Its `Debug` hides credentials.
+#[derive(Clone, Default)]
 pub(crate) struct ProxyEnv {
     /// For `ws://`.
     http: Option<String>,
@@ -20,6 +20,31 @@ pub(crate) struct ProxyEnv {
     /// For either, when the scheme's own is unset.
     all: Option<String>,
     no_proxy: Vec<NoProxyEntry>,
+}
+
+impl std::fmt::Debug for ProxyEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<String>| v.as_deref().map(hide_userinfo);
+        f.debug_struct("ProxyEnv")
+            .field("http", &show(&self.http))
+            .field("https", &show(&self.https))
+            .field("all", &show(&self.all))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+/// `scheme://<hidden>@host:port` for a URL with userinfo.
+fn hide_userinfo(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url.rfind('@') {
+        Some(at) if at >= after_scheme => format!(
+            "{}<hidden>{}",
+            url.get(..after_scheme).unwrap_or(""),
+            url.get(at..).unwrap_or("")
+        ),
+        _ => url.to_owned(),
+    }
 }
 
 impl ProxyEnv {
@@ -268,6 +293,20 @@ mod tests {
         assert!(!direct("localhost", 80));
         let star = env(&[("all_proxy", "http://p:1"), ("no_proxy", "*")]);
         assert_eq!(addr_for(&star, true, "anything", 443), None);
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let e = env(&[
+            ("https_proxy", "http://me:hunter2@p:1"),
+            ("all_proxy", "p:2"),
+        ]);
+        let text = format!("{e:?}");
+        assert!(!text.contains("hunter2") && !text.contains("me:"), "{text}");
+        assert!(
+            text.contains("http://<hidden>@p:1") && text.contains("p:2"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -8,9 +8,11 @@ mod socks5;
 
 use std::fmt;
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::connector::timed_out;
 use crate::error::ProxyError;
 
 pub(crate) use env::ProxyEnv;
@@ -378,19 +380,24 @@ pub(crate) async fn tunnel(
     }
 }
 
-/// [`tunnel`] over std's blocking TCP; timeouts are the caller's (set on
-/// `tcp`).
+/// [`tunnel`] over std's blocking TCP, within `timeout` in all (each
+/// read and write is bounded by what is left of it; the socket's timeouts
+/// are left set).
 pub(crate) fn tunnel_blocking(
     tcp: &mut std::net::TcpStream,
     proxy: &Proxy,
     destination: &Destination,
     port: u16,
     authority: &str,
+    timeout: Duration,
 ) -> Result<(), ProxyError> {
+    let deadline = Instant::now() + timeout;
     let (mut machine, first) = Machine::start(proxy, destination, port, authority)?;
-    tcp.write_all(&first).map_err(ProxyError::Io)?;
+    arm(tcp, deadline)?;
+    tcp.write_all(&first).map_err(blocking_error)?;
     let mut buf = [0u8; PEEK_CHUNK];
     loop {
+        arm(tcp, deadline)?;
         let (n, peeked) = match machine.want() {
             Want::Peek => (retry(|| tcp.peek(&mut buf))?, true),
             Want::Read(need) => {
@@ -404,18 +411,44 @@ pub(crate) fn tunnel_blocking(
         let input = buf.get(..n).unwrap_or_default();
         let done = machine.feed(input)?;
         if peeked {
+            // The peeked bytes are in the socket's buffer: this read does
+            // not wait.
             let used = done.unwrap_or(n);
             let mut sink = [0u8; PEEK_CHUNK];
             let discard = sink.get_mut(..used).unwrap_or_default();
-            tcp.read_exact(discard).map_err(ProxyError::Io)?;
+            tcp.read_exact(discard).map_err(blocking_error)?;
         }
         if done.is_some() {
             return Ok(());
         }
         let out = machine.take_output();
         if !out.is_empty() {
-            tcp.write_all(&out).map_err(ProxyError::Io)?;
+            arm(tcp, deadline)?;
+            tcp.write_all(&out).map_err(blocking_error)?;
         }
+    }
+}
+
+/// Bounds the next blocking read or write by what is left until
+/// `deadline`.
+fn arm(tcp: &std::net::TcpStream, deadline: Instant) -> Result<(), ProxyError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ProxyError::Io(timed_out("proxy handshake")));
+    }
+    tcp.set_read_timeout(Some(left))
+        .and_then(|()| tcp.set_write_timeout(Some(left)))
+        .map_err(ProxyError::Io)
+}
+
+/// A blocking socket's error; its timeout (`WouldBlock` on Unix) said as
+/// one.
+fn blocking_error(e: std::io::Error) -> ProxyError {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            ProxyError::Io(timed_out("proxy handshake"))
+        }
+        _ => ProxyError::Io(e),
     }
 }
 
@@ -424,7 +457,7 @@ fn retry(mut read: impl FnMut() -> std::io::Result<usize>) -> Result<usize, Prox
     loop {
         match read() {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            other => return other.map_err(ProxyError::Io),
+            other => return other.map_err(blocking_error),
         }
     }
 }
@@ -524,7 +557,15 @@ mod tests {
         let mut tcp = std::net::TcpStream::connect(addr).unwrap();
         let proxy = Proxy::http(addr.to_string());
         let destination = Destination::Domain("example.com".into());
-        tunnel_blocking(&mut tcp, &proxy, &destination, 80, "example.com:80").unwrap();
+        tunnel_blocking(
+            &mut tcp,
+            &proxy,
+            &destination,
+            80,
+            "example.com:80",
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let mut first = [0u8; 12];
         tcp.read_exact(&mut first).unwrap();
         assert_eq!(&first, b"SERVER-FIRST");
