@@ -13,6 +13,7 @@ use chito_client::{ConnectError, Connector, Hop, Proxy, ProxyError, SocksReply};
 use common::{closed_port, ws_server, wss_server, Ca, Pproxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -182,22 +183,60 @@ async fn a_refused_target_is_the_proxys_answer() {
 }
 
 /// A proxy that answers each message read with the next scripted reply,
-/// then keeps the connection until the client goes.
-async fn scripted_proxy(script: Vec<Vec<u8>>) -> String {
+/// then keeps the connection until the client goes. The task's result is
+/// what it read, message by message.
+async fn scripted_proxy(script: Vec<Vec<u8>>) -> (String, JoinHandle<Vec<Vec<u8>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let (mut tcp, _) = listener.accept().await.unwrap();
         let mut buf = [0u8; 1024];
+        let mut received = Vec::new();
         for reply in script {
-            if tcp.read(&mut buf).await.unwrap_or(0) == 0 {
-                return;
+            let n = tcp.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return received;
             }
+            received.push(buf[..n].to_vec());
             tcp.write_all(&reply).await.unwrap();
         }
         let _ = tcp.read(&mut buf).await;
+        received
     });
-    addr
+    (addr, task)
+}
+
+/// socks5h (the default) sends the name for the proxy to resolve
+/// (ATYP X'03'); `resolve_locally` (socks5://) resolves it here and sends
+/// the address (X'01' 127.0.0.1 or X'04' ::1 for `localhost`).
+#[tokio::test]
+async fn socks5_sends_the_name_or_the_resolved_address() {
+    let refused = vec![5, 5, 0, 1, 0, 0, 0, 0, 0, 0];
+    for scheme in ["socks5h", "socks5"] {
+        let (addr, task) = scripted_proxy(vec![vec![5, 0], refused.clone()]).await;
+        let proxy = Proxy::from_url(&format!("{scheme}://{addr}")).unwrap();
+        let err = connect_err(proxy, "ws://localhost:8080/").await;
+        assert!(
+            matches!(proxy_error(&err), ProxyError::SocksRefused(_)),
+            "{err}"
+        );
+        let received = task.await.unwrap();
+        assert_eq!(received[0], [5, 1, 0]);
+        let request = &received[1];
+        assert_eq!(request[..3], [5, 1, 0]);
+        assert_eq!(request[request.len() - 2..], [0x1f, 0x90]);
+        let address = &request[3..request.len() - 2];
+        if scheme == "socks5h" {
+            assert_eq!(address, [&[3u8, 9][..], b"localhost"].concat());
+        } else {
+            let mut v6_loopback = vec![4u8];
+            v6_loopback.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+            assert!(
+                address == [1, 127, 0, 0, 1] || address == v6_loopback,
+                "{address:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -210,7 +249,7 @@ async fn http_refusals_carry_status_and_reason() {
             "Bad Gateway",
         ),
     ] {
-        let addr = scripted_proxy(vec![reply.to_vec()]).await;
+        let (addr, _) = scripted_proxy(vec![reply.to_vec()]).await;
         let err = Connector::new()
             .proxy(Proxy::http(addr.clone()))
             .connect_timeout(TIMEOUT)
@@ -239,7 +278,7 @@ async fn socks5_failure_replies_are_named() {
         (5, SocksReply::ConnectionRefused),
     ] {
         let reply = vec![5, code, 0, 1, 0, 0, 0, 0, 0, 0];
-        let addr = scripted_proxy(vec![vec![5, 0], reply]).await;
+        let (addr, _) = scripted_proxy(vec![vec![5, 0], reply]).await;
         let err = Connector::new()
             .proxy(Proxy::socks5(addr.clone()))
             .connect_timeout(TIMEOUT)
