@@ -1,6 +1,6 @@
-//! [`Connector`]: from a URL to an open WebSocket — name lookup, TCP, and
-//! chito's opening handshake, with the settings of the connection it
-//! yields.
+//! [`Connector`]: from a URL to an open WebSocket — name lookup, TCP,
+//! the proxy's tunnel, TLS, and chito's opening handshake, with the
+//! settings of the connection it yields.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +18,10 @@ use crate::tls::TlsSetup;
 /// How long a connection attempt may take, lookup to handshake, by default.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens client connections: resolves the host, opens TCP, runs the
-/// WebSocket handshake. Cheap to clone; one `Connector` can open any number
-/// of connections.
+/// Opens client connections: resolves the host, opens TCP (to the server,
+/// or to a proxy that tunnels to it), runs TLS for `wss://`, then the
+/// WebSocket handshake. Cheap to clone; one `Connector` can open any
+/// number of connections.
 #[derive(Debug, Clone)]
 pub struct Connector {
     config: Arc<Config>,

@@ -8,6 +8,8 @@
 //!   an HTTP CONNECT or SOCKS5 proxy chosen explicitly or from the
 //!   environment; every failure names the hop that failed
 //!   ([`ConnectError`]).
+//! * [`Connector::connect_blocking`]: the same routes and errors for
+//!   blocking code, on chito's blocking adapter ([`BlockingStream`]).
 //!
 //! The protocol itself (handshake, frames, keepalive pings) is chito's; this
 //! crate only opens the transport and hands it to chito's tokio adapter.
