@@ -121,6 +121,29 @@ pub enum ProxyError {
     Io(io::Error),
 }
 
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyError::Refused { status, reason } => write!(f, "refused: {status} {reason}"),
+            ProxyError::SocksRefused(reply) => write!(f, "refused: {reply}"),
+            ProxyError::Auth(why) => write!(f, "authentication failed: {why}"),
+            ProxyError::Protocol(why) => write!(f, "malformed reply: {why}"),
+            ProxyError::Closed => f.write_str("closed the connection before answering"),
+            ProxyError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProxyError::Io(e) => Some(e),
+            ProxyError::SocksRefused(reply) => Some(reply),
+            _ => None,
+        }
+    }
+}
+
 impl ConnectError {
     /// The hop that failed.
     pub fn hop(&self) -> Hop {
