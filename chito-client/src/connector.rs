@@ -373,3 +373,62 @@ pub(crate) fn socket_addr_string(host: &str, port: u16) -> String {
 pub(crate) fn timed_out(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Hop;
+
+    /// A connector whose environment is `vars`, not the process's.
+    fn with_env(vars: &'static [(&'static str, &'static str)]) -> Connector {
+        let env = ProxyEnv::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        });
+        let mut connector = Connector::new();
+        connector.proxy = ProxyChoice::Env(Arc::new(env));
+        connector
+    }
+
+    fn proxy_addr(connector: &Connector, url: &str) -> Result<Option<String>, ConnectError> {
+        let url = WsUrl::parse(url).unwrap();
+        let route = connector.route(&url)?;
+        Ok(route.proxy.map(|p| p.addr().to_owned()))
+    }
+
+    #[test]
+    fn the_environment_routes_each_url() {
+        let connector = with_env(&[
+            ("https_proxy", "http://secure-proxy:3128"),
+            ("HTTP_PROXY", "socks5h://plain-proxy:1080"),
+            ("no_proxy", "localhost,.corp.example,10.0.0.0/8"),
+        ]);
+        let addr = |url| proxy_addr(&connector, url).unwrap();
+        assert_eq!(
+            addr("wss://feed.example/").as_deref(),
+            Some("secure-proxy:3128")
+        );
+        assert_eq!(
+            addr("ws://feed.example/").as_deref(),
+            Some("plain-proxy:1080")
+        );
+        assert_eq!(addr("wss://localhost:9001/"), None);
+        assert_eq!(addr("ws://build.corp.example/"), None);
+        assert_eq!(addr("ws://10.2.3.4/"), None);
+        // An explicit proxy replaces the environment, for every host.
+        let fixed = connector.clone().proxy(Proxy::http("fixed:8080"));
+        assert_eq!(
+            proxy_addr(&fixed, "wss://localhost/").unwrap().as_deref(),
+            Some("fixed:8080")
+        );
+    }
+
+    #[test]
+    fn an_unusable_proxy_variable_fails_the_request_hop() {
+        let connector = with_env(&[("all_proxy", "https://proxy:443")]);
+        let err = proxy_addr(&connector, "wss://feed.example/").unwrap_err();
+        assert_eq!(err.hop(), Hop::Request);
+        assert!(err.to_string().contains("https:// proxies"), "{err}");
+    }
+}
