@@ -42,8 +42,8 @@ mod tls;
 
 pub use blocking::BlockingStream;
 pub use connector::Connector;
-pub use error::{ConnectError, Hop};
 pub use error::ProxyError;
+pub use error::{ConnectError, Hop};
 pub use proxy::{Proxy, ProxyUrlError, SocksReply};
 pub use stream::ClientStream;
 pub use tls::TlsError;
