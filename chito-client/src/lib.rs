@@ -8,6 +8,8 @@
 //!   an HTTP CONNECT or SOCKS5 proxy chosen explicitly or from the
 //!   environment; every failure names the hop that failed
 //!   ([`ConnectError`]).
+//! * [`Connector::connect_blocking`]: the same routes and errors for
+//!   blocking code, on chito's blocking adapter ([`BlockingStream`]).
 //!
 //! The protocol itself (handshake, frames, keepalive pings) is chito's; this
 //! crate only opens the transport and hands it to chito's tokio adapter.
@@ -31,10 +33,17 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod blocking;
 mod connector;
 mod error;
+mod proxy;
 mod stream;
+mod tls;
 
+pub use blocking::BlockingStream;
 pub use connector::Connector;
+pub use error::ProxyError;
 pub use error::{ConnectError, Hop};
+pub use proxy::{Proxy, ProxyUrlError, SocksReply};
 pub use stream::ClientStream;
+pub use tls::TlsError;

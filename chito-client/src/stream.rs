@@ -14,6 +14,10 @@ use tokio::net::TcpStream;
 pub enum ClientStream {
     /// `ws://`: the TCP stream (to the server, or a proxy's tunnel).
     Plain(TcpStream),
+    /// `wss://`: TLS over the TCP stream (boxed: a TLS session is over a
+    /// kilobyte, `Plain` a few words).
+    #[cfg(feature = "rustls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl ClientStream {
@@ -21,6 +25,8 @@ impl ClientStream {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             ClientStream::Plain(tcp) => tcp,
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(tls) => tls.get_ref().0,
         }
     }
 }
@@ -33,6 +39,8 @@ impl AsyncRead for ClientStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -45,6 +53,8 @@ impl AsyncWrite for ClientStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ClientStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -55,24 +65,32 @@ impl AsyncWrite for ClientStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ClientStream::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             ClientStream::Plain(tcp) => tcp.is_write_vectored(),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(tls) => tls.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
         }
     }
 }
