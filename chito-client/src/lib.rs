@@ -8,6 +8,8 @@
 //!   an HTTP CONNECT or SOCKS5 proxy chosen explicitly or from the
 //!   environment; every failure names the hop that failed
 //!   ([`ConnectError`]).
+//! * [`ReconnectingClient`] ([`reconnect`]): one logical connection kept
+//!   alive across drops, with backoff, hooks and a bounded hold queue.
 //!
 //! The protocol itself (handshake, frames, keepalive pings) is chito's; this
 //! crate only opens the transport and hands it to chito's tokio adapter.
@@ -33,8 +35,13 @@
 
 mod connector;
 mod error;
+pub mod reconnect;
 mod stream;
 
 pub use connector::Connector;
 pub use error::{ConnectError, Hop};
+pub use reconnect::{
+    Backoff, ClientEvent, ClientState, Connected, Disconnect, GiveUp, HoldLimit, Outbox,
+    ReconnectingClient, ReconnectingClientBuilder, SendError,
+};
 pub use stream::ClientStream;
