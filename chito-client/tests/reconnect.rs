@@ -770,3 +770,105 @@ fn kind(event: &ClientEvent) -> &'static str {
         _ => "other",
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_stops_the_server_sending() {
+    // The server sends 64 KiB messages as fast as it can write them.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let count = sent.clone();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = chito::tokio::Builder::new(stream).accept().await.unwrap();
+        // Incompressible, so permessage-deflate cannot shrink it to nothing.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let payload: Vec<u8> = (0..64 << 10)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        while ws.send(Message::Binary(&payload)).await.is_ok() {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let mut client = ReconnectingClient::builder(format!("ws://{addr}/"), Connector::new()).spawn();
+    until(&mut client, is_connected).await;
+    // Nobody reads: the client's buffer (64 events) fills, then its task
+    // stops reading the socket, then the socket buffers fill and the server
+    // waits. A stall counts once the server has sent more than the buffer
+    // holds (a shorter pause is TCP's own window update timing).
+    let mut stalled_at = None;
+    for _ in 0..30 {
+        let before = sent.load(Ordering::SeqCst);
+        tokio::time::sleep(250 * MS).await;
+        if sent.load(Ordering::SeqCst) == before && before > 64 {
+            stalled_at = Some(before);
+            break;
+        }
+    }
+    let stalled_at = stalled_at.expect("the server stalls");
+    tokio::time::sleep(300 * MS).await;
+    assert_eq!(sent.load(Ordering::SeqCst), stalled_at);
+    // Bounded: the event buffer (64 messages) plus what the kernel's
+    // loopback buffers and chito's read buffer hold — far from unbounded.
+    assert!(stalled_at * (64 << 10) < 256 << 20, "{stalled_at} messages");
+    // Reading again lets the server go on.
+    let mut read = 0;
+    while read < stalled_at + 10 {
+        if let ClientEvent::Binary(data) = next(&mut client).await {
+            assert_eq!(data.len(), 64 << 10);
+            read += 1;
+        }
+    }
+    assert!(sent.load(Ordering::SeqCst) > stalled_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_client_closes_the_connection_with_1000() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = chito::tokio::Builder::new(stream).accept().await.unwrap();
+        let mut close = None;
+        while let Ok(event) = ws.recv().await {
+            if let OwnedEvent::Close(frame) = event {
+                close = frame.map(|f| f.code);
+            }
+        }
+        let _ = tx.send(close);
+    });
+    let mut client = ReconnectingClient::builder(format!("ws://{addr}/"), Connector::new()).spawn();
+    until(&mut client, is_connected).await;
+    drop(client);
+    let code = tokio::time::timeout(EVENT_TIMEOUT, rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, Some(CloseCode::Normal));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_panics_ends_the_client_and_sends_fail() {
+    let (listener, port) = bound_listener();
+    let _server = Server::start(listener, ECHO);
+    let mut client =
+        ReconnectingClient::builder(format!("ws://127.0.0.1:{port}/"), Connector::new())
+            .on_connected(|_| panic!("the hook fails (expected by the test)"))
+            .spawn();
+    let events = to_the_end(&mut client).await;
+    assert!(
+        matches!(events.as_slice(), [ClientEvent::Connecting { attempt: 1 }]),
+        "{events:#?}"
+    );
+    assert_eq!(client.state(), ClientState::Closed);
+    assert_eq!(
+        client.send(Message::Text("x")).await,
+        Err(SendError::Closed)
+    );
+}

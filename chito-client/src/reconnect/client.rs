@@ -555,6 +555,15 @@ impl Task {
     }
 }
 
+impl Drop for Link {
+    /// However the task ends (a hook that panicked included), sends fail
+    /// from then on instead of being held for a connection that will not
+    /// come.
+    fn drop(&mut self) {
+        self.end_quietly();
+    }
+}
+
 impl Link {
     /// Reads events (one at a time, only while the event buffer has room)
     /// and, meanwhile, hands held messages over in order.
