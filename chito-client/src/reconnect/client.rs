@@ -38,6 +38,7 @@ type RandomSource = Box<dyn FnMut() -> u64 + Send>;
 
 /// What the `on_connected` hook is given: the new connection, to send
 /// through before anything held is sent.
+#[derive(Debug)]
 pub struct Connected<'a> {
     attempt: u32,
     reconnected: bool,
@@ -522,6 +523,15 @@ impl Task {
                 response: &response,
                 handle: &handle,
             });
+        }
+        {
+            let mut inner = self.link.shared.lock();
+            if inner.hold.is_empty() {
+                // Nothing held: sends may go straight to the connection
+                // now, behind the hook's messages, without waiting for the
+                // Connected event to be read.
+                inner.direct = true;
+            }
         }
         let connected = ClientEvent::Connected {
             attempt,

@@ -15,8 +15,11 @@ use crate::ConnectError;
 /// [`ReconnectingClient::recv`](super::ReconnectingClient::recv).
 ///
 /// A run looks like `Connecting{1}`, `Connected{1, reconnected: false}`,
-/// messages…, `Disconnected{cause}`, `RetryIn{1, delay}`, `Connecting{1}`,
-/// `Connected{1, reconnected: true}`, … and ends with exactly one of
+/// messages…, `Disconnected{cause}`, `RetryIn{n, delay}`, `Connecting{n}`
+/// (perhaps `Disconnected`, `RetryIn`, `Connecting` again),
+/// `Connected{n, reconnected: true}`, … — `n` is 1 again after a connection
+/// that lasted `reset_after`, the next number otherwise — and ends with
+/// exactly one of
 /// [`ClientEvent::Closed`] (the user's close) or [`ClientEvent::GaveUp`];
 /// `recv` returns `None` after it.
 #[derive(Debug)]

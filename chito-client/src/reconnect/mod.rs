@@ -39,9 +39,12 @@
 //!   the next connection, once and in order, after what the
 //!   `on_connected` hook sends ([`Outbox::Hold`], the default), or refused
 //!   ([`Outbox::Reject`]).
-//! * **Delivery is at most once**: a message handed to a connection that
-//!   then drops may be lost — the server may or may not have read it.
-//!   Applications that need every message acknowledge them themselves.
+//! * **Delivery is at most once**: a message handed to a connection (sent
+//!   while connected, or a held one moved into a new connection) waits in
+//!   chito's queue and the kernel's buffers until written and read; if the
+//!   connection drops meanwhile it may be lost — the server may or may not
+//!   have read it. It is never sent twice. Applications that need every
+//!   message acknowledge them themselves.
 //! * **Backpressure**: events wait in a small bounded buffer; while it is
 //!   full the task stops reading the socket, so a slow reader slows the
 //!   server down instead of growing memory.

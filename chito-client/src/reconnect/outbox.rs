@@ -129,6 +129,11 @@ impl HoldQueue {
         self.items.push_front(held);
     }
 
+    /// Whether nothing is held (or being handed over).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+
     /// Drops everything held (the client is ending).
     pub(crate) fn clear(&mut self) {
         self.items.clear();
