@@ -692,3 +692,24 @@ async fn hand_over_held(shared: &Shared, handle: &Handle, in_flight: &mut Option
         *in_flight = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_is_turned_on_only_where_the_config_has_none() {
+        let connector = with_keepalive(Connector::new());
+        let config = connector.connection_config();
+        assert_eq!(config.ping_interval, Some(DEFAULT_PING_INTERVAL));
+        assert_eq!(config.pong_timeout, DEFAULT_PONG_TIMEOUT);
+
+        let mut own = chito::Config::default();
+        own.ping_interval = Some(Duration::from_secs(3));
+        own.pong_timeout = Duration::from_secs(4);
+        let connector = with_keepalive(Connector::new().config(own));
+        let config = connector.connection_config();
+        assert_eq!(config.ping_interval, Some(Duration::from_secs(3)));
+        assert_eq!(config.pong_timeout, Duration::from_secs(4));
+    }
+}
