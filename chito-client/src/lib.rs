@@ -10,6 +10,8 @@
 //!   ([`ConnectError`]).
 //! * [`Connector::connect_blocking`]: the same routes and errors for
 //!   blocking code, on chito's blocking adapter ([`BlockingStream`]).
+//! * [`reconnect::ReconnectingClient`]: one logical connection kept alive
+//!   across drops, with backoff, hooks and a bounded hold queue.
 //!
 //! The protocol itself (handshake, frames, keepalive pings) is chito's; this
 //! crate only opens the transport and hands it to chito's tokio adapter.
@@ -37,6 +39,7 @@ mod blocking;
 mod connector;
 mod error;
 mod proxy;
+pub mod reconnect;
 mod stream;
 mod tls;
 
