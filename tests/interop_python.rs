@@ -16,35 +16,15 @@ use chito::blocking::{Builder, StreamControl};
 use chito::handshake::ClientRequest;
 use chito::{Handler, Message, OwnedEvent, Sender};
 
+#[path = "pypi/mod.rs"]
+mod pypi;
+
 const WEBSOCKETS_VERSION: &str = "17.4";
 
 /// A directory holding the `websockets` package, for PYTHONPATH.
 fn websockets_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("py-websockets-{WEBSOCKETS_VERSION}"));
-        if !dir.join("websockets").is_dir() {
-            let status = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--target",
-                ])
-                .arg(&dir)
-                .arg(format!("websockets=={WEBSOCKETS_VERSION}"))
-                .status()
-                .expect("python3 must be installed to run the interop tests");
-            assert!(
-                status.success(),
-                "pip install websockets=={WEBSOCKETS_VERSION} failed"
-            );
-        }
-        dir
-    })
+    PATH.get_or_init(|| pypi::install("websockets", WEBSOCKETS_VERSION, "websockets"))
 }
 
 /// A stream that counts the bytes it moves, to see compression on the wire.

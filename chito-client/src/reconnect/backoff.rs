@@ -128,28 +128,11 @@ impl Series {
 }
 
 /// The default source of jitter: SipHash keyed by std's OS-seeded
-/// [`RandomState`], over a counter. Unpredictable enough that clients
-/// restarted together do not draw the same waits; no `rand` dependency.
-#[derive(Debug)]
-pub(crate) struct Jitter {
-    key: RandomState,
-    counter: u64,
-}
-
-impl Jitter {
-    pub(crate) fn new() -> Self {
-        Jitter {
-            key: RandomState::new(),
-            counter: 0,
-        }
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut hasher = self.key.build_hasher();
-        hasher.write_u64(self.counter);
-        self.counter = self.counter.wrapping_add(1);
-        hasher.finish()
-    }
+/// [`RandomState`] (whose keys change with every `new` on a thread), over
+/// nothing. Unpredictable enough that clients restarted together do not
+/// draw the same waits; no `rand` dependency.
+pub(crate) fn os_seeded_u64() -> u64 {
+    RandomState::new().build_hasher().finish()
 }
 
 #[cfg(test)]
@@ -192,9 +175,8 @@ mod tests {
 
     #[test]
     fn jitter_values_differ() {
-        let mut jitter = Jitter::new();
-        let a = jitter.next_u64();
-        let b = jitter.next_u64();
+        let a = os_seeded_u64();
+        let b = os_seeded_u64();
         assert_ne!(a, b);
     }
 }

@@ -11,7 +11,7 @@ use chito::{CloseCode, Message, OwnedEvent, Timeout};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::backoff::{Backoff, Jitter, Series};
+use super::backoff::{os_seeded_u64, Backoff, Series};
 use super::events::{ClientEvent, ClientState, Disconnect, GiveUp, SendError};
 use super::outbox::{Held, HoldQueue, Outbox};
 use crate::{ClientStream, Connector, Hop};
@@ -182,10 +182,7 @@ impl ReconnectingClientBuilder {
             close_requested: Notify::new(),
         });
         let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
-        let random = self.random.unwrap_or_else(|| {
-            let mut jitter = Jitter::new();
-            Box::new(move || jitter.next_u64())
-        });
+        let random = self.random.unwrap_or_else(|| Box::new(os_seeded_u64));
         let task = Task {
             url: self.url,
             connector,

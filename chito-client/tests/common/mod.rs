@@ -154,36 +154,16 @@ pub fn closed_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+#[path = "../../../tests/pypi/mod.rs"]
+mod pypi;
+
 const PPROXY_VERSION: &str = "2.7.9";
 
 /// A directory holding the `pproxy` package, for PYTHONPATH; installed
-/// from PyPI on first use, as tests/interop_python.rs does `websockets`.
+/// from PyPI on first use.
 fn pproxy_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir =
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("py-pproxy-{PPROXY_VERSION}"));
-        if !dir.join("pproxy").is_dir() {
-            let status = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--target",
-                ])
-                .arg(&dir)
-                .arg(format!("pproxy=={PPROXY_VERSION}"))
-                .status()
-                .expect("python3 must be installed to run the proxy tests");
-            assert!(
-                status.success(),
-                "pip install pproxy=={PPROXY_VERSION} failed"
-            );
-        }
-        dir
-    })
+    PATH.get_or_init(|| pypi::install("pproxy", PPROXY_VERSION, "pproxy"))
 }
 
 /// A pproxy process serving HTTP CONNECT and SOCKS5 on one port; killed
