@@ -219,6 +219,7 @@ impl Queue {
         self.wake_driver();
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn has_items(&self) -> bool {
         !self.items.is_empty()
     }
@@ -336,8 +337,16 @@ impl Outbox {
 
     /// After a write: recounts what `conn` has not written yet and wakes
     /// senders if room was freed.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn written(&self, conn: &Connection) {
-        if self.lock().account(conn.buffered_amount()) {
+        self.written_with(conn.buffered_amount());
+    }
+
+    /// After a write, for a driver that also has bytes in flight outside
+    /// the connection (the uring loop's send buffers): recounts with
+    /// `unwritten` and wakes senders if room was freed.
+    pub(crate) fn written_with(&self, unwritten: usize) {
+        if self.lock().account(unwritten) {
             self.wake_senders();
         }
     }

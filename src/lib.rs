@@ -21,7 +21,8 @@
 //!
 //! Above the core: [`handler`] (the event trait the adapters drive),
 //! [`error`] (the adapters' error), [`blocking`] and `tokio` (the
-//! adapters), `rooms` (feature `rooms`: named groups of connections, a
+//! adapters), `uring` (feature `uring`, Linux: a completion-based server
+//! loop over io_uring), `rooms` (feature `rooms`: named groups of connections, a
 //! message for many encoded once). ARCHITECTURE.md draws how bytes flow.
 //!
 //! ```
@@ -65,7 +66,7 @@ pub mod connection;
 pub mod deflate;
 pub mod error;
 pub mod frame;
-#[cfg(feature = "tokio")]
+#[cfg(any(feature = "tokio", all(feature = "uring", target_os = "linux")))]
 mod handle;
 pub mod handler;
 pub mod handshake;
@@ -74,10 +75,12 @@ mod rand;
 mod role;
 #[cfg(feature = "rooms")]
 pub mod rooms;
-#[cfg(feature = "tokio")]
+#[cfg(any(feature = "tokio", all(feature = "uring", target_os = "linux")))]
 mod shutdown;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub mod uring;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame};

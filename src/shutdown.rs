@@ -34,12 +34,70 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct State {
-    live: HashMap<u64, Handle>,
+    live: HashMap<u64, Member>,
     /// Tasks waiting for shutdown to start, or for the last connection.
     waiting: Vec<Waker>,
 }
 
-/// Keeps a connection counted as live until dropped.
+/// What one registration stands for.
+#[derive(Debug)]
+enum Member {
+    /// One connection, reached through its queue.
+    Connection(Handle),
+    /// A driver's loop, registered once for all its connections (the
+    /// uring loop: no queue per connection just for shutdown).
+    Loop(Arc<dyn LoopMember>),
+}
+
+/// A driver loop that registers once for all its connections: it counts
+/// them, and reacts to shutdown itself. Calls come from the thread that
+/// runs the shutdown, so an implementation only flags and wakes its loop.
+#[cfg_attr(not(feature = "uring"), allow(dead_code))]
+pub(crate) trait LoopMember: Send + Sync + std::fmt::Debug {
+    /// Its connections open now.
+    fn live(&self) -> usize;
+    /// Shutdown started: refuse new handshakes (503), send close 1001 to
+    /// every live connection, end once none is left.
+    fn going_away(&self);
+    /// The grace period is over: end every connection now.
+    fn abort(&self);
+}
+
+impl Member {
+    fn live(&self) -> usize {
+        match self {
+            Member::Connection(_) => 1,
+            Member::Loop(member) => member.live(),
+        }
+    }
+
+    fn going_away(&self) {
+        match self {
+            Member::Connection(handle) => {
+                let _ = handle.close(CloseCode::GoingAway, "server shutting down");
+            }
+            Member::Loop(member) => member.going_away(),
+        }
+    }
+
+    fn abort(&self) {
+        match self {
+            Member::Connection(handle) => handle.abort(),
+            Member::Loop(member) => member.abort(),
+        }
+    }
+}
+
+impl Clone for Member {
+    fn clone(&self) -> Self {
+        match self {
+            Member::Connection(handle) => Member::Connection(handle.clone()),
+            Member::Loop(member) => Member::Loop(member.clone()),
+        }
+    }
+}
+
+/// Keeps a connection (or a loop) counted as live until dropped.
 #[derive(Debug)]
 pub(crate) struct Registration {
     inner: Arc<Inner>,
@@ -97,7 +155,7 @@ impl Shutdown {
 
     /// Connections currently open.
     pub fn live_connections(&self) -> usize {
-        lock(&self.inner).live.len()
+        lock(&self.inner).live.values().map(Member::live).sum()
     }
 
     /// Starts shutdown: refuses new handshakes, sends close 1001 ("going
@@ -109,13 +167,11 @@ impl Shutdown {
         let (handles, waiting) = {
             let mut state = lock(&self.inner);
             self.inner.triggered.store(true, Ordering::Release);
-            let handles: Vec<Handle> = state.live.values().cloned().collect();
-            (handles, std::mem::take(&mut state.waiting))
+            let members: Vec<Member> = state.live.values().cloned().collect();
+            (members, std::mem::take(&mut state.waiting))
         };
         waiting.into_iter().for_each(Waker::wake);
-        for handle in &handles {
-            let _ = handle.close(CloseCode::GoingAway, "server shutting down");
-        }
+        handles.iter().for_each(Member::going_away);
         let mut timer_set = false;
         poll_fn(|cx| {
             let mut state = lock(&self.inner);
@@ -125,10 +181,10 @@ impl Shutdown {
             if Instant::now() >= deadline || !(timer_set || wake_at(deadline, cx.waker())) {
                 // The grace period is over (or no timer could be set):
                 // the rest end now.
-                let rest: Vec<Handle> = state.live.values().cloned().collect();
+                let rest: Vec<Member> = state.live.values().cloned().collect();
                 drop(state);
-                rest.iter().for_each(Handle::abort);
-                return Poll::Ready(rest.len());
+                rest.iter().for_each(Member::abort);
+                return Poll::Ready(rest.iter().map(Member::live).sum());
             }
             timer_set = true;
             wait(&mut state.waiting, cx.waker());
@@ -137,9 +193,21 @@ impl Shutdown {
         .await
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn register(&self, handle: Handle) -> Registration {
+        self.enroll(Member::Connection(handle))
+    }
+
+    /// Counts a driver loop's connections as live until the registration
+    /// is dropped (the loop ends once none is left).
+    #[cfg_attr(not(feature = "uring"), allow(dead_code))]
+    pub(crate) fn register_loop(&self, member: Arc<dyn LoopMember>) -> Registration {
+        self.enroll(Member::Loop(member))
+    }
+
+    fn enroll(&self, member: Member) -> Registration {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.inner).live.insert(id, handle);
+        lock(&self.inner).live.insert(id, member);
         Registration {
             inner: self.inner.clone(),
             id,

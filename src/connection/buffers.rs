@@ -207,7 +207,10 @@ impl Connection {
     /// Lets this connection take its buffers from the thread's pool and
     /// give them back when idle or dropped: for drivers that run many
     /// connections on one thread (the tokio adapter).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "tokio", all(feature = "uring", target_os = "linux"))),
+        allow(dead_code)
+    )]
     pub(crate) fn use_buffer_pool(&mut self) {
         self.tx.pooled = true;
     }

@@ -54,7 +54,7 @@ pub use closing::CloseStep;
 pub use error::{ConnectionError, InternalError, ProtocolError, SendError, UsageError};
 pub use event::{Event, Message, MessageKind, OwnedEvent};
 pub use send::Sender;
-#[cfg(feature = "tokio")]
+#[cfg(any(feature = "tokio", all(feature = "uring", target_os = "linux")))]
 pub(crate) use send::{check_close, check_control};
 pub use shared::{SharedBatch, SharedMessage};
 

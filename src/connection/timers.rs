@@ -28,7 +28,10 @@ impl Connection {
     /// with nothing left to wait for. Then [`Connection::poll_timeout`]
     /// would return `None`, so an I/O loop may skip reading the clock.
     // A hook of the tokio adapter's loop and buffer pool.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "tokio", all(feature = "uring", target_os = "linux"))),
+        allow(dead_code)
+    )]
     pub(crate) fn timers_active(&self) -> bool {
         let c = &self.config;
         match self.tx.state {

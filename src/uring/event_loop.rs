@@ -1,0 +1,819 @@
+//! One loop: a ring, a slab of connections, a timer heap, and the turn of
+//! docs/uring.md §6.1 —
+//!
+//! 1. submit everything pushed and wait for a completion, a deadline or a
+//!    wake-up (one `io_uring_enter`);
+//! 2. handle each completion: accepted sockets get a slot, received bytes
+//!    go into the handshake or the `Connection` and the buffer goes back,
+//!    finished sends free their buffer or send the rest;
+//! 3. take the connections other threads woke, apply shutdown, run due
+//!    timers;
+//! 4. serve every connection marked ready once: dispatch events to the
+//!    handler, move `Handle` messages in, copy the output into one send,
+//!    walk the transport's end (RFC 6455 §7.1.1), re-arm the receive,
+//!    release idle buffers, and set the next deadline.
+
+use std::io::{self, IoSlice};
+use std::net::{Shutdown as HowShutdown, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chito_ring::{Completion, Op, Ring, MAX_TAG};
+
+use super::handshake::{decide, Handshaking};
+use super::slab::{Open as OpenConn, Phase, Slab, Slot};
+use super::timers::Timers;
+use super::wake::{Extras, LoopShared, ABORT, GOING_AWAY, RUNNING};
+use super::{Open, Settings};
+use crate::adapter;
+use crate::close::CloseCode;
+use crate::connection::{CloseStep, State};
+use crate::error::Error;
+use crate::handler::{dispatch, end_with_error, Flow, Handler};
+use crate::handshake::{Rejection, UpgradeRequest};
+
+/// The tag of the multishot accept.
+const ACCEPT_TAG: u64 = MAX_TAG;
+/// The tag of the eventfd's multishot poll.
+const WAKE_TAG: u64 = MAX_TAG - 1;
+
+/// `Handle` messages are encoded into a connection only while less than
+/// this much output waits, and its receive is paused above it while a
+/// send is in flight: a peer that does not read stops being read from
+/// (TCP flow control then holds it), so its memory stays bounded.
+const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
+/// How long a failed accept (EMFILE, ENFILE, ENOBUFS…) waits before the
+/// accept is armed again: the server goes on, without spinning.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Send buffers kept for reuse, and the largest kept.
+const SEND_POOL: usize = 64;
+const SEND_POOL_MAX_CAPACITY: usize = 4 << 20;
+
+/// What a completion leaves to do once the ring is free again.
+enum Follow {
+    Nothing,
+    /// Send `buffer[from..]` for the slot at this index.
+    Send(u32, Vec<u8>, usize),
+}
+
+/// A loop and everything it owns except the ring (so that a completion,
+/// which borrows the ring, can update it).
+pub(super) struct Core<F, H> {
+    slab: Slab<H>,
+    timers: Timers,
+    shared: Arc<LoopShared>,
+    settings: Arc<Settings>,
+    listener: Option<TcpListener>,
+    new_handler: F,
+    /// Send buffers to reuse.
+    send_pool: Vec<Vec<u8>>,
+    /// Slots to serve this turn (each once: `Slot::ready`).
+    ready: Vec<u32>,
+    /// Tags taken from the cross-thread queue (kept for its capacity).
+    woken: Vec<u64>,
+    /// This turn's clock, read at most once and only when needed.
+    now: Option<Instant>,
+    accepting: bool,
+    rearm_accept: bool,
+    accept_retry: Option<Instant>,
+    rearm_wake: bool,
+    /// The shutdown state already applied.
+    shutdown_seen: u8,
+    /// Connections past the handshake (for `Shutdown::live_connections`).
+    open: usize,
+}
+
+/// Runs one loop on this thread until its shutdown completes.
+pub(super) fn run<F, H>(
+    listener: TcpListener,
+    settings: Arc<Settings>,
+    new_handler: F,
+) -> io::Result<()>
+where
+    F: FnMut(&mut Open<'_>) -> H,
+    H: Handler,
+{
+    let mut ring = Ring::new(&settings.ring).map_err(|e| io::Error::other(e.to_string()))?;
+    let shared = Arc::new(LoopShared::new()?);
+    let registration = settings
+        .shutdown
+        .as_ref()
+        .map(|shutdown| shutdown.register_loop(shared.clone()));
+    if settings.shutdown.as_ref().is_some_and(|s| s.is_triggered()) {
+        crate::shutdown::LoopMember::going_away(&*shared);
+    }
+    let mut core = Core {
+        slab: Slab::new(),
+        timers: Timers::default(),
+        shared,
+        settings,
+        listener: Some(listener),
+        new_handler,
+        send_pool: Vec::new(),
+        ready: Vec::new(),
+        woken: Vec::new(),
+        now: None,
+        accepting: false,
+        rearm_accept: true,
+        accept_retry: None,
+        rearm_wake: true,
+        shutdown_seen: RUNNING,
+        open: 0,
+    };
+    let result = core.run(&mut ring);
+    // The ring first (its drop waits for what is in flight), then the
+    // connections, then the registration: shutdown completes last.
+    drop(ring);
+    drop(core);
+    drop(registration);
+    result
+}
+
+impl<F, H> Core<F, H>
+where
+    F: FnMut(&mut Open<'_>) -> H,
+    H: Handler,
+{
+    fn run(&mut self, ring: &mut Ring) -> io::Result<()> {
+        loop {
+            self.arm_loop_ops(ring)?;
+            self.now = None;
+            let timeout = self.wait_timeout();
+            let timeout = if self.shared.sleep() {
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
+            let waited = ring.submit_and_wait(timeout);
+            self.shared.awake();
+            waited?;
+            self.now = None;
+            loop {
+                let Some(completion) = ring.next_completion() else {
+                    break;
+                };
+                let follow = self.complete(completion);
+                self.follow(ring, follow);
+            }
+            self.take_wakes();
+            self.apply_shutdown(ring);
+            self.run_timers();
+            while let Some(index) = self.ready.pop() {
+                self.serve(ring, index);
+            }
+            self.shared.set_live(self.open);
+            if self.shutdown_seen != RUNNING && self.slab.used() == 0 && !self.accepting {
+                return Ok(());
+            }
+        }
+    }
+
+    /// This turn's clock.
+    fn now(&mut self) -> Instant {
+        *self.now.get_or_insert_with(Instant::now)
+    }
+
+    /// The accept and the wake-up poll, armed again when they ended.
+    fn arm_loop_ops(&mut self, ring: &mut Ring) -> io::Result<()> {
+        if self.rearm_wake {
+            ring.poll_readable(self.shared.event().as_fd(), WAKE_TAG)?;
+            self.rearm_wake = false;
+        }
+        let retry_due = match self.accept_retry {
+            Some(at) => self.now() >= at,
+            None => true,
+        };
+        if self.rearm_accept && retry_due && self.shutdown_seen == RUNNING {
+            if let Some(listener) = &self.listener {
+                ring.accept_multi(listener.as_fd(), ACCEPT_TAG)?;
+                self.accepting = true;
+                self.rearm_accept = false;
+                self.accept_retry = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the wait may last: until the earliest deadline (the clock
+    /// is read only if one is armed).
+    fn wait_timeout(&mut self) -> Option<Duration> {
+        let mut timeout = None;
+        if !self.timers.is_empty() {
+            let now = self.now();
+            timeout = self.timers.timeout(now);
+        }
+        if let Some(at) = self.accept_retry {
+            let now = self.now();
+            let retry = at.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(retry, |t: Duration| t.min(retry)));
+        }
+        timeout
+    }
+
+    fn mark_ready(ready: &mut Vec<u32>, index: u32, slot: &mut Slot<H>) {
+        if !slot.ready {
+            slot.ready = true;
+            ready.push(index);
+        }
+    }
+
+    /// Handles one completion; what needs the ring is returned.
+    fn complete(&mut self, completion: Completion<'_>) -> Follow {
+        match completion.op {
+            Op::Accept => {
+                self.accepted(completion);
+                Follow::Nothing
+            }
+            Op::Poll => {
+                self.shared.event().drain();
+                if !completion.more {
+                    self.rearm_wake = true;
+                }
+                Follow::Nothing
+            }
+            Op::Recv => self.received(completion),
+            Op::Send => self.sent(completion),
+            Op::Shutdown | Op::Cancel | Op::Close => {
+                if let Some((index, slot)) = self.slab.get_mut(completion.tag) {
+                    slot.ops -= 1;
+                    if completion.op == Op::Cancel {
+                        slot.cancelling = false;
+                    }
+                    Self::mark_ready(&mut self.ready, index, slot);
+                }
+                Follow::Nothing
+            }
+        }
+    }
+
+    fn accepted(&mut self, completion: Completion<'_>) {
+        if !completion.more {
+            self.accepting = false;
+            self.rearm_accept = true;
+        }
+        let Some(fd) = completion.accepted else {
+            if !completion.cancelled() && !completion.more {
+                // EMFILE and the like: the server goes on, and tries again
+                // a little later rather than at once.
+                let now = self.now();
+                self.accept_retry = Some(now + ACCEPT_RETRY);
+            }
+            return;
+        };
+        if self.shutdown_seen != RUNNING {
+            return;
+        }
+        let stream = TcpStream::from(fd);
+        // Small frames leave at once (the tokio adapter does the same).
+        let _ = stream.set_nodelay(true);
+        let deadline = self.now() + self.settings.handshake_timeout;
+        let handshake = Handshaking::new(&self.settings.config);
+        let Some(index) = self
+            .slab
+            .insert(stream, Phase::Handshake(Box::new(handshake)))
+        else {
+            return;
+        };
+        if let Some(slot) = self.slab.at_mut(index) {
+            slot.deadline = Some(deadline);
+            self.timers.push(deadline, slot.tag(index));
+            Self::mark_ready(&mut self.ready, index, slot);
+        }
+    }
+
+    fn received(&mut self, completion: Completion<'_>) -> Follow {
+        let Some((index, slot)) = self.slab.get_mut(completion.tag) else {
+            return Follow::Nothing;
+        };
+        if !completion.more {
+            slot.receiving = false;
+            slot.ops -= 1;
+        }
+        Self::mark_ready(&mut self.ready, index, slot);
+        let result = completion.result;
+        if result == 0 {
+            slot.input_ended = true;
+            match &mut slot.phase {
+                Phase::Open(open) => open.conn.handle_eof(),
+                _ => slot.closing = true,
+            }
+            return Follow::Nothing;
+        }
+        if result < 0 {
+            if completion.no_buffers() || completion.cancelled() {
+                // Re-armed when served (after the buffers went back), or
+                // cancelled on purpose.
+                return Follow::Nothing;
+            }
+            slot.input_ended = true;
+            let error = completion
+                .error()
+                .unwrap_or_else(|| io::ErrorKind::Other.into());
+            Self::fail(slot, error);
+            return Follow::Nothing;
+        }
+        let Some(bytes) = completion.received.as_deref() else {
+            return Follow::Nothing;
+        };
+        match &mut slot.phase {
+            Phase::Open(open) => {
+                open.conn.feed(bytes);
+                Follow::Nothing
+            }
+            Phase::Handshake(handshake) => match handshake.machine.feed(bytes) {
+                Ok(None) => Follow::Nothing,
+                Ok(Some(request)) => {
+                    drop(completion);
+                    self.answer(index, request)
+                }
+                Err(rejection) => Self::refuse(slot, index, &rejection),
+            },
+            Phase::Refusing | Phase::Free => Follow::Nothing,
+        }
+    }
+
+    /// A complete upgrade request: refused, or accepted with a handler.
+    fn answer(&mut self, index: u32, request: UpgradeRequest) -> Follow {
+        let shutting_down = self.shutdown_seen != RUNNING;
+        let Some(slot) = self.slab.at_mut(index) else {
+            return Follow::Nothing;
+        };
+        let accept = match decide(&request, shutting_down, self.settings.inspect.as_ref()) {
+            Ok(accept) => accept,
+            Err(rejection) => return Self::refuse(slot, index, &rejection),
+        };
+        let Some(stream) = slot.stream.as_ref() else {
+            return Follow::Nothing;
+        };
+        let tag = slot.tag(index);
+        let new_handler = &mut self.new_handler;
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            let mut open = Open {
+                request: &request,
+                stream,
+                extras: &mut slot.extras,
+                shared: &self.shared,
+                tag,
+                queue: self.settings.queue,
+            };
+            new_handler(&mut open)
+        }));
+        let Ok(handler) = made else {
+            // The application's factory panicked: this connection only.
+            let rejection = Rejection::new(500, "internal error");
+            return Self::refuse(slot, index, &rejection);
+        };
+        let accepted = match request.accept(accept, &self.settings.config) {
+            Ok(accepted) => accepted,
+            Err(rejection) => return Self::refuse(slot, index, &rejection),
+        };
+        let mut conn = adapter::server_connection(self.settings.config.clone(), &accepted);
+        // Connections share this thread: their buffers circulate through
+        // its pool.
+        conn.use_buffer_pool();
+        slot.phase = Phase::Open(OpenConn {
+            conn,
+            handler,
+            opened: false,
+            ended: false,
+        });
+        // The handshake's deadline no longer applies.
+        slot.deadline = None;
+        self.open += 1;
+        Follow::Send(index, accepted.response(), 0)
+    }
+
+    /// Sends the HTTP refusal, then the socket closes.
+    fn refuse(slot: &mut Slot<H>, index: u32, rejection: &Rejection) -> Follow {
+        slot.phase = Phase::Refusing;
+        slot.deadline = None;
+        Follow::Send(index, rejection.to_response(), 0)
+    }
+
+    /// An I/O error on the slot's socket.
+    fn fail(slot: &mut Slot<H>, error: io::Error) {
+        match &mut slot.phase {
+            Phase::Open(open) => {
+                if !open.ended {
+                    open.ended = true;
+                    let handler = &mut open.handler;
+                    let _ = catch_unwind(AssertUnwindSafe(|| {
+                        end_with_error(handler, &Error::Io(error));
+                    }));
+                }
+                open.conn.abort();
+            }
+            _ => slot.closing = true,
+        }
+    }
+
+    fn sent(&mut self, mut completion: Completion<'_>) -> Follow {
+        let buffer = completion.sent.take();
+        let Some((index, slot)) = self.slab.get_mut(completion.tag) else {
+            if let Some(buffer) = buffer {
+                Self::recycle(&mut self.send_pool, buffer);
+            }
+            return Follow::Nothing;
+        };
+        slot.ops -= 1;
+        slot.sending = false;
+        slot.send_len = 0;
+        Self::mark_ready(&mut self.ready, index, slot);
+        let Some(buffer) = buffer else {
+            return Follow::Nothing;
+        };
+        let result = completion.result;
+        if result <= 0 {
+            if !completion.cancelled() {
+                let error = completion
+                    .error()
+                    .unwrap_or_else(|| io::ErrorKind::WriteZero.into());
+                Self::fail(slot, error);
+            }
+            Self::recycle(&mut self.send_pool, buffer);
+            return Follow::Nothing;
+        }
+        let done = slot.send_from + result as usize;
+        if done < buffer.len() {
+            // A short send (a signal, or more than one send takes): the
+            // rest from the same buffer.
+            return Follow::Send(index, buffer, done);
+        }
+        Self::recycle(&mut self.send_pool, buffer);
+        Follow::Nothing
+    }
+
+    fn recycle(pool: &mut Vec<Vec<u8>>, mut buffer: Vec<u8>) {
+        if pool.len() < SEND_POOL && buffer.capacity() <= SEND_POOL_MAX_CAPACITY {
+            buffer.clear();
+            pool.push(buffer);
+        }
+    }
+
+    fn follow(&mut self, ring: &mut Ring, follow: Follow) {
+        if let Follow::Send(index, buffer, from) = follow {
+            self.send(ring, index, buffer, from);
+        }
+    }
+
+    /// Submits `buffer[from..]` for the slot at `index`.
+    fn send(&mut self, ring: &mut Ring, index: u32, buffer: Vec<u8>, from: usize) {
+        let Some(slot) = self.slab.at_mut(index) else {
+            return;
+        };
+        let Some(stream) = slot.stream.as_ref() else {
+            return;
+        };
+        let len = buffer.len().saturating_sub(from);
+        match ring.send(stream.as_fd(), buffer, from, slot.tag(index)) {
+            Ok(()) => {
+                slot.ops += 1;
+                slot.sending = true;
+                slot.send_from = from;
+                slot.send_len = len;
+            }
+            Err(error) => Self::fail(slot, error),
+        }
+        Self::mark_ready(&mut self.ready, index, slot);
+    }
+
+    /// Marks the connections other threads woke.
+    fn take_wakes(&mut self) {
+        self.shared.take_queued(&mut self.woken);
+        for &tag in &self.woken {
+            if let Some((index, slot)) = self.slab.get_mut(tag) {
+                Self::mark_ready(&mut self.ready, index, slot);
+            }
+        }
+    }
+
+    /// Applies a shutdown state newly set by `Shutdown`.
+    fn apply_shutdown(&mut self, ring: &mut Ring) {
+        let state = self.shared.shutdown_state();
+        if state == self.shutdown_seen {
+            return;
+        }
+        if self.shutdown_seen == RUNNING {
+            // Stop accepting: cancel the accept and close the listener
+            // once the cancel is through (the ring holds its own reference
+            // meanwhile).
+            if self.accepting {
+                let _ = ring.cancel(Op::Accept, ACCEPT_TAG, ACCEPT_TAG);
+            }
+            self.listener = None;
+        }
+        self.shutdown_seen = state;
+        for index in self.slab.indices() {
+            let Some(slot) = self.slab.at_mut(index) else {
+                continue;
+            };
+            match (&mut slot.phase, state) {
+                (Phase::Open(open), GOING_AWAY) if !open.ended => {
+                    let _ = open
+                        .conn
+                        .sender()
+                        .close(CloseCode::GoingAway, "server shutting down");
+                    if let Some(extras) = &slot.extras {
+                        extras.outbox.close();
+                    }
+                }
+                (Phase::Open(_), ABORT) => Self::fail(
+                    slot,
+                    io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "dropped at the shutdown deadline",
+                    ),
+                ),
+                (_, ABORT) => slot.closing = true,
+                _ => {}
+            }
+            Self::mark_ready(&mut self.ready, index, slot);
+        }
+    }
+
+    /// Runs the deadlines that are due.
+    fn run_timers(&mut self) {
+        if self.timers.is_empty() {
+            return;
+        }
+        let now = self.now();
+        while let Some((when, tag)) = self.timers.pop_due(now) {
+            let Some((index, slot)) = self.slab.get_mut(tag) else {
+                continue;
+            };
+            if slot.deadline != Some(when) {
+                // Superseded by an earlier deadline, or cleared.
+                continue;
+            }
+            slot.deadline = None;
+            match &mut slot.phase {
+                // The handshake timeout: the socket is dropped, as the
+                // tokio adapter does.
+                Phase::Handshake(_) => slot.closing = true,
+                Phase::Open(open) => open.conn.handle_timeout(now),
+                _ => {}
+            }
+            Self::mark_ready(&mut self.ready, index, slot);
+        }
+    }
+
+    /// Serves one ready connection.
+    fn serve(&mut self, ring: &mut Ring, index: u32) {
+        let Some(slot) = self.slab.at_mut(index) else {
+            return;
+        };
+        slot.ready = false;
+        let tag = slot.tag(index);
+        let release = match &mut slot.phase {
+            Phase::Free => return,
+            Phase::Handshake(_) => slot.closing,
+            Phase::Refusing => {
+                if slot.sending {
+                    false
+                } else {
+                    if !slot.write_shut {
+                        if let Some(stream) = slot.stream.as_ref() {
+                            if ring
+                                .shutdown(stream.as_fd(), HowShutdown::Write, tag)
+                                .is_ok()
+                            {
+                                slot.ops += 1;
+                            }
+                        }
+                        slot.write_shut = true;
+                    }
+                    true
+                }
+            }
+            Phase::Open(_) => {
+                let pool = &mut self.send_pool;
+                let now = &mut self.now;
+                Self::serve_open(ring, slot, tag, pool, now, &mut self.timers)
+            }
+        };
+        if release {
+            self.release(ring, index);
+            return;
+        }
+        let Some(slot) = self.slab.at_mut(index) else {
+            return;
+        };
+        if !slot.receiving && !slot.input_ended && !slot.receive_paused && !slot.closing {
+            if let Some(stream) = slot.stream.as_ref() {
+                match ring.recv_multi(stream.as_fd(), tag) {
+                    Ok(()) => {
+                        slot.receiving = true;
+                        slot.ops += 1;
+                    }
+                    Err(error) => Self::fail(slot, error),
+                }
+            }
+        }
+    }
+
+    /// An open connection's turn; true once its transport can be released.
+    fn serve_open(
+        ring: &mut Ring,
+        slot: &mut Slot<H>,
+        tag: u64,
+        pool: &mut Vec<Vec<u8>>,
+        now: &mut Option<Instant>,
+        timers: &mut Timers,
+    ) -> bool {
+        let Phase::Open(open) = &mut slot.phase else {
+            return false;
+        };
+        let OpenConn {
+            conn,
+            handler,
+            opened,
+            ended,
+        } = open;
+        if !*ended {
+            if let Some(extras) = &slot.extras {
+                extras.rearm();
+                let mut queue = extras.outbox.lock();
+                if queue.aborted() {
+                    drop(queue);
+                    let aborted = io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "dropped at the shutdown deadline",
+                    );
+                    let _ = catch_unwind(AssertUnwindSafe(|| {
+                        end_with_error(handler, &Error::Io(aborted));
+                    }));
+                    conn.abort();
+                    *ended = true;
+                } else {
+                    queue.drain_into(conn, OUTPUT_HIGH_WATER);
+                }
+            }
+        }
+        if !*ended {
+            let flow = catch_unwind(AssertUnwindSafe(|| {
+                if !*opened {
+                    *opened = true;
+                    handler.on_open(&mut conn.sender());
+                }
+                dispatch(conn, handler)
+            }));
+            match flow {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Ended) => *ended = true,
+                // A panicking handler ends its own connection only: no
+                // close handshake (its state is unknown), the transport
+                // ends.
+                Err(_) => {
+                    conn.abort();
+                    *ended = true;
+                }
+            }
+        }
+        if *ended {
+            if conn.state() != State::Closed {
+                conn.abort();
+            }
+            if let Some(extras) = &slot.extras {
+                extras.outbox.close();
+            }
+        }
+        // Output: everything pending, copied into one owned buffer, one
+        // send in flight per connection (docs/uring.md §6.4, step 1).
+        if !slot.sending && !conn.pending_output().is_empty() {
+            let mut buffer = pool.pop().unwrap_or_default();
+            let mut slices = [IoSlice::new(&[]); 3];
+            let n = conn.pending_output_vectored(&mut slices);
+            for slice in slices.iter().take(n) {
+                buffer.extend_from_slice(slice);
+            }
+            conn.consume_output(buffer.len());
+            let len = buffer.len();
+            let sent = slot
+                .stream
+                .as_ref()
+                .map(|stream| ring.send(stream.as_fd(), buffer, 0, tag));
+            match sent {
+                Some(Ok(())) => {
+                    slot.ops += 1;
+                    slot.sending = true;
+                    slot.send_from = 0;
+                    slot.send_len = len;
+                }
+                _ => {
+                    conn.abort();
+                    *ended = true;
+                }
+            }
+        }
+        if let Some(extras) = &slot.extras {
+            let in_flight = if slot.sending { slot.send_len } else { 0 };
+            extras
+                .outbox
+                .written_with(conn.buffered_amount() + in_flight);
+        }
+        // A peer that sends while not reading what we send: stop
+        // receiving until the backlog drains.
+        if slot.sending && conn.buffered_amount() >= OUTPUT_HIGH_WATER {
+            if slot.receiving && !slot.cancelling {
+                if ring.cancel(Op::Recv, tag, tag).is_ok() {
+                    slot.ops += 1;
+                    slot.cancelling = true;
+                }
+            }
+            slot.receive_paused = true;
+        } else if !slot.sending || conn.buffered_amount() < OUTPUT_HIGH_WATER / 2 {
+            slot.receive_paused = false;
+        }
+        let mut release = false;
+        if conn.state() == State::Closed {
+            slot.receive_paused = false;
+            loop {
+                if slot.sending && conn.should_linger() {
+                    // The close frame (and what precedes it) is on its way.
+                    break;
+                }
+                match conn.close_step() {
+                    None => break,
+                    Some(CloseStep::Flush) => break,
+                    Some(CloseStep::ShutdownWrite) => {
+                        if !slot.write_shut {
+                            if let Some(stream) = slot.stream.as_ref() {
+                                if ring
+                                    .shutdown(stream.as_fd(), HowShutdown::Write, tag)
+                                    .is_ok()
+                                {
+                                    slot.ops += 1;
+                                }
+                            }
+                            slot.write_shut = true;
+                        }
+                    }
+                    // The receive stays armed; what arrives is fed and
+                    // dropped, bounded by the core (RFC 6455 §7.1.1).
+                    Some(CloseStep::Drain) => break,
+                    Some(CloseStep::Release) => {
+                        release = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if !slot.sending && conn.pending_output().is_empty() && !release {
+            // An idle connection holds no buffer.
+            conn.release_idle_buffers();
+        }
+        if !release && (conn.timers_active() || conn.state() == State::Closed) {
+            let now = *now.get_or_insert_with(Instant::now);
+            if let Some(deadline) = conn.poll_timeout(now) {
+                if slot.deadline.map_or(true, |current| deadline < current) {
+                    slot.deadline = Some(deadline);
+                    timers.push(deadline, tag);
+                }
+            }
+        }
+        release
+    }
+
+    /// Ends the slot's transport: cancels what is in flight, and frees the
+    /// slot once every completion of it arrived.
+    fn release(&mut self, ring: &mut Ring, index: u32) {
+        let Some(slot) = self.slab.at_mut(index) else {
+            return;
+        };
+        slot.closing = true;
+        if (slot.receiving || slot.sending) && !slot.cancelling {
+            if let Some(stream) = slot.stream.as_ref() {
+                if ring.cancel_fd(stream.as_fd(), slot.tag(index)).is_ok() {
+                    slot.ops += 1;
+                    slot.cancelling = true;
+                }
+            }
+        }
+        if slot.ops > 0 {
+            return;
+        }
+        if let Phase::Open(_) = slot.phase {
+            self.open -= 1;
+        }
+        if let Some(extras) = slot.extras.as_deref() {
+            extras.end();
+        }
+        self.slab.remove(index);
+    }
+}
+
+/// Gives `Open::handle` its queue (created on demand).
+pub(super) fn handle_for(
+    extras: &mut Option<Box<Extras>>,
+    shared: &Arc<LoopShared>,
+    tag: u64,
+    queue: crate::handle::QueueLimit,
+) -> crate::handle::Handle {
+    extras
+        .get_or_insert_with(|| Box::new(Extras::new(shared, tag, queue)))
+        .handle()
+}
