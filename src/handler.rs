@@ -74,7 +74,22 @@ pub enum Flow {
 /// connection ended. Adapters call it after each read; a custom I/O loop
 /// can too.
 pub fn dispatch<H: Handler + ?Sized>(conn: &mut Connection, handler: &mut H) -> Flow {
+    dispatch_while(conn, handler, |_| true)
+}
+
+/// [`dispatch`], stopping early (with [`Flow::Continue`]) once `more`
+/// says no after an event: a driver that has read ahead (the uring loop
+/// feeds whole bursts) stops producing output while too much waits, and
+/// the unparsed input waits in the connection.
+pub(crate) fn dispatch_while<H: Handler + ?Sized>(
+    conn: &mut Connection,
+    handler: &mut H,
+    mut more: impl FnMut(&Connection) -> bool,
+) -> Flow {
     loop {
+        if !more(conn) {
+            return Flow::Continue;
+        }
         match conn.poll_event() {
             Ok(None) => return Flow::Continue,
             Ok(Some((event, mut sender))) => match event {

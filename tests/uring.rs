@@ -519,12 +519,13 @@ fn shutdown_sends_1001_refuses_handshakes_with_503_and_drops_stragglers() {
     let url = url(addr);
     let rt = runtime();
     rt.block_on(async {
-        // A well-behaved client, a straggler that never answers the
-        // close, and a handshake in progress.
-        let (mut polite, _) = chito::tokio::connect(&url).await.unwrap();
-        let mut straggler = raw_open(addr);
+        // A handshake in progress (connected first, so that the loop has
+        // accepted it once it accepted the next two), a well-behaved
+        // client, and a straggler that never answers the close.
         let mut midway = raw_connect(addr);
         midway.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let (mut polite, _) = chito::tokio::connect(&url).await.unwrap();
+        let mut straggler = raw_open(addr);
         let live = Instant::now() + WAIT;
         while shutdown.live_connections() < 2 {
             assert!(Instant::now() < live, "{}", shutdown.live_connections());

@@ -31,7 +31,7 @@ use crate::adapter;
 use crate::close::CloseCode;
 use crate::connection::{CloseStep, State};
 use crate::error::Error;
-use crate::handler::{dispatch, end_with_error, Flow, Handler};
+use crate::handler::{dispatch_while, end_with_error, Flow, Handler};
 use crate::handshake::{Rejection, UpgradeRequest};
 
 /// The tag of the multishot accept.
@@ -649,17 +649,27 @@ where
                     conn.abort();
                     *ended = true;
                 } else {
-                    queue.drain_into(conn, OUTPUT_HIGH_WATER);
+                    // The send in flight counts against the mark: what
+                    // the loop holds for this connection stays bounded.
+                    let in_flight = if slot.sending { slot.send_len } else { 0 };
+                    queue.drain_into(conn, OUTPUT_HIGH_WATER.saturating_sub(in_flight));
                 }
             }
         }
         if !*ended {
+            // Events are handed out only while the connection's backlog
+            // (output pending and in flight) is under the mark: input read
+            // ahead waits in the connection meanwhile, so a peer that
+            // sends without reading cannot grow the output unbounded.
+            let in_flight = if slot.sending { slot.send_len } else { 0 };
             let flow = catch_unwind(AssertUnwindSafe(|| {
                 if !*opened {
                     *opened = true;
                     handler.on_open(&mut conn.sender());
                 }
-                dispatch(conn, handler)
+                dispatch_while(conn, handler, |conn| {
+                    conn.buffered_amount() + in_flight < OUTPUT_HIGH_WATER
+                })
             }));
             match flow {
                 Ok(Flow::Continue) => {}
@@ -716,8 +726,9 @@ where
                 .written_with(conn.buffered_amount() + in_flight);
         }
         // A peer that sends while not reading what we send: stop
-        // receiving until the backlog drains.
-        if slot.sending && conn.buffered_amount() >= OUTPUT_HIGH_WATER {
+        // receiving until the backlog (in flight and pending) drains.
+        let backlog = conn.buffered_amount() + if slot.sending { slot.send_len } else { 0 };
+        if slot.sending && backlog >= OUTPUT_HIGH_WATER {
             if slot.receiving && !slot.cancelling {
                 if ring.cancel(Op::Recv, tag, tag).is_ok() {
                     slot.ops += 1;
@@ -725,7 +736,7 @@ where
                 }
             }
             slot.receive_paused = true;
-        } else if !slot.sending || conn.buffered_amount() < OUTPUT_HIGH_WATER / 2 {
+        } else if backlog < OUTPUT_HIGH_WATER / 2 {
             slot.receive_paused = false;
         }
         let mut release = false;

@@ -345,12 +345,29 @@ impl Server {
 
 /// The start-up check: a ring set up, its buffers registered, a multishot
 /// receive tested (then dropped: each loop makes its own on its thread).
+///
+/// On a thread of its own: tearing a ring down can leave task work for
+/// the thread that submitted to it, which interrupts that thread's next
+/// blocking call (`EINTR` where a socket timeout is set, signal(7)) — the
+/// caller's thread must not inherit that.
 fn probe() -> Result<(), Unavailable> {
-    Ring::new(&RingConfig {
-        buffers: 8,
-        ..RingConfig::default()
-    })
-    .map(drop)
+    let tested = std::thread::Builder::new()
+        .name("chito-uring-probe".into())
+        .spawn(|| {
+            Ring::new(&RingConfig {
+                buffers: 8,
+                ..RingConfig::default()
+            })
+            .map(drop)
+        });
+    match tested.map(JoinHandle::join) {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Unavailable::new(
+            chito_ring::Stage::SelfTest,
+            io::Error::other("the self-test panicked"),
+        )),
+        Err(e) => Err(Unavailable::new(chito_ring::Stage::SelfTest, e)),
+    }
 }
 
 fn spawn_loops<F, H>(
