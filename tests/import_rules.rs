@@ -8,7 +8,7 @@
 //!   the handshake's HTTP, `extensions` and `url` grammars) refer to
 //!   nothing above them, the handshake in particular;
 //! - the handshake never refers to the connection;
-//! - `blocking` and `tokio` never refer to each other;
+//! - `blocking`, `tokio` and `uring` never refer to each other;
 //! - `rooms` never refers to `blocking`.
 //!
 //! Test modules (`#[cfg(test)] mod …`, at the end of a file) are not
@@ -42,6 +42,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("shutdown", 6),
     ("blocking", 7),
     ("tokio", 7),
+    ("uring", 7),
     ("rooms", 8),
 ];
 
@@ -50,6 +51,10 @@ const LAYERS: &[(&str, u8)] = &[
 const FORBIDDEN: &[(&str, &str)] = &[
     ("blocking", "tokio"),
     ("tokio", "blocking"),
+    ("blocking", "uring"),
+    ("uring", "blocking"),
+    ("tokio", "uring"),
+    ("uring", "tokio"),
     ("rooms", "blocking"),
     ("handshake", "connection"),
 ];
@@ -70,7 +75,7 @@ const CORE: &[&str] = &[
 
 /// What the core must never refer to.
 const ABOVE_CORE: &[&str] = &[
-    "blocking", "tokio", "rooms", "adapter", "outbox", "handler", "error",
+    "blocking", "tokio", "uring", "rooms", "adapter", "outbox", "handler", "error",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

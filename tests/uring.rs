@@ -448,7 +448,7 @@ fn accept_with_refuses_with_the_status_the_client_sees() {
     assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
     // The client's view: the handshake fails with the status.
     let refused = block_on(chito::tokio::connect(&format!("ws://{addr}/private")));
-    let error = refused.err().expect("refused");
+    let error = refused.expect_err("refused");
     assert!(error.to_string().contains("403"), "{error}");
     // Other paths are served.
     let mut ok = raw_open(addr);

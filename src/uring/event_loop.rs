@@ -729,11 +729,9 @@ where
         // receiving until the backlog (in flight and pending) drains.
         let backlog = conn.buffered_amount() + if slot.sending { slot.send_len } else { 0 };
         if slot.sending && backlog >= OUTPUT_HIGH_WATER {
-            if slot.receiving && !slot.cancelling {
-                if ring.cancel(Op::Recv, tag, tag).is_ok() {
-                    slot.ops += 1;
-                    slot.cancelling = true;
-                }
+            if slot.receiving && !slot.cancelling && ring.cancel(Op::Recv, tag, tag).is_ok() {
+                slot.ops += 1;
+                slot.cancelling = true;
             }
             slot.receive_paused = true;
         } else if backlog < OUTPUT_HIGH_WATER / 2 {

@@ -28,6 +28,10 @@ pub(super) fn untag(tag: u64) -> (u32, u32) {
 }
 
 /// Where a connection is in its life.
+// The open connection is inline on purpose: it is what almost every slot
+// holds for its whole life (a box would add a pointer and an allocation
+// per connection); the short-lived handshake is the boxed one.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Phase<H> {
     /// Not in use.
     Free,
