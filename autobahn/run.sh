@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Run the Autobahn WebSocket conformance suite against chito.
 #
-#   autobahn/run.sh server [--runtime blocking|tokio|axum]  # wstest tests our server
+#   autobahn/run.sh server [--runtime blocking|tokio|uring|axum]  # wstest tests our server
 #   autobahn/run.sh client [--runtime blocking|tokio]       # wstest tests our client
 #
 # Options (each also settable through the environment):
 #   --runtime X        blocking or tokio: passed to the example as a trailing
 #                      `--runtime X`, only when given (the example's default
-#                      is blocking); axum (server only): the server is
+#                      is blocking); uring (server only, Linux): the
+#                      example's io_uring loop (built with --features
+#                      uring); axum (server only): the server is
 #                      chito-axum's example autobahn_axum, the same echo
 #                      behind axum::serve and chito_axum::WebSocketUpgrade
 #   --cases LIST       case patterns to run, comma/space separated
@@ -72,7 +74,8 @@ done
 case "$RUNTIME" in
   ""|blocking|tokio) ;;
   axum) [ "$MODE" = server ] || die "--runtime axum is a server runtime (chito-axum has no client)" ;;
-  *) die "--runtime must be blocking, tokio or axum (got '$RUNTIME')" ;;
+  uring) [ "$MODE" = server ] || die "--runtime uring is a server runtime (chito::uring has no client)" ;;
+  *) die "--runtime must be blocking, tokio, uring or axum (got '$RUNTIME')" ;;
 esac
 case "$PORT" in
   ''|*[!0-9]*) die "invalid port '$PORT'" ;;
@@ -228,6 +231,9 @@ case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$REPO/$TARGET_DIR" ;; esac
 if [ "$RUNTIME" = axum ]; then
   SERVER_NAME=autobahn_axum
   BUILD=(cargo build --release -p chito-axum --example autobahn_axum)
+elif [ "$RUNTIME" = uring ]; then
+  SERVER_NAME=autobahn_server
+  BUILD=(cargo build --release --features tokio,uring --example autobahn_server --example autobahn_client)
 else
   SERVER_NAME=autobahn_server
   BUILD=(cargo build --release --features tokio --example autobahn_server --example autobahn_client)

@@ -1,6 +1,6 @@
 //! Echo server for the Autobahn fuzzing client (`autobahn/run.sh server`).
 //!
-//! `cargo run --release --all-features --example autobahn_server -- 127.0.0.1:9001 [--runtime blocking|tokio]`
+//! `cargo run --release --all-features --example autobahn_server -- 127.0.0.1:9001 [--runtime blocking|tokio|uring]`
 //!
 //! Default configuration: whatever Autobahn checks is checked with the
 //! limits every user gets.
@@ -34,8 +34,13 @@ fn main() -> std::io::Result<()> {
         "blocking" => blocking(&addr),
         #[cfg(feature = "tokio")]
         "tokio" => tokio_server(&addr),
+        #[cfg(all(feature = "uring", target_os = "linux"))]
+        "uring" => uring_server(&addr),
         other => {
-            eprintln!("unknown runtime {other:?} (blocking, or tokio with --features tokio)");
+            eprintln!(
+                "unknown runtime {other:?} (blocking, tokio with --features tokio, \
+                 uring with --features uring on Linux)"
+            );
             std::process::exit(2);
         }
     }
@@ -86,4 +91,10 @@ fn tokio_server(addr: &str) -> std::io::Result<()> {
             });
         }
     })
+}
+
+/// One io_uring loop on this thread; a refused io_uring says why.
+#[cfg(all(feature = "uring", target_os = "linux"))]
+fn uring_server(addr: &str) -> std::io::Result<()> {
+    chito::uring::Server::bind(addr)?.run(|_open: &mut chito::uring::Open<'_>| Echo)
 }
