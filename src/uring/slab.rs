@@ -1,5 +1,6 @@
-//! The loop's connections: slots in one vector, reused through a free
-//! list, each named by an index and a generation so that a completion that
+//! The loop's connections: slots in fixed-size chunks (growth never
+//! copies a slot, and no large buffer is reallocated and left behind in
+//! the allocator as the slab grows), reused through a free list, each named by an index and a generation so that a completion that
 //! arrives after its connection ended (and the slot was reused) is
 //! recognised as stale (docs/uring.md §6.2).
 
@@ -116,9 +117,13 @@ impl<H> Slot<H> {
     }
 }
 
+/// Slots per chunk: 256 × ~450 B stays under glibc's default mmap
+/// threshold (128 KiB), so chunks come from the loop thread's arena.
+const CHUNK: usize = 256;
+
 /// The slots, a free list, and how many are in use.
 pub(super) struct Slab<H> {
-    slots: Vec<Slot<H>>,
+    chunks: Vec<Box<[Slot<H>]>>,
     free: Vec<u32>,
     used: usize,
 }
@@ -126,10 +131,20 @@ pub(super) struct Slab<H> {
 impl<H> Slab<H> {
     pub(super) fn new() -> Slab<H> {
         Slab {
-            slots: Vec::new(),
+            chunks: Vec::new(),
             free: Vec::new(),
             used: 0,
         }
+    }
+
+    fn slot(&self, index: u32) -> Option<&Slot<H>> {
+        let index = index as usize;
+        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot<H>> {
+        let index = index as usize;
+        self.chunks.get_mut(index / CHUNK)?.get_mut(index % CHUNK)
     }
 
     /// Slots in use.
@@ -139,15 +154,17 @@ impl<H> Slab<H> {
 
     /// Takes a free slot for `stream`; its index.
     pub(super) fn insert(&mut self, stream: TcpStream, phase: Phase<H>) -> Option<u32> {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                let index = u32::try_from(self.slots.len()).ok()?;
-                self.slots.push(Slot::free(0));
-                index
-            }
-        };
-        let slot = self.slots.get_mut(index as usize)?;
+        if self.free.is_empty() {
+            // A new chunk; its slots go on the free list, lowest index
+            // last (taken first).
+            let first = u32::try_from(self.chunks.len() * CHUNK).ok()?;
+            let last = first.checked_add(CHUNK as u32 - 1)?;
+            self.chunks
+                .push((0..CHUNK).map(|_| Slot::free(0)).collect());
+            self.free.extend((first..=last).rev());
+        }
+        let index = self.free.pop()?;
+        let slot = self.slot_mut(index)?;
         slot.stream = Some(stream);
         slot.phase = phase;
         self.used += 1;
@@ -157,21 +174,19 @@ impl<H> Slab<H> {
     /// The slot `tag` names, if it is in use by the same generation.
     pub(super) fn get_mut(&mut self, tag: u64) -> Option<(u32, &mut Slot<H>)> {
         let (index, generation) = untag(tag);
-        let slot = self.slots.get_mut(index as usize)?;
+        let slot = self.slot_mut(index)?;
         (slot.generation == generation && slot.stream.is_some()).then_some((index, slot))
     }
 
     /// The slot at `index`, if in use.
     pub(super) fn at_mut(&mut self, index: u32) -> Option<&mut Slot<H>> {
-        self.slots
-            .get_mut(index as usize)
-            .filter(|slot| slot.stream.is_some())
+        self.slot_mut(index).filter(|slot| slot.stream.is_some())
     }
 
     /// Frees the slot at `index`: closes its socket, bumps its
     /// generation. The caller checked that nothing is in flight.
     pub(super) fn remove(&mut self, index: u32) {
-        let Some(slot) = self.slots.get_mut(index as usize) else {
+        let Some(slot) = self.slot_mut(index) else {
             return;
         };
         debug_assert_eq!(slot.ops, 0, "a slot is freed with operations in flight");
@@ -186,9 +201,28 @@ impl<H> Slab<H> {
 
     /// Indices of the slots in use.
     pub(super) fn indices(&self) -> Vec<u32> {
-        (0..self.slots.len())
-            .filter(|&i| self.slots.get(i).is_some_and(|s| s.stream.is_some()))
+        (0..self.chunks.len() * CHUNK)
             .filter_map(|i| u32::try_from(i).ok())
+            .filter(|&i| self.slot(i).is_some_and(|s| s.stream.is_some()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Zero;
+    impl crate::Handler for Zero {}
+
+    #[test]
+    fn a_slot_is_a_connection_and_little_more() {
+        let slot = std::mem::size_of::<Slot<Zero>>();
+        let conn = std::mem::size_of::<Connection>();
+        eprintln!("slot {slot} B, connection {conn} B");
+        // docs/uring.md §6.2: the slot adds at most ~72 B to the
+        // connection (generation, socket, flags, send state, deadline,
+        // the optional queue).
+        assert!(slot <= conn + 72, "slot {slot} B for a {conn} B connection");
     }
 }

@@ -30,7 +30,13 @@ impl Timers {
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<(Instant, u64)> {
         match self.heap.peek() {
             Some(Reverse((deadline, _))) if *deadline <= now => {
-                self.heap.pop().map(|Reverse(entry)| entry)
+                let entry = self.heap.pop().map(|Reverse(entry)| entry);
+                // A burst of handshakes leaves a large heap behind once
+                // their deadlines passed: give the memory back.
+                if self.heap.capacity() > 1024 && self.heap.len() * 4 < self.heap.capacity() {
+                    self.heap.shrink_to(self.heap.len() * 2);
+                }
+                entry
             }
             _ => None,
         }
