@@ -306,3 +306,17 @@ fn unavailable_says_why() {
 fn libc_eperm() -> i32 {
     1
 }
+
+#[test]
+fn reuse_port_listeners_share_a_port() {
+    let first = chito_ring::reuse_port_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = first.local_addr().unwrap();
+    let second = chito_ring::reuse_port_listener(addr).unwrap();
+    assert_eq!(second.local_addr().unwrap(), addr);
+    // A plain listener (without SO_REUSEPORT) cannot join them.
+    assert!(TcpListener::bind(addr).is_err());
+    let v6 = chito_ring::reuse_port_listener("[::1]:0".parse().unwrap());
+    if let Ok(v6) = v6 {
+        assert!(v6.local_addr().unwrap().is_ipv6());
+    }
+}
