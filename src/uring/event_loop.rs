@@ -826,3 +826,75 @@ pub(super) fn handle_for(
         .get_or_insert_with(|| Box::new(Extras::new(shared, tag, queue)))
         .handle()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::QueueLimit;
+
+    struct Quiet;
+    impl Handler for Quiet {}
+
+    fn core(listener: TcpListener) -> Core<impl FnMut(&mut Open<'_>) -> Quiet, Quiet> {
+        let settings = Arc::new(Settings {
+            config: crate::config::Config::shared_default(),
+            handshake_timeout: Duration::from_secs(10),
+            queue: QueueLimit::default(),
+            inspect: None,
+            shutdown: None,
+            ring: chito_ring::RingConfig::default(),
+        });
+        Core {
+            slab: Slab::new(),
+            timers: Timers::default(),
+            shared: Arc::new(LoopShared::new().unwrap()),
+            settings,
+            listener: Some(listener),
+            new_handler: |_: &mut Open<'_>| Quiet,
+            send_pool: Vec::new(),
+            ready: Vec::new(),
+            woken: Vec::new(),
+            now: None,
+            accepting: true,
+            rearm_accept: false,
+            accept_retry: None,
+            rearm_wake: false,
+            shutdown_seen: RUNNING,
+            open: 0,
+        }
+    }
+
+    #[test]
+    fn an_accept_that_fails_with_emfile_is_retried_later_not_at_once() {
+        let mut ring = Ring::new(&chito_ring::RingConfig::default()).unwrap();
+        let mut core = core(TcpListener::bind("127.0.0.1:0").unwrap());
+        // What the kernel posts when the process is out of descriptors:
+        // -EMFILE, and the multishot accept has ended.
+        core.accepted(Completion {
+            op: Op::Accept,
+            tag: ACCEPT_TAG,
+            result: -24,
+            more: false,
+            received: None,
+            accepted: None,
+            sent: None,
+        });
+        assert!(!core.accepting);
+        assert_eq!(core.slab.used(), 0, "no connection from a failed accept");
+        let retry = core.accept_retry.expect("a retry is scheduled");
+        // Not re-armed at once (that would spin while descriptors lack)…
+        core.now = None;
+        core.arm_loop_ops(&mut ring).unwrap();
+        assert!(!core.accepting);
+        // …the wait ends in time for the retry…
+        core.now = None;
+        let timeout = core.wait_timeout().expect("the wait is bounded");
+        assert!(timeout <= ACCEPT_RETRY, "{timeout:?}");
+        // …and the accept is armed again once it is due.
+        std::thread::sleep(retry.saturating_duration_since(Instant::now()));
+        core.now = None;
+        core.arm_loop_ops(&mut ring).unwrap();
+        assert!(core.accepting);
+        assert!(core.accept_retry.is_none());
+    }
+}
