@@ -827,6 +827,12 @@ impl Ring {
             }
             while let Some(cqe) = self.ring.completion().next() {
                 let (user_data, flags) = (cqe.user_data(), cqe.flags());
+                if user_data >> TAG_BITS == Op::Accept.code() && cqe.result() >= 0 {
+                    // SAFETY: a successful accept's result is a new file
+                    // descriptor that nothing else owns; dropping it
+                    // closes the connection nobody will serve.
+                    drop(unsafe { OwnedFd::from_raw_fd(cqe.result()) });
+                }
                 if !cqueue::more(flags) {
                     self.in_flight -= 1;
                     if user_data >> TAG_BITS == Op::Send.code() {
