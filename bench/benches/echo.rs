@@ -958,6 +958,7 @@ async fn run_idle(
     settings: &Settings,
 ) -> Result<Measured, String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
+    settle_sockets().await;
     let before = server.rss_kib()?;
     let slab_before = Slab::read();
     let mut streams = connect_many(server.addr, conns, 200).await?;
@@ -992,6 +993,41 @@ async fn run_idle(
     })
 }
 
+/// Waits (at most 30 s) until the host's count of allocated TCP sockets
+/// (/proc/net/sockstat) has stopped falling for a second: the previous
+/// run's thousands of sockets are freed some time after their processes
+/// close them, and freed during a measurement they would hide this run's
+/// slab growth.
+async fn settle_sockets() {
+    fn allocated() -> Option<i64> {
+        let sockstat = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+        let tcp = sockstat.lines().find_map(|l| l.strip_prefix("TCP:"))?;
+        let mut fields = tcp.split_whitespace();
+        while let Some(field) = fields.next() {
+            if field == "alloc" {
+                return fields.next()?.parse().ok();
+            }
+        }
+        None
+    }
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let Some(mut low) = allocated() else {
+        return;
+    };
+    let mut since = Instant::now();
+    while Instant::now() < give_up && since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(now) = allocated() else {
+            return;
+        };
+        // Falling by more than a handful: sockets are still being freed.
+        if now < low - 16 {
+            since = Instant::now();
+        }
+        low = low.min(now);
+    }
+}
+
 /// The kernel's slab memory at one moment: the `Slab:` line of /proc/meminfo
 /// and each cache's active objects × object size from /proc/slabinfo
 /// (readable by root only; without it only the `Slab:` line is reported).
@@ -1016,6 +1052,14 @@ const SLAB_CACHES: [&str; 6] = [
     "dentry",
     "io_kiocb",
     "eventpoll_epi",
+];
+
+/// A `kmalloc` size's growth is printed from this many bytes per connection.
+const KMALLOC_PRINTED: f64 = 16.0;
+
+/// The `kmalloc` size classes reported one by one.
+const KMALLOC_SIZES: [&str; 13] = [
+    "8", "16", "32", "64", "96", "128", "192", "256", "512", "1k", "2k", "4k", "8k",
 ];
 
 impl Slab {
@@ -1045,7 +1089,7 @@ impl Slab {
 
     /// Growth from `self` to `after`, in bytes per connection: `slab_total`
     /// (the `Slab:` line), the named caches, all `kmalloc` caches together,
-    /// and each `kmalloc` cache that grew by at least 16 B per connection.
+    /// and each `kmalloc` size (its plain, `-cg` and `-rcl` caches summed).
     fn per_connection(&self, after: &Slab, conns: usize) -> Vec<(String, f64)> {
         let n = conns as f64;
         let delta = |name: &str| {
@@ -1069,11 +1113,17 @@ impl Slab {
             .collect();
         let sum: f64 = kmalloc.iter().map(|name| delta(name)).sum();
         figures.push(("slab_kmalloc_all_B".to_string(), sum / n));
-        for name in kmalloc {
-            let per = delta(name) / n;
-            if per >= 16.0 {
-                figures.push((format!("slab_{name}_B"), per));
-            }
+        for size in KMALLOC_SIZES {
+            let per: f64 = kmalloc
+                .iter()
+                .filter(|name| {
+                    let class = name.rsplit('-').next();
+                    class == Some(size)
+                })
+                .map(|name| delta(name))
+                .sum::<f64>()
+                / n;
+            figures.push((format!("slab_kmalloc-{size}_B"), per));
         }
         figures
     }
@@ -1177,20 +1227,25 @@ impl Outcome {
             .map(|v| median(v))
     }
 
-    /// chito against the best built-in peer, oriented so that > 1 means
-    /// chito is better: chito / best peer for throughput, best peer / chito
-    /// for memory.
+    /// chito (the tokio adapter) against the best built-in peer.
     fn ratio(&self, servers: &[Server]) -> Option<f64> {
-        let chito = self.median(servers.iter().position(|s| s.name == "chito")?)?;
+        self.vs_best_peer(servers, servers.iter().position(|s| s.name == "chito")?)
+    }
+
+    /// `server` against the best built-in peer, oriented so that > 1 means
+    /// `server` is better: server / best peer for throughput, best peer /
+    /// server for memory.
+    fn vs_best_peer(&self, servers: &[Server], server: usize) -> Option<f64> {
+        let value = self.median(server)?;
         let peers = (0..servers.len())
             .filter(|&i| servers[i].is_peer())
             .filter_map(|i| self.median(i));
         if self.idle {
             let best = peers.fold(f64::INFINITY, f64::min);
-            (best.is_finite() && chito > 0.0).then(|| best / chito)
+            (best.is_finite() && value > 0.0).then(|| best / value)
         } else {
             let best = peers.fold(0.0, f64::max);
-            (best > 0.0).then(|| chito / best)
+            (best > 0.0).then(|| value / best)
         }
     }
 
@@ -1519,6 +1574,17 @@ fn print_table(servers: &[Server], outcomes: &[Outcome], baseline: Option<usize>
             };
             println!("{}", row("  (GiB/s)", &mut (0..servers.len()).map(gib)));
         }
+        if servers.iter().filter(|s| is_chito_driver(s)).count() > 1 {
+            // Each of chito's drivers against the best peer, as the last
+            // column does for the tokio adapter.
+            let cells = &mut (0..servers.len()).map(|i| {
+                is_chito_driver(&servers[i])
+                    .then(|| o.vs_best_peer(servers, i))
+                    .flatten()
+                    .map_or("-".into(), |r| format!("{r:.2}"))
+            });
+            println!("{}", row("  vs best peer", cells));
+        }
         if let Some(base) = baseline {
             let label = format!("  vs {}", servers[base].name);
             let cells = &mut (0..servers.len()).map(|i| {
@@ -1530,7 +1596,8 @@ fn print_table(servers: &[Server], outcomes: &[Outcome], baseline: Option<usize>
     }
     println!(
         "chito vs best: chito / best built-in peer for msg/s, best peer / chito for KiB/conn; \
-         > 1 means chito is better in both"
+         > 1 means chito is better in both (\"vs best peer\": the same for each of chito's \
+         drivers)"
     );
     print_figures(servers, outcomes);
     if let Some(base) = baseline {
@@ -1539,6 +1606,12 @@ fn print_table(servers: &[Server], outcomes: &[Outcome], baseline: Option<usize>
             servers[base].name
         );
     }
+}
+
+/// One of chito's own servers without axum: a driver of chito's core.
+fn is_chito_driver(server: &Server) -> bool {
+    server.binary.is_none()
+        && ["chito", "chito-uring", "chito-compio"].contains(&server.name.as_str())
 }
 
 /// The other figures, median over the runs, one line per scenario and
@@ -1560,9 +1633,14 @@ fn print_figures(servers: &[Server], outcomes: &[Outcome]) {
                 );
                 header = true;
             }
+            // Each kmalloc size is in the JSON; printed only if it moved.
             let cells: Vec<String> = figures
                 .iter()
-                .map(|(name, values)| format!("{name} {:.2}", median(values)))
+                .map(|(name, values)| (name, median(values)))
+                .filter(|(name, m)| {
+                    !name.starts_with("slab_kmalloc-") || m.abs() >= KMALLOC_PRINTED
+                })
+                .map(|(name, m)| format!("{name} {m:.2}"))
                 .collect();
             println!(
                 "  {:<15} {:<17} {}",
@@ -1726,7 +1804,15 @@ fn to_json(
             "chito_over_best_peer"
         };
         let ratio = o.ratio(servers).map_or("null".into(), json_num);
-        let _ = write!(j, "{}: {ratio}", json_str(ratio_name));
+        let _ = write!(j, "{}: {ratio}, ", json_str(ratio_name));
+        let drivers: Vec<String> = (0..servers.len())
+            .filter(|&i| is_chito_driver(&servers[i]))
+            .map(|i| {
+                let r = o.vs_best_peer(servers, i).map_or("null".into(), json_num);
+                format!("{}: {r}", json_str(&servers[i].name))
+            })
+            .collect();
+        let _ = write!(j, "\"vs_best_peer\": {{{}}}", drivers.join(", "));
         j.push('}');
         if i + 1 < outcomes.len() {
             j.push(',');
