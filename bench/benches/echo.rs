@@ -2,8 +2,9 @@
 //! connection: chito's tokio adapter against tokio-tungstenite,
 //! fastwebsockets and tokio-websockets, and chito behind axum (chito-axum's
 //! extractor) against axum's own WebSockets, in the same run; on Linux also
-//! chito's core on compio's io_uring runtime (`chito-compio`, #15's safe
-//! completion-runtime comparison).
+//! chito's io_uring driver (`chito-uring`, `chito::uring`, with the bench's
+//! default feature `uring`) and chito's core on compio's io_uring runtime
+//! (`chito-compio`, #15's safe completion-runtime comparison).
 //!
 //! ```text
 //! cargo bench -p chito-bench --bench echo               # full: 1 s warm-up + 5 s, 3 runs, median
@@ -23,7 +24,8 @@
 //!
 //! The environment:
 //! - `ECHO_BENCH_SERVERS`: the servers to measure, comma-separated, by name
-//!   (the built-in `chito`, `chito-compio` (Linux), `tungstenite`,
+//!   (the built-in `chito`, `chito-uring` and `chito-compio` (Linux),
+//!   `tungstenite`,
 //!   `fastwebsockets`, `tokio-websockets`, `chito-axum`, `axum`, and the
 //!   names `ECHO_BENCH_EXTERNAL` gives). Default: all of them.
 //! - `ECHO_BENCH_SCENARIOS`: the scenarios, by name: `64x16x16B`,
@@ -105,7 +107,8 @@ mod common;
 
 use common::{load_average, median};
 
-/// chito's echo server: the example, compiled in, so both run the same code.
+/// chito's echo servers: the example, compiled in, so both run the same
+/// code (`serve` for `chito`, `serve_uring` for `chito-uring`).
 #[allow(dead_code)]
 #[path = "../../examples/bench_server.rs"]
 mod chito_server;
@@ -118,6 +121,8 @@ mod chito_compio;
 /// first, then the peers, then the two axum servers.
 fn builtin_servers() -> Vec<&'static str> {
     let mut servers = vec!["chito"];
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    servers.push("chito-uring");
     #[cfg(target_os = "linux")]
     servers.push("chito-compio");
     servers.extend([
@@ -183,6 +188,13 @@ fn server_main(name: &str) {
         let listener = bind_and_report();
         if let Err(e) = chito_compio::run(listener) {
             panic!("chito-compio: {e}");
+        }
+        return;
+    }
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    if name == "chito-uring" {
+        if let Err(e) = chito_server::serve_uring(bind_and_report()) {
+            panic!("chito-uring: {e}");
         }
         return;
     }
