@@ -1,13 +1,16 @@
 //! WebSocket echo servers under a pipelined load, and their memory per idle
 //! connection: chito's tokio adapter against tokio-tungstenite,
 //! fastwebsockets and tokio-websockets, and chito behind axum (chito-axum's
-//! extractor) against axum's own WebSockets, in the same run.
+//! extractor) against axum's own WebSockets, in the same run; on Linux also
+//! chito's io_uring driver (`chito-uring`, `chito::uring`, with the bench's
+//! default feature `uring`) and chito's core on compio's io_uring runtime
+//! (`chito-compio`, #15's safe completion-runtime comparison).
 //!
 //! ```text
 //! cargo bench -p chito-bench --bench echo               # full: 1 s warm-up + 5 s, 3 runs, median
 //! cargo bench -p chito-bench --bench echo -- --quick    # smoke: 0.3 s + 0.7 s, 1 run (or ECHO_BENCH_QUICK=1)
 //! ECHO_BENCH_SERVERS=chito,fastwebsockets cargo bench -p chito-bench --bench echo
-//! ECHO_BENCH_SCENARIOS=64x16x16B,idle-10000 cargo bench -p chito-bench --bench echo
+//! ECHO_BENCH_SCENARIOS=100x1x20B,idle-10000 cargo bench -p chito-bench --bench echo
 //! # chito, chito behind axum, axum's own WebSockets: idle memory and 16 B echo
 //! ECHO_BENCH_SERVERS=chito,chito-axum,axum ECHO_BENCH_SCENARIOS=64x16x16B,idle \
 //!   cargo bench -p chito-bench --bench echo
@@ -21,10 +24,14 @@
 //!
 //! The environment:
 //! - `ECHO_BENCH_SERVERS`: the servers to measure, comma-separated, by name
-//!   (the built-in `chito`, `tungstenite`, `fastwebsockets`,
-//!   `tokio-websockets`, `chito-axum`, `axum`, and the names
-//!   `ECHO_BENCH_EXTERNAL` gives). Default: all of them.
-//! - `ECHO_BENCH_SCENARIOS`: the scenarios, by name (`idle` for the idle one).
+//!   (the built-in `chito`, `chito-uring` and `chito-compio` (Linux),
+//!   `tungstenite`,
+//!   `fastwebsockets`, `tokio-websockets`, `chito-axum`, `axum`, and the
+//!   names `ECHO_BENCH_EXTERNAL` gives). Default: all of them.
+//! - `ECHO_BENCH_SCENARIOS`: the scenarios, by name: `64x16x16B`,
+//!   `64x4x4KiB-text`, `16x2x1MiB`, `100x1x20B` (connections × messages in
+//!   flight × size), `idle-10000` and `idle-19000` (`idle-1000` with
+//!   `--quick`); `idle` for every idle one.
 //! - `ECHO_BENCH_EXTERNAL`: extra servers as prebuilt binaries,
 //!   `name=path,name=path`. Each is started as `<path> 127.0.0.1:0`, pinned
 //!   like the others, and must print the port, or the address
@@ -49,8 +56,10 @@
 //!   two axum servers are one `axum::serve` each, defaults throughout, with
 //!   one route whose handler upgrades (`chito_axum::WebSocketUpgrade`, or
 //!   axum's `axum::extract::ws::WebSocketUpgrade`) and echoes from a task
-//!   awaiting `recv()`. An external server (`ECHO_BENCH_EXTERNAL`) is its
-//!   binary, run the same way.
+//!   awaiting `recv()`. `chito-compio` is `chito_compio/mod.rs`: a compio
+//!   runtime (io_uring, one thread), a task per connection receiving through
+//!   compio's provided-buffer pool. An external server
+//!   (`ECHO_BENCH_EXTERNAL`) is its binary, run the same way.
 //! - Scenario by scenario, each run is one round over every server, the
 //!   order rotated each round, so every server sees the same stretch of the
 //!   host's noise.
@@ -63,9 +72,18 @@
 //!   length is checked, and the payload of every 32nd message per
 //!   connection; any mismatch, close or lost connection fails the run.
 //! - Throughput is the median of the runs' echoed messages per second over
-//!   the measuring window. The idle scenario opens the connections (200
-//!   handshakes at a time), waits for the server to settle and reports the
-//!   growth of its VmRSS per connection.
+//!   the measuring window. Beside it, the server's CPU time per message
+//!   (user + system of all its threads, from /proc/<pid>/stat, over the same
+//!   window; `perf stat -e instructions` is not supported on the VM this was
+//!   written on) and its CPU use in percent: below 100% the server was not
+//!   the bottleneck.
+//! - The idle scenarios open the connections (200 handshakes at a time, all
+//!   from this process: 19 000 sockets fit under a 20 000 descriptor
+//!   limit), wait for the server to settle and report the growth of its
+//!   VmRSS per connection, and the kernel's slab growth per connection: the
+//!   `Slab:` line of /proc/meminfo and the caches of /proc/slabinfo that
+//!   sockets and drivers use (both ends of each loopback connection; the
+//!   per-cache figures need root).
 //!
 //! Results go to stdout as a table and to the repository's
 //! `target/echo-bench.json`. The exit status is non-zero if any server
@@ -89,20 +107,36 @@ mod common;
 
 use common::{load_average, median};
 
-/// chito's echo server: the example, compiled in, so both run the same code.
+/// chito's echo servers: the example, compiled in, so both run the same
+/// code (`serve` for `chito`, `serve_uring` for `chito-uring`).
 #[allow(dead_code)]
 #[path = "../../examples/bench_server.rs"]
 mod chito_server;
 
-/// Every server compiled into the bench, in table order. chito first.
-const SERVERS: [&str; 6] = [
-    "chito",
-    "tungstenite",
-    "fastwebsockets",
-    "tokio-websockets",
-    "chito-axum",
-    "axum",
-];
+/// chito on compio's io_uring runtime: the safe completion-runtime driver.
+#[cfg(target_os = "linux")]
+mod chito_compio;
+
+/// Every server compiled into the bench, in table order: chito's drivers
+/// first, then the peers, then the two axum servers.
+fn builtin_servers() -> Vec<&'static str> {
+    let mut servers = vec!["chito"];
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    servers.push("chito-uring");
+    #[cfg(target_os = "linux")]
+    servers.push("chito-compio");
+    servers.extend([
+        "tungstenite",
+        "fastwebsockets",
+        "tokio-websockets",
+        "chito-axum",
+        "axum",
+    ]);
+    servers
+}
+
+/// chito's servers (its drivers and chito behind axum): not peers.
+const CHITO_SERVERS: [&str; 4] = ["chito", "chito-uring", "chito-compio", "chito-axum"];
 
 /// A server to measure: one compiled in, or an external binary.
 struct Server {
@@ -115,7 +149,7 @@ impl Server {
     /// A built-in peer (not chito, with or without axum, not an external
     /// binary): the servers "chito vs best" compares with.
     fn is_peer(&self) -> bool {
-        self.binary.is_none() && self.name != "chito" && self.name != "chito-axum"
+        self.binary.is_none() && !CHITO_SERVERS.contains(&self.name.as_str())
     }
 }
 
@@ -148,6 +182,22 @@ fn raise_nofile() {
 
 fn server_main(name: &str) {
     raise_nofile();
+    // The drivers that are not tokio run on their own runtimes.
+    #[cfg(target_os = "linux")]
+    if name == "chito-compio" {
+        let listener = bind_and_report();
+        if let Err(e) = chito_compio::run(listener) {
+            panic!("chito-compio: {e}");
+        }
+        return;
+    }
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    if name == "chito-uring" {
+        if let Err(e) = chito_server::serve_uring(bind_and_report()) {
+            panic!("chito-uring: {e}");
+        }
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -172,6 +222,20 @@ fn server_main(name: &str) {
             other => panic!("unknown server {other:?}"),
         }
     });
+}
+
+/// Binds the server's address (`CHITO_ECHO_ADDR`, else 127.0.0.1:0) with
+/// std and prints the port, as the tokio servers do.
+#[cfg(target_os = "linux")]
+fn bind_and_report() -> std::net::TcpListener {
+    use std::io::Write;
+    let addr = std::env::var("CHITO_ECHO_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
+    let listener = std::net::TcpListener::bind(&addr).expect("bind");
+    let port = listener.local_addr().expect("local_addr").port();
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{port}");
+    let _ = out.flush();
+    listener
 }
 
 /// The peers' accept loop: one task per connection, and an accept error
@@ -385,6 +449,15 @@ impl ServerProcess {
             .ok_or_else(|| format!("no VmRSS in {path}"))
     }
 
+    /// The server's CPU time so far (user + system, every thread), in clock
+    /// ticks. The child is the server itself: `taskset` execs it.
+    fn cpu_ticks(&self) -> Option<u64> {
+        common::stat_ticks(std::path::Path::new(&format!(
+            "/proc/{}/stat",
+            self.child.id()
+        )))
+    }
+
     fn check_alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
@@ -419,14 +492,14 @@ enum Kind {
 }
 
 struct Scenario {
-    name: &'static str,
+    name: String,
     kind: Kind,
 }
 
 struct Settings {
     quick: bool,
-    /// Connections of the idle scenario (fewer in quick mode).
-    idle_conns: usize,
+    /// Connections of each idle scenario (fewer in quick mode).
+    idle_conns: Vec<usize>,
     warmup: Duration,
     measure: Duration,
     runs: usize,
@@ -435,9 +508,9 @@ struct Settings {
     pinned: bool,
 }
 
-fn scenarios(idle_conns: usize) -> Vec<Scenario> {
-    let echo = |name, conns, depth, size, text| Scenario {
-        name,
+fn scenarios(idle_conns: &[usize]) -> Vec<Scenario> {
+    let echo = |name: &str, conns, depth, size, text| Scenario {
+        name: name.to_string(),
         kind: Kind::Echo {
             conns,
             depth,
@@ -449,12 +522,16 @@ fn scenarios(idle_conns: usize) -> Vec<Scenario> {
         echo("64x16x16B", 64, 16, 16, false),
         echo("64x4x4KiB-text", 64, 4, 4096, true),
         echo("16x2x1MiB", 16, 2, 1 << 20, false),
+        // The uWebSockets load_test shape (100 connections, one 20 B
+        // message in flight each), which its published charts use.
         echo("100x1x20B", 100, 1, 20, false),
-        Scenario {
-            name: "idle-10000",
-            kind: Kind::Idle { conns: idle_conns },
-        },
     ]
+    .into_iter()
+    .chain(idle_conns.iter().map(|&conns| Scenario {
+        name: format!("idle-{conns}"),
+        kind: Kind::Idle { conns },
+    }))
+    .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -823,14 +900,25 @@ async fn pipeline(
     }
 }
 
-/// One pipelined run against a server; echoed messages per second.
+/// One run's result: the headline value (msg/s or KiB/conn) and the other
+/// figures measured beside it, by name.
+struct Measured {
+    value: f64,
+    figures: Vec<(String, f64)>,
+}
+
+/// One pipelined run against a server: echoed messages per second, and the
+/// server's CPU time per message over the same window (user + system, all
+/// threads, from /proc/<pid>/stat; `perf stat -e instructions` reports
+/// `<not supported>` on this VM, so instructions per message are not
+/// available).
 async fn run_echo(
-    addr: SocketAddr,
+    server: &ServerProcess,
     conns: usize,
     plan: Arc<Plan>,
     settings: &Settings,
-) -> Result<f64, String> {
-    let streams = connect_many(addr, conns, 200).await?;
+) -> Result<Measured, String> {
+    let streams = connect_many(server.addr, conns, 200).await?;
     let echoed = Arc::new(AtomicU64::new(0));
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let mut tasks = JoinSet::new();
@@ -846,9 +934,11 @@ async fn run_echo(
         });
     }
     tokio::time::sleep(settings.warmup).await;
+    let ticks0 = server.cpu_ticks();
     let (count0, t0) = (echoed.load(Ordering::Relaxed), Instant::now());
     tokio::time::sleep(settings.measure).await;
     let (count1, t1) = (echoed.load(Ordering::Relaxed), Instant::now());
+    let ticks1 = server.cpu_ticks();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     if let Some(e) = failure.lock().expect("failure lock").take() {
@@ -857,21 +947,37 @@ async fn run_echo(
     if count1 == count0 {
         return Err("no message echoed during the measurement".into());
     }
-    Ok((count1 - count0) as f64 / (t1 - t0).as_secs_f64())
+    let messages = (count1 - count0) as f64;
+    let seconds = (t1 - t0).as_secs_f64();
+    let mut figures = Vec::new();
+    if let (Some(ticks0), Some(ticks1)) = (ticks0, ticks1) {
+        let cpu = ticks1.saturating_sub(ticks0) as f64 / common::clock_ticks_per_second();
+        figures.push(("cpu_us_per_msg".to_string(), cpu * 1e6 / messages));
+        figures.push(("cpu_percent".to_string(), cpu * 100.0 / seconds));
+    }
+    Ok(Measured {
+        value: messages / seconds,
+        figures,
+    })
 }
 
-/// One idle run: server KiB per connection.
+/// One idle run: server KiB of RSS per connection, and the kernel's slab
+/// memory per connection: the `Slab:` line of /proc/meminfo and the caches
+/// of /proc/slabinfo that sockets and their drivers use (see [`Slab`]).
 async fn run_idle(
     server: &mut ServerProcess,
     conns: usize,
     settings: &Settings,
-) -> Result<f64, String> {
+) -> Result<Measured, String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
+    settle_sockets().await;
     let before = server.rss_kib()?;
+    let slab_before = Slab::read();
     let mut streams = connect_many(server.addr, conns, 200).await?;
     tokio::time::sleep(settings.idle_settle).await;
     server.check_alive()?;
     let after = server.rss_kib()?;
+    let slab_after = Slab::read();
     // Every connection must still be open, and a few must still echo.
     let mut scratch = [0u8; 256];
     for (index, (stream, _)) in streams.iter().enumerate() {
@@ -889,7 +995,150 @@ async fn run_idle(
             .map_err(|e| format!("idle connection {index}: {e}"))?;
     }
     drop(streams);
-    Ok((after as f64 - before as f64) / conns as f64)
+    let figures = match (slab_before, slab_after) {
+        (Some(before), Some(after)) => before.per_connection(&after, conns),
+        _ => Vec::new(),
+    };
+    Ok(Measured {
+        value: (after as f64 - before as f64) / conns as f64,
+        figures,
+    })
+}
+
+/// Waits (at most 30 s) until the host's count of allocated TCP sockets
+/// (/proc/net/sockstat) has stopped falling for a second: the previous
+/// run's thousands of sockets are freed some time after their processes
+/// close them, and freed during a measurement they would hide this run's
+/// slab growth.
+async fn settle_sockets() {
+    fn allocated() -> Option<i64> {
+        let sockstat = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+        let tcp = sockstat.lines().find_map(|l| l.strip_prefix("TCP:"))?;
+        let mut fields = tcp.split_whitespace();
+        while let Some(field) = fields.next() {
+            if field == "alloc" {
+                return fields.next()?.parse().ok();
+            }
+        }
+        None
+    }
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let Some(mut low) = allocated() else {
+        return;
+    };
+    let mut since = Instant::now();
+    while Instant::now() < give_up && since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(now) = allocated() else {
+            return;
+        };
+        // Falling by more than a handful: sockets are still being freed.
+        if now < low - 16 {
+            since = Instant::now();
+        }
+        low = low.min(now);
+    }
+}
+
+/// The kernel's slab memory at one moment: the `Slab:` line of /proc/meminfo
+/// and each cache's active objects × object size from /proc/slabinfo
+/// (readable by root only; without it only the `Slab:` line is reported).
+///
+/// Both ends of every loopback connection live on this host, so the socket
+/// caches (`TCP`, `sock_inode_cache`, `filp`, `dentry`) count two sockets
+/// per connection, the same for every server; `io_kiocb` and the `kmalloc`
+/// caches hold what a driver arms per connection (docs/uring.md §5: an
+/// armed multishot receive costs an `io_kiocb` and two kmalloc objects,
+/// epoll one `eventpoll_epi`). The `Slab:` line counts every process on the
+/// host, hence the per-cache figures.
+struct Slab {
+    total_kib: u64,
+    caches: BTreeMap<String, u64>,
+}
+
+/// The caches reported by name, besides the `kmalloc` ones.
+const SLAB_CACHES: [&str; 6] = [
+    "TCP",
+    "sock_inode_cache",
+    "filp",
+    "dentry",
+    "io_kiocb",
+    "eventpoll_epi",
+];
+
+/// A `kmalloc` size's growth is printed from this many bytes per connection.
+const KMALLOC_PRINTED: f64 = 16.0;
+
+/// The `kmalloc` size classes reported one by one.
+const KMALLOC_SIZES: [&str; 13] = [
+    "8", "16", "32", "64", "96", "128", "192", "256", "512", "1k", "2k", "4k", "8k",
+];
+
+impl Slab {
+    fn read() -> Option<Slab> {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let total_kib = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("Slab:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+        let mut caches = BTreeMap::new();
+        if let Ok(slabinfo) = std::fs::read_to_string("/proc/slabinfo") {
+            // slabinfo(5): name, active_objs, num_objs, objsize, ...
+            for line in slabinfo.lines().skip(2) {
+                let mut fields = line.split_whitespace();
+                let (Some(name), Some(active), Some(_), Some(size)) =
+                    (fields.next(), fields.next(), fields.next(), fields.next())
+                else {
+                    continue;
+                };
+                if let (Ok(active), Ok(size)) = (active.parse::<u64>(), size.parse::<u64>()) {
+                    caches.insert(name.to_string(), active * size);
+                }
+            }
+        }
+        Some(Slab { total_kib, caches })
+    }
+
+    /// Growth from `self` to `after`, in bytes per connection: `slab_total`
+    /// (the `Slab:` line), the named caches, all `kmalloc` caches together,
+    /// and each `kmalloc` size (its plain, `-cg` and `-rcl` caches summed).
+    fn per_connection(&self, after: &Slab, conns: usize) -> Vec<(String, f64)> {
+        let n = conns as f64;
+        let delta = |name: &str| {
+            after.caches.get(name).copied().unwrap_or(0) as f64
+                - self.caches.get(name).copied().unwrap_or(0) as f64
+        };
+        let mut figures = vec![(
+            "slab_total_B".to_string(),
+            (after.total_kib as f64 - self.total_kib as f64) * 1024.0 / n,
+        )];
+        if after.caches.is_empty() {
+            return figures;
+        }
+        for name in SLAB_CACHES {
+            figures.push((format!("slab_{name}_B"), delta(name) / n));
+        }
+        let kmalloc: Vec<&String> = after
+            .caches
+            .keys()
+            .filter(|name| name.starts_with("kmalloc-"))
+            .collect();
+        let sum: f64 = kmalloc.iter().map(|name| delta(name)).sum();
+        figures.push(("slab_kmalloc_all_B".to_string(), sum / n));
+        for size in KMALLOC_SIZES {
+            let per: f64 = kmalloc
+                .iter()
+                .filter(|name| {
+                    let class = name.rsplit('-').next();
+                    class == Some(size)
+                })
+                .map(|name| delta(name))
+                .sum::<f64>()
+                / n;
+            figures.push((format!("slab_kmalloc-{size}_B"), per));
+        }
+        figures
+    }
 }
 
 /// Sends one message and waits for its echo.
@@ -972,10 +1221,13 @@ fn peer_versions() -> BTreeMap<&'static str, String> {
 /// The results of one scenario: per server (in the order of the server
 /// list), every run's value (None if that server failed).
 struct Outcome {
-    scenario: &'static str,
+    scenario: String,
     idle: bool,
     size: usize,
     runs: Vec<Option<Vec<f64>>>,
+    /// Per server, the other figures of each run by name (CPU time per
+    /// message, slab memory per connection).
+    figures: Vec<BTreeMap<String, Vec<f64>>>,
 }
 
 impl Outcome {
@@ -987,20 +1239,25 @@ impl Outcome {
             .map(|v| median(v))
     }
 
-    /// chito against the best built-in peer, oriented so that > 1 means
-    /// chito is better: chito / best peer for throughput, best peer / chito
-    /// for memory.
+    /// chito (the tokio adapter) against the best built-in peer.
     fn ratio(&self, servers: &[Server]) -> Option<f64> {
-        let chito = self.median(servers.iter().position(|s| s.name == "chito")?)?;
+        self.vs_best_peer(servers, servers.iter().position(|s| s.name == "chito")?)
+    }
+
+    /// `server` against the best built-in peer, oriented so that > 1 means
+    /// `server` is better: server / best peer for throughput, best peer /
+    /// server for memory.
+    fn vs_best_peer(&self, servers: &[Server], server: usize) -> Option<f64> {
+        let value = self.median(server)?;
         let peers = (0..servers.len())
             .filter(|&i| servers[i].is_peer())
             .filter_map(|i| self.median(i));
         if self.idle {
             let best = peers.fold(f64::INFINITY, f64::min);
-            (best.is_finite() && chito > 0.0).then(|| best / chito)
+            (best.is_finite() && value > 0.0).then(|| best / value)
         } else {
             let best = peers.fold(0.0, f64::max);
-            (best > 0.0).then(|| chito / best)
+            (best > 0.0).then(|| value / best)
         }
     }
 
@@ -1025,7 +1282,10 @@ fn parse_external() -> Result<Vec<Server>, String> {
             .map(|(n, p)| (n.trim(), p.trim()))
             .filter(|(n, p)| !n.is_empty() && !p.is_empty())
             .ok_or_else(|| format!("ECHO_BENCH_EXTERNAL: {entry:?} is not name=path"))?;
-        if SERVERS.contains(&name) || name == "tokio-tungstenite" {
+        if builtin_servers().contains(&name)
+            || CHITO_SERVERS.contains(&name)
+            || name == "tokio-tungstenite"
+        {
             return Err(format!(
                 "ECHO_BENCH_EXTERNAL: {name:?} is a built-in server's name"
             ));
@@ -1054,7 +1314,7 @@ fn parse_external() -> Result<Vec<Server>, String> {
 /// external ones as `ECHO_BENCH_EXTERNAL` lists them; all of them unless
 /// `ECHO_BENCH_SERVERS` chooses.
 fn parse_servers() -> Result<Vec<Server>, String> {
-    let builtin = SERVERS.iter().map(|name| Server {
+    let builtin = builtin_servers().into_iter().map(|name| Server {
         name: (*name).to_string(),
         binary: None,
     });
@@ -1109,7 +1369,7 @@ fn orchestrate() -> Result<bool, String> {
             measure: Duration::from_millis(700),
             runs: 1,
             idle_settle: Duration::from_millis(500),
-            idle_conns: 1_000,
+            idle_conns: vec![1_000],
             pinned: false,
         }
     } else {
@@ -1119,7 +1379,10 @@ fn orchestrate() -> Result<bool, String> {
             measure: Duration::from_secs(5),
             runs: 3,
             idle_settle: Duration::from_secs(2),
-            idle_conns: 10_000,
+            // #15: per connection at 10 000, and at 19 000 to show it does
+            // not grow. 19 000 client sockets fit this process's 20 000
+            // descriptors, and the server's 19 000 fit its own.
+            idle_conns: vec![10_000, 19_000],
             pinned: false,
         }
     };
@@ -1136,11 +1399,12 @@ fn orchestrate() -> Result<bool, String> {
         return Err("no server selected".into());
     }
     let baseline = parse_baseline(&servers)?;
-    let mut selected = scenarios(settings.idle_conns);
+    let mut selected = scenarios(&settings.idle_conns);
     if let Ok(list) = std::env::var("ECHO_BENCH_SCENARIOS") {
         let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
         selected.retain(|s| {
-            wanted.contains(&s.name) || (s.name.starts_with("idle") && wanted.contains(&"idle"))
+            wanted.contains(&s.name.as_str())
+                || (s.name.starts_with("idle") && wanted.contains(&"idle"))
         });
     }
     settings.pinned = pin_self();
@@ -1148,7 +1412,7 @@ fn orchestrate() -> Result<bool, String> {
     let load_start = load_average();
     println!(
         "echo bench ({} mode: {:?} warm-up + {:?} measured, {} run(s) per server, median; \
-         idle scenario: {} connections, {:?} settle)",
+         idle scenarios: {:?} connections, {:?} settle)",
         if quick { "quick" } else { "full" },
         settings.warmup,
         settings.measure,
@@ -1186,10 +1450,11 @@ fn orchestrate() -> Result<bool, String> {
             Kind::Idle { .. } => (true, 0, None),
         };
         let mut outcome = Outcome {
-            scenario: scenario.name,
+            scenario: scenario.name.clone(),
             idle,
             size,
             runs: vec![Some(Vec::new()); servers.len()],
+            figures: vec![BTreeMap::new(); servers.len()],
         };
         for run in 0..settings.runs {
             // Rotate the order each run so no server always goes first.
@@ -1199,24 +1464,31 @@ fn orchestrate() -> Result<bool, String> {
                 if outcome.runs[index].is_none() {
                     continue;
                 }
-                let result = (|| -> Result<f64, String> {
+                let result = (|| -> Result<Measured, String> {
                     let mut server = ServerProcess::start(&servers[index], settings.pinned)?;
-                    let value = runtime.block_on(async {
+                    let measured = runtime.block_on(async {
                         match scenario.kind {
                             Kind::Echo { conns, .. } => {
                                 let plan = plan.clone().expect("echo plan");
-                                run_echo(server.addr, conns, plan, &settings).await
+                                run_echo(&server, conns, plan, &settings).await
                             }
                             Kind::Idle { conns } => run_idle(&mut server, conns, &settings).await,
                         }
                     })?;
                     server.check_alive()?;
-                    Ok(value)
+                    Ok(measured)
                 })();
                 match result {
-                    Ok(value) => {
+                    Ok(measured) => {
+                        let value = measured.value;
+                        let figures: Vec<String> = measured
+                            .figures
+                            .iter()
+                            .take(3)
+                            .map(|(name, v)| format!("{name} {v:.2}"))
+                            .collect();
                         eprintln!(
-                            "  {:<15} {:<17} run {}: {}",
+                            "  {:<15} {:<17} run {}: {} ({})",
                             scenario.name,
                             server_name,
                             run + 1,
@@ -1224,10 +1496,14 @@ fn orchestrate() -> Result<bool, String> {
                                 format!("{value:.2} KiB/conn")
                             } else {
                                 format!("{value:.0} msg/s")
-                            }
+                            },
+                            figures.join(", ")
                         );
                         if let Some(values) = &mut outcome.runs[index] {
                             values.push(value);
+                        }
+                        for (name, v) in measured.figures {
+                            outcome.figures[index].entry(name).or_default().push(v);
                         }
                     }
                     Err(e) => {
@@ -1310,6 +1586,17 @@ fn print_table(servers: &[Server], outcomes: &[Outcome], baseline: Option<usize>
             };
             println!("{}", row("  (GiB/s)", &mut (0..servers.len()).map(gib)));
         }
+        if servers.iter().filter(|s| is_chito_driver(s)).count() > 1 {
+            // Each of chito's drivers against the best peer, as the last
+            // column does for the tokio adapter.
+            let cells = &mut (0..servers.len()).map(|i| {
+                is_chito_driver(&servers[i])
+                    .then(|| o.vs_best_peer(servers, i))
+                    .flatten()
+                    .map_or("-".into(), |r| format!("{r:.2}"))
+            });
+            println!("{}", row("  vs best peer", cells));
+        }
         if let Some(base) = baseline {
             let label = format!("  vs {}", servers[base].name);
             let cells = &mut (0..servers.len()).map(|i| {
@@ -1321,13 +1608,59 @@ fn print_table(servers: &[Server], outcomes: &[Outcome], baseline: Option<usize>
     }
     println!(
         "chito vs best: chito / best built-in peer for msg/s, best peer / chito for KiB/conn; \
-         > 1 means chito is better in both"
+         > 1 means chito is better in both (\"vs best peer\": the same for each of chito's \
+         drivers)"
     );
+    print_figures(servers, outcomes);
     if let Some(base) = baseline {
         println!(
             "vs {0}: median / {0}'s median (msg/s: > 1 is faster; KiB/conn: > 1 is more memory)",
             servers[base].name
         );
+    }
+}
+
+/// One of chito's own servers without axum: a driver of chito's core.
+fn is_chito_driver(server: &Server) -> bool {
+    server.binary.is_none()
+        && ["chito", "chito-uring", "chito-compio"].contains(&server.name.as_str())
+}
+
+/// The other figures, median over the runs, one line per scenario and
+/// server: the server's CPU time per message (echo), the kernel's slab
+/// growth per connection (idle).
+fn print_figures(servers: &[Server], outcomes: &[Outcome]) {
+    let mut header = false;
+    for o in outcomes {
+        for (i, server) in servers.iter().enumerate() {
+            let Some(figures) = o.figures.get(i).filter(|f| !f.is_empty()) else {
+                continue;
+            };
+            if !header {
+                println!();
+                println!(
+                    "other figures (median of the runs): cpu_us_per_msg and cpu_percent are the \
+                     server's user + system CPU time (/proc/<pid>/stat) over the measured window; \
+                     slab_*_B are kernel slab bytes per idle connection (both loopback ends)"
+                );
+                header = true;
+            }
+            // Each kmalloc size is in the JSON; printed only if it moved.
+            let cells: Vec<String> = figures
+                .iter()
+                .map(|(name, values)| (name, median(values)))
+                .filter(|(name, m)| {
+                    !name.starts_with("slab_kmalloc-") || m.abs() >= KMALLOC_PRINTED
+                })
+                .map(|(name, m)| format!("{name} {m:.2}"))
+                .collect();
+            println!(
+                "  {:<15} {:<17} {}",
+                o.scenario,
+                server.name,
+                cells.join(", ")
+            );
+        }
     }
 }
 
@@ -1381,7 +1714,8 @@ fn to_json(
         json_num(settings.measure.as_secs_f64())
     );
     let _ = writeln!(j, "  \"runs\": {},", settings.runs);
-    let _ = writeln!(j, "  \"idle_connections\": {},", settings.idle_conns);
+    let idle_conns: Vec<String> = settings.idle_conns.iter().map(usize::to_string).collect();
+    let _ = writeln!(j, "  \"idle_connections\": [{}],", idle_conns.join(", "));
     let _ = writeln!(j, "  \"pinned\": {},", settings.pinned);
     let _ = writeln!(
         j,
@@ -1412,7 +1746,7 @@ fn to_json(
     j.push_str("  \"scenarios\": [\n");
     for (i, o) in outcomes.iter().enumerate() {
         j.push_str("    {");
-        let _ = write!(j, "\"name\": {}, ", json_str(o.scenario));
+        let _ = write!(j, "\"name\": {}, ", json_str(&o.scenario));
         let _ = write!(
             j,
             "\"unit\": {}, ",
@@ -1449,6 +1783,26 @@ fn to_json(
             }
         }
         let _ = write!(j, "\"median\": {{{}}}, ", medians.join(", "));
+        let figures: Vec<String> = servers
+            .iter()
+            .zip(&o.figures)
+            .map(|(server, figures)| {
+                let each: Vec<String> = figures
+                    .iter()
+                    .map(|(name, values)| {
+                        let runs: Vec<String> = values.iter().map(|v| json_num(*v)).collect();
+                        format!(
+                            "{}: {{\"median\": {}, \"runs\": [{}]}}",
+                            json_str(name),
+                            json_num(median(values)),
+                            runs.join(", ")
+                        )
+                    })
+                    .collect();
+                format!("{}: {{{}}}", json_str(&server.name), each.join(", "))
+            })
+            .collect();
+        let _ = write!(j, "\"figures\": {{{}}}, ", figures.join(", "));
         let _ = write!(j, "\"runs\": {{{}}}, ", runs.join(", "));
         if !gib.is_empty() {
             let _ = write!(j, "\"gib_per_s\": {{{}}}, ", gib.join(", "));
@@ -1462,7 +1816,15 @@ fn to_json(
             "chito_over_best_peer"
         };
         let ratio = o.ratio(servers).map_or("null".into(), json_num);
-        let _ = write!(j, "{}: {ratio}", json_str(ratio_name));
+        let _ = write!(j, "{}: {ratio}, ", json_str(ratio_name));
+        let drivers: Vec<String> = (0..servers.len())
+            .filter(|&i| is_chito_driver(&servers[i]))
+            .map(|i| {
+                let r = o.vs_best_peer(servers, i).map_or("null".into(), json_num);
+                format!("{}: {r}", json_str(&servers[i].name))
+            })
+            .collect();
+        let _ = write!(j, "\"vs_best_peer\": {{{}}}", drivers.join(", "));
         j.push('}');
         if i + 1 < outcomes.len() {
             j.push(',');
