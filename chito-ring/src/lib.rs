@@ -256,7 +256,12 @@ impl BufRing {
         let ring_pages = ring_bytes.div_ceil(4096);
         let ring = Box::into_raw(vec![Page([0; 4096]); ring_pages].into_boxed_slice()).cast();
         let pool_len = BUFFER_OFFSET + usize::from(entries) * size as usize;
-        let pool = Box::into_raw(vec![0u8; pool_len].into_boxed_slice()).cast::<u8>();
+        // Filled with a non-zero byte so every page is resident from the
+        // start: zeroed memory would come from the allocator as untouched
+        // pages, faulted in one by one as the kernel first writes each
+        // buffer, so the pool's fixed cost would show up spread over the
+        // first connections' receives instead of once, at start-up.
+        let pool = Box::into_raw(vec![0xa5u8; pool_len].into_boxed_slice()).cast::<u8>();
         let mut bufs = BufRing {
             ring,
             ring_pages,
