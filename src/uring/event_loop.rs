@@ -575,17 +575,13 @@ where
                 if slot.sending {
                     false
                 } else {
-                    if !slot.write_shut {
-                        if let Some(stream) = slot.stream.as_ref() {
-                            if ring
-                                .shutdown(stream.as_fd(), HowShutdown::Write, tag)
-                                .is_ok()
-                            {
-                                slot.ops += 1;
-                            }
-                        }
-                        slot.write_shut = true;
-                    }
+                    shut_write(
+                        ring,
+                        slot.stream.as_ref(),
+                        &mut slot.write_shut,
+                        &mut slot.ops,
+                        tag,
+                    );
                     true
                 }
             }
@@ -749,17 +745,8 @@ where
                     None => break,
                     Some(CloseStep::Flush) => break,
                     Some(CloseStep::ShutdownWrite) => {
-                        if !slot.write_shut {
-                            if let Some(stream) = slot.stream.as_ref() {
-                                if ring
-                                    .shutdown(stream.as_fd(), HowShutdown::Write, tag)
-                                    .is_ok()
-                                {
-                                    slot.ops += 1;
-                                }
-                            }
-                            slot.write_shut = true;
-                        }
+                        let stream = slot.stream.as_ref();
+                        shut_write(ring, stream, &mut slot.write_shut, &mut slot.ops, tag);
                     }
                     // The receive stays armed; what arrives is fed and
                     // dropped, bounded by the core (RFC 6455 §7.1.1).
@@ -813,6 +800,29 @@ where
         }
         self.slab.remove(index);
     }
+}
+
+/// Submits the socket's half-close once (RFC 6455 §7.1.1: the server ends
+/// the TCP connection first), counting it among the slot's operations.
+fn shut_write(
+    ring: &mut Ring,
+    stream: Option<&TcpStream>,
+    write_shut: &mut bool,
+    ops: &mut u16,
+    tag: u64,
+) {
+    if *write_shut {
+        return;
+    }
+    if let Some(stream) = stream {
+        if ring
+            .shutdown(stream.as_fd(), HowShutdown::Write, tag)
+            .is_ok()
+        {
+            *ops += 1;
+        }
+    }
+    *write_shut = true;
 }
 
 /// Gives `Open::handle` its queue (created on demand).
