@@ -30,14 +30,19 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+mod buf_ring;
+mod fd;
+
+use buf_ring::BufRing;
+pub use buf_ring::Received;
+pub use fd::{reuse_port_listener, EventFd};
 
 /// Bits of `user_data` that hold the caller's tag; the top 8 hold the [`Op`].
 const TAG_BITS: u32 = 56;
@@ -208,187 +213,6 @@ impl std::error::Error for Unavailable {
     }
 }
 
-/// `struct io_uring_buf` (include/uapi/linux/io_uring.h): one entry of the
-/// provided-buffer ring; the `resv` field of entry 0 is the ring's tail.
-#[repr(C)]
-struct BufEntry {
-    addr: u64,
-    len: u32,
-    bid: u16,
-    resv: u16,
-}
-
-/// A page of the buffer ring's entries: the ring must be page-aligned
-/// (`io_uring_register_buf_ring(3)`).
-#[repr(C, align(4096))]
-#[derive(Clone, Copy)]
-struct Page([u8; 4096]);
-
-/// The provided-buffer ring: entries shared with the kernel, and the
-/// buffers they point into. Both are raw allocations: the kernel writes
-/// into them behind Rust's back, so no Rust reference to them lives longer
-/// than one access.
-struct BufRing {
-    /// `entries` [`BufEntry`]s over whole pages (from `Box<[Page]>`).
-    ring: *mut Page,
-    ring_pages: usize,
-    /// `entries × size` bytes after [`BUFFER_OFFSET`] (from `Box<[u8]>`).
-    pool: *mut u8,
-    pool_len: usize,
-    entries: u16,
-    size: u32,
-    /// Our copy of the tail: entries written but maybe not published.
-    tail: u16,
-    published: u16,
-    /// Buffers lent out through [`Received`] and not given back yet.
-    lent: usize,
-}
-
-impl BufRing {
-    fn new(entries: u16, size: u32) -> io::Result<BufRing> {
-        if !entries.is_power_of_two() || entries > 32768 || size == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "buffers must be a power of two ≤ 32768, of a non-zero size",
-            ));
-        }
-        let ring_bytes = usize::from(entries) * std::mem::size_of::<BufEntry>();
-        let ring_pages = ring_bytes.div_ceil(4096);
-        let ring = Box::into_raw(vec![Page([0; 4096]); ring_pages].into_boxed_slice()).cast();
-        let pool_len = BUFFER_OFFSET + usize::from(entries) * size as usize;
-        // Filled with a non-zero byte so every page is resident from the
-        // start: zeroed memory would come from the allocator as untouched
-        // pages, faulted in one by one as the kernel first writes each
-        // buffer, so the pool's fixed cost would show up spread over the
-        // first connections' receives instead of once, at start-up.
-        let pool = Box::into_raw(vec![0xa5u8; pool_len].into_boxed_slice()).cast::<u8>();
-        let mut bufs = BufRing {
-            ring,
-            ring_pages,
-            pool,
-            pool_len,
-            entries,
-            size,
-            tail: 0,
-            published: 0,
-            lent: 0,
-        };
-        for bid in 0..entries {
-            bufs.give(bid);
-        }
-        Ok(bufs)
-    }
-
-    fn entry_ptr(&self, index: u16) -> *mut BufEntry {
-        let index = usize::from(index & (self.entries - 1));
-        // Within the allocation: index < entries, and the pages hold
-        // `entries` entries. `wrapping_add` keeps this a safe computation.
-        self.ring.cast::<BufEntry>().wrapping_add(index)
-    }
-
-    fn buffer_ptr(&self, bid: u16) -> *mut u8 {
-        let offset = BUFFER_OFFSET + usize::from(bid) * self.size as usize;
-        self.pool.wrapping_add(offset)
-    }
-
-    /// Puts buffer `bid` back at the tail (published by [`BufRing::publish`]).
-    fn give(&mut self, bid: u16) {
-        debug_assert!(bid < self.entries);
-        let entry = self.entry_ptr(self.tail);
-        let addr = self.buffer_ptr(bid) as u64;
-        // SAFETY: `entry` points at an entry inside the ring's allocation,
-        // which lives as long as `self`. The kernel reads only entries
-        // between its head and the published tail; this one is at our
-        // unpublished tail, so the kernel does not read it now, and the
-        // writes go through raw field pointers, never touching `resv` (the
-        // tail, in entry 0), which the kernel may read.
-        unsafe {
-            std::ptr::addr_of_mut!((*entry).addr).write(addr);
-            std::ptr::addr_of_mut!((*entry).len).write(self.size);
-            std::ptr::addr_of_mut!((*entry).bid).write(bid);
-        }
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    /// Makes the buffers given since the last call visible to the kernel:
-    /// one release store of the tail (`io_uring_buf_ring_advance(3)`).
-    fn publish(&mut self) {
-        if self.published == self.tail {
-            return;
-        }
-        let entry0 = self.ring.cast::<BufEntry>();
-        // SAFETY: `resv` of entry 0 is inside the ring's allocation, live
-        // as long as `self`, and 2-aligned (the pages are 4096-aligned); the
-        // kernel only reads it, and every access from our side goes
-        // through this atomic view.
-        let tail = unsafe { AtomicU16::from_ptr(std::ptr::addr_of_mut!((*entry0).resv)) };
-        tail.store(self.tail, Ordering::Release);
-        self.published = self.tail;
-    }
-
-    /// Forgets the allocations without freeing them: the kernel may still
-    /// write into them (a drop that could not wait for every operation).
-    fn leak(&mut self) {
-        self.ring = std::ptr::null_mut();
-        self.pool = std::ptr::null_mut();
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        if !self.ring.is_null() {
-            let pages = std::ptr::slice_from_raw_parts_mut(self.ring, self.ring_pages);
-            // SAFETY: `pages` is exactly what `Box::into_raw` returned in
-            // `BufRing::new`; the kernel no longer uses it (the owner
-            // unregistered the ring, or `leak` nulled the pointer).
-            drop(unsafe { Box::from_raw(pages) });
-        }
-        if !self.pool.is_null() {
-            let pool = std::ptr::slice_from_raw_parts_mut(self.pool, self.pool_len);
-            // SAFETY: as above, for the buffers' allocation.
-            drop(unsafe { Box::from_raw(pool) });
-        }
-    }
-}
-
-/// Received bytes in a provided buffer, lent for as long as this value
-/// lives; dropping it gives the buffer back to the kernel.
-pub struct Received<'r> {
-    bufs: &'r mut BufRing,
-    bid: u16,
-    len: usize,
-}
-
-impl std::ops::Deref for Received<'_> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        let data = self.bufs.buffer_ptr(self.bid);
-        // SAFETY: `bid` came from the kernel's completion, so the kernel
-        // has finished writing `len` (≤ the buffer size, checked when this
-        // value was made) bytes there and took the buffer off the ring; it
-        // cannot reuse it before `Drop` gives it back, which cannot happen
-        // while this borrow of `self` lives.
-        unsafe { std::slice::from_raw_parts(data, self.len) }
-    }
-}
-
-impl Drop for Received<'_> {
-    fn drop(&mut self) {
-        self.bufs.lent -= 1;
-        self.bufs.give(self.bid);
-    }
-}
-
-impl fmt::Debug for Received<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Received")
-            .field("bid", &self.bid)
-            .field("len", &self.len)
-            .finish()
-    }
-}
-
 /// One completion: which operation and tag, its result, and what it hands
 /// back.
 #[derive(Debug)]
@@ -499,7 +323,7 @@ impl Ring {
         // valid while registered.
         let registered = unsafe {
             ring.submitter().register_buf_ring_with_flags(
-                bufs.ring as u64,
+                bufs.ring_addr(),
                 bufs.entries,
                 BUFFER_GROUP,
                 0,
@@ -789,12 +613,7 @@ impl Ring {
                     self.bufs.give(bid);
                     completion.result = -libc::EIO;
                 } else {
-                    self.bufs.lent += 1;
-                    completion.received = Some(Received {
-                        bufs: &mut self.bufs,
-                        bid,
-                        len,
-                    });
+                    completion.received = Some(self.bufs.lend(bid, len));
                 }
             }
             return Some(completion);
@@ -871,131 +690,4 @@ impl Drop for Ring {
         self.bufs.leak();
         std::mem::forget(std::mem::take(&mut self.sends));
     }
-}
-
-/// An `eventfd(2)`: other threads [`EventFd::notify`], the ring's loop
-/// waits for it with [`Ring::poll_readable`] and [`EventFd::drain`]s it.
-#[derive(Debug)]
-pub struct EventFd {
-    file: File,
-}
-
-impl EventFd {
-    /// A non-blocking, close-on-exec eventfd at 0.
-    ///
-    /// # Errors
-    /// `eventfd(2)`'s (`EMFILE`, `ENOMEM`).
-    pub fn new() -> io::Result<EventFd> {
-        // SAFETY: a plain system call with no pointer arguments.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor that nothing else owns.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(EventFd {
-            file: File::from(owned),
-        })
-    }
-
-    /// Adds 1: the fd becomes readable. From any thread.
-    pub fn notify(&self) {
-        // eventfd(2): a write fails only with EAGAIN when the counter
-        // would overflow, and then the fd is readable already.
-        let _ = (&self.file).write(&1u64.to_ne_bytes());
-    }
-
-    /// Resets the counter to 0 (`read(2)` of 8 bytes); a no-op at 0.
-    pub fn drain(&self) {
-        let mut count = [0u8; 8];
-        let _ = (&self.file).read(&mut count);
-    }
-
-    /// The descriptor, for [`Ring::poll_readable`].
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(&self.file)
-    }
-}
-
-/// A listening TCP socket with `SO_REUSEADDR` and `SO_REUSEPORT` set
-/// before `bind(2)`, so that several loops can each bind `addr` and the
-/// kernel spreads connections among them (`socket(7)`, `SO_REUSEPORT`).
-///
-/// # Errors
-/// `socket(2)`, `setsockopt(2)`, `bind(2)` or `listen(2)`'s.
-pub fn reuse_port_listener(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
-    let family = match addr {
-        std::net::SocketAddr::V4(_) => libc::AF_INET,
-        std::net::SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: a plain system call with no pointer arguments.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a new descriptor that nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    for option in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
-        // SAFETY: `one` is a live c_int and its size is passed with it.
-        let set = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                std::ptr::addr_of!(one).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if set < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    let bound = match addr {
-        std::net::SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: `sin` is a live sockaddr_in and its size is passed.
-            unsafe {
-                libc::bind(
-                    socket.as_raw_fd(),
-                    std::ptr::addr_of!(sin).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            }
-        }
-        std::net::SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: `sin6` is a live sockaddr_in6 and its size is passed.
-            unsafe {
-                libc::bind(
-                    socket.as_raw_fd(),
-                    std::ptr::addr_of!(sin6).cast(),
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                )
-            }
-        }
-    };
-    if bound < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a plain system call with no pointer arguments.
-    if unsafe { libc::listen(socket.as_raw_fd(), 1024) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(std::net::TcpListener::from(socket))
 }
