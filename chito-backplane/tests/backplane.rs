@@ -770,7 +770,21 @@ async fn jetstream_redelivery_is_delivered_once() {
     let raw = async_nats::connect(nats.url()).await.expect("raw client");
     let subject = a.bp.room_channel("r");
     let mut watch = raw.subscribe(subject.clone()).await.expect("subscribe");
-    raw.flush().await.expect("flush");
+    // async-nats' flush only writes the socket; the server reads each
+    // connection on its own, so A's publish could overtake this SUB. A
+    // message to ourselves on another subject comes back only after the
+    // server has handled everything this connection sent before it.
+    let mut probe = raw.subscribe("chito-test.probe").await.expect("probe");
+    raw.publish("chito-test.probe", "p".into())
+        .await
+        .expect("probe publish");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::StreamExt::next(&mut probe),
+    )
+    .await
+    .expect("the probe came back")
+    .expect("a probe message");
     a.rooms.emit("r", Message::Text("once"));
     assert_eq!(next_text(&mut p).await, "once");
     let seen = tokio::time::timeout(
