@@ -139,6 +139,14 @@ impl Connection {
         self.rx.start < self.rx.end || self.rx.frame.is_some() || self.ready.is_some()
     }
 
+    /// Received bytes not yet taken apart into events.
+    // A hook of the uring loop, which feeds a turn's receives before it
+    // dispatches.
+    #[cfg_attr(not(feature = "uring"), allow(dead_code))]
+    pub(crate) fn input_buffered(&self) -> usize {
+        self.rx.end - self.rx.start
+    }
+
     /// Frees the input, assembly and output buffers if they hold nothing
     /// (the tokio adapter's connections give them to a per-thread pool
     /// instead), and compression state that nothing needs between

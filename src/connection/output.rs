@@ -93,8 +93,9 @@ impl Connection {
 
     /// True while pending output points into the input buffer: reading
     /// into that buffer now would cost a copy of that output.
-    // A hook of the tokio adapter's loop and buffer pool.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    // A hook of the tokio adapter's loop and buffer pool, and of the
+    // uring loop's send queue.
+    #[cfg_attr(not(any(feature = "tokio", feature = "uring")), allow(dead_code))]
     pub(crate) fn output_borrows_input(&self) -> bool {
         !self.tx.loan.is_empty()
     }

@@ -13,7 +13,7 @@
 //!    walk the transport's end (RFC 6455 §7.1.1), re-arm the receive,
 //!    release idle buffers, and set the next deadline.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{Shutdown as HowShutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use chito_ring::{Completion, Op, Ring, MAX_TAG};
 
 use super::handshake::{decide, Handshaking};
+use super::send_buffers::SendBuffers;
 use super::slab::{Open as OpenConn, Phase, Slab, Slot};
 use super::timers::Timers;
 use super::wake::{Extras, LoopShared, ABORT, GOING_AWAY, RUNNING};
@@ -45,19 +46,25 @@ const WAKE_TAG: u64 = MAX_TAG - 1;
 /// (TCP flow control then holds it), so its memory stays bounded.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
+/// A connection is served at once, within the turn's completions, when
+/// this much received input waits in it undispatched. Otherwise a turn
+/// feeds every receive first: a flood could put the whole buffer pool
+/// (4 MiB by default) into one connection's input buffer before any of it
+/// is taken apart, where the core's limits (pong backlog, output mark)
+/// would see it only afterwards.
+const INPUT_HIGH_WATER: usize = 256 * 1024;
+
 /// How long a failed accept (EMFILE, ENFILE, ENOBUFS…) waits before the
 /// accept is armed again: the server goes on, without spinning.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-
-/// Send buffers kept for reuse, and the largest kept.
-const SEND_POOL: usize = 64;
-const SEND_POOL_MAX_CAPACITY: usize = 4 << 20;
 
 /// What a completion leaves to do once the ring is free again.
 enum Follow {
     Nothing,
     /// Send `buffer[from..]` for the slot at this index.
     Send(u32, Vec<u8>, usize),
+    /// Serve the slot at this index now (`INPUT_HIGH_WATER`).
+    Serve(u32),
 }
 
 /// A loop and everything it owns except the ring (so that a completion,
@@ -69,8 +76,8 @@ pub(super) struct Core<F, H> {
     settings: Arc<Settings>,
     listener: Option<TcpListener>,
     new_handler: F,
-    /// Send buffers to reuse.
-    send_pool: Vec<Vec<u8>>,
+    /// Send buffers to reuse, and output queued behind sends in flight.
+    send_buffers: SendBuffers,
     /// Slots to serve this turn (each once: `Slot::ready`).
     ready: Vec<u32>,
     /// Tags taken from the cross-thread queue (kept for its capacity).
@@ -113,7 +120,7 @@ where
         settings,
         listener: Some(listener),
         new_handler,
-        send_pool: Vec::new(),
+        send_buffers: SendBuffers::default(),
         ready: Vec::new(),
         woken: Vec::new(),
         now: None,
@@ -322,7 +329,11 @@ where
         match &mut slot.phase {
             Phase::Open(open) => {
                 open.conn.feed(bytes);
-                Follow::Nothing
+                if open.conn.input_buffered() >= INPUT_HIGH_WATER {
+                    Follow::Serve(index)
+                } else {
+                    Follow::Nothing
+                }
             }
             Phase::Handshake(handshake) => match handshake.machine.feed(bytes) {
                 Ok(None) => Follow::Nothing,
@@ -415,7 +426,7 @@ where
         let buffer = completion.sent.take();
         let Some((index, slot)) = self.slab.get_mut(completion.tag) else {
             if let Some(buffer) = buffer {
-                Self::recycle(&mut self.send_pool, buffer);
+                self.send_buffers.recycle(buffer);
             }
             return Follow::Nothing;
         };
@@ -434,7 +445,9 @@ where
                     .unwrap_or_else(|| io::ErrorKind::WriteZero.into());
                 Self::fail(slot, error);
             }
-            Self::recycle(&mut self.send_pool, buffer);
+            self.send_buffers.recycle(buffer);
+            // What waited behind this send cannot go either.
+            self.send_buffers.forget(index);
             return Follow::Nothing;
         }
         let done = slot.send_from + result as usize;
@@ -443,20 +456,17 @@ where
             // rest from the same buffer.
             return Follow::Send(index, buffer, done);
         }
-        Self::recycle(&mut self.send_pool, buffer);
+        self.send_buffers.recycle(buffer);
         Follow::Nothing
     }
 
-    fn recycle(pool: &mut Vec<Vec<u8>>, mut buffer: Vec<u8>) {
-        if pool.len() < SEND_POOL && buffer.capacity() <= SEND_POOL_MAX_CAPACITY {
-            buffer.clear();
-            pool.push(buffer);
-        }
-    }
-
     fn follow(&mut self, ring: &mut Ring, follow: Follow) {
-        if let Follow::Send(index, buffer, from) = follow {
-            self.send(ring, index, buffer, from);
+        match follow {
+            Follow::Nothing => {}
+            Follow::Send(index, buffer, from) => self.send(ring, index, buffer, from),
+            // Still in this turn's ready list: served again at its end,
+            // which is harmless (serving is idempotent).
+            Follow::Serve(index) => self.serve(ring, index),
         }
     }
 
@@ -586,9 +596,9 @@ where
                 }
             }
             Phase::Open(_) => {
-                let pool = &mut self.send_pool;
+                let buffers = &mut self.send_buffers;
                 let now = &mut self.now;
-                Self::serve_open(ring, slot, tag, pool, now, &mut self.timers)
+                Self::serve_open(ring, slot, index, buffers, now, &mut self.timers)
             }
         };
         if release {
@@ -615,11 +625,18 @@ where
     fn serve_open(
         ring: &mut Ring,
         slot: &mut Slot<H>,
-        tag: u64,
-        pool: &mut Vec<Vec<u8>>,
+        index: u32,
+        buffers: &mut SendBuffers,
         now: &mut Option<Instant>,
         timers: &mut Timers,
     ) -> bool {
+        let tag = slot.tag(index);
+        // Output the loop holds for this connection: the send in flight
+        // and what is queued behind it.
+        let held = |sending: bool, send_len: usize, buffers: &SendBuffers| {
+            buffers.queued_len(index) + if sending { send_len } else { 0 }
+        };
+        let held_before = held(slot.sending, slot.send_len, buffers);
         let Phase::Open(open) = &mut slot.phase else {
             return false;
         };
@@ -645,10 +662,9 @@ where
                     conn.abort();
                     *ended = true;
                 } else {
-                    // The send in flight counts against the mark: what
-                    // the loop holds for this connection stays bounded.
-                    let in_flight = if slot.sending { slot.send_len } else { 0 };
-                    queue.drain_into(conn, OUTPUT_HIGH_WATER.saturating_sub(in_flight));
+                    // What the loop holds counts against the mark, so
+                    // the memory of this connection stays bounded.
+                    queue.drain_into(conn, OUTPUT_HIGH_WATER.saturating_sub(held_before));
                 }
             }
         }
@@ -657,7 +673,7 @@ where
             // (output pending and in flight) is under the mark: input read
             // ahead waits in the connection meanwhile, so a peer that
             // sends without reading cannot grow the output unbounded.
-            let in_flight = if slot.sending { slot.send_len } else { 0 };
+            let in_flight = held_before;
             let flow = catch_unwind(AssertUnwindSafe(|| {
                 if !*opened {
                     *opened = true;
@@ -689,14 +705,15 @@ where
         }
         // Output: everything pending, copied into one owned buffer, one
         // send in flight per connection (docs/uring.md §6.4, step 1).
-        if !slot.sending && !conn.pending_output().is_empty() {
-            let mut buffer = pool.pop().unwrap_or_default();
-            let mut slices = [IoSlice::new(&[]); 3];
-            let n = conn.pending_output_vectored(&mut slices);
-            for slice in slices.iter().take(n) {
-                buffer.extend_from_slice(slice);
+        // While one is in flight, output that borrows the input buffer (an
+        // echo) is copied behind it at once: left in the core, the next
+        // receive would make the core copy it first. Other output stays in
+        // the core, whose own limits (the pong backlog) see it there.
+        if slot.sending {
+            if conn.output_borrows_input() {
+                buffers.queue(index, conn);
             }
-            conn.consume_output(buffer.len());
+        } else if let Some(buffer) = buffers.next(index, conn) {
             let len = buffer.len();
             let sent = slot
                 .stream
@@ -715,15 +732,15 @@ where
                 }
             }
         }
+        let held_now = held(slot.sending, slot.send_len, buffers);
         if let Some(extras) = &slot.extras {
-            let in_flight = if slot.sending { slot.send_len } else { 0 };
             extras
                 .outbox
-                .written_with(conn.buffered_amount() + in_flight);
+                .written_with(conn.buffered_amount() + held_now);
         }
         // A peer that sends while not reading what we send: stop
         // receiving until the backlog (in flight and pending) drains.
-        let backlog = conn.buffered_amount() + if slot.sending { slot.send_len } else { 0 };
+        let backlog = conn.buffered_amount() + held_now;
         if slot.sending && backlog >= OUTPUT_HIGH_WATER {
             if slot.receiving && !slot.cancelling && ring.cancel(Op::Recv, tag, tag).is_ok() {
                 slot.ops += 1;
@@ -798,6 +815,8 @@ where
         if let Some(extras) = slot.extras.as_deref() {
             extras.end();
         }
+        // The index is free for the next connection.
+        self.send_buffers.forget(index);
         self.slab.remove(index);
     }
 }
@@ -861,7 +880,7 @@ mod tests {
             settings,
             listener: Some(listener),
             new_handler: |_: &mut Open<'_>| Quiet,
-            send_pool: Vec::new(),
+            send_buffers: SendBuffers::default(),
             ready: Vec::new(),
             woken: Vec::new(),
             now: None,

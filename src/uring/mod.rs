@@ -66,6 +66,7 @@
 
 mod event_loop;
 mod handshake;
+mod send_buffers;
 mod slab;
 mod timers;
 mod wake;
