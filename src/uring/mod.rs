@@ -60,7 +60,9 @@
 //! ```
 //!
 //! Files: `event_loop` (the turn), `slab` (slots and their tags),
-//! `handshake`, `timers`, `wake` (the cross-thread queue and eventfd). All
+//! `send_buffers` (owned send buffers and output queued behind a send in
+//! flight), `handshake`, `timers`, `wake` (the cross-thread queue and
+//! eventfd). All
 //! of the `unsafe` code is in the `chito-ring` crate; this module is safe
 //! code.
 
