@@ -202,7 +202,9 @@ impl BrokerBackplane {
     /// drop this node's members at once instead of after the presence
     /// expiry), and closes the broker connection. Waits at most
     /// `Settings::publish_timeout` for the queue and as long again for the
-    /// close, so it returns even while the broker is away.
+    /// close, so it returns even while the broker is away. Afterwards
+    /// `is_connected` is false (and `events` saw `Disconnected` if the
+    /// connection was up until then).
     pub async fn shutdown(&self) {
         let s = &self.shared;
         let limit = s.settings.publish_timeout;
@@ -226,6 +228,10 @@ impl BrokerBackplane {
         {
             s.transport.abort(&s.runtime);
         }
+        // Down from here on, whether or not the transport had noticed the
+        // broker going away before (a killed broker's reset can arrive
+        // after this returns).
+        s.on_disconnected("shut down".into());
         s.counters.set_connected(false);
     }
 }
@@ -257,6 +263,10 @@ impl Shared {
 
     /// The transport has the broker (again).
     pub(crate) fn on_connected(&self) {
+        if *self.closed.borrow() {
+            // Shut down: a late event of the transport does not reopen it.
+            return;
+        }
         if !self.connected.send_replace(true) {
             self.counters.set_connected(true);
             self.counters.add(C::Reconnects, 1);

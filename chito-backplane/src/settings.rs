@@ -144,7 +144,8 @@ pub enum BackplaneEvent {
     /// Lost the broker: local delivery goes on, publishes wait in the queue
     /// until it is full, then are dropped.
     Disconnected {
-        /// What the client library said.
+        /// What the client library said, or `"shut down"` after
+        /// `BrokerBackplane::shutdown`.
         reason: String,
     },
     /// Publishes were dropped because the queue was full (broker away or
