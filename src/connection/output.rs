@@ -123,6 +123,32 @@ impl Connection {
     /// write until [`Connection::pending_output`] is empty.
     pub fn consume_output(&mut self, n: usize) {
         self.tx.consume(n);
+        self.output_written();
+    }
+
+    /// Hands all pending output over as an owned buffer without copying
+    /// it, when it lies wholly in the output buffer: the bytes are moved
+    /// into `spare`, whose (cleared) allocation becomes the output buffer.
+    /// Returns false, moving nothing, while output borrows the input
+    /// buffer, after part of it was written, or when there is none. For a
+    /// completion-based driver, whose kernel owns a send's buffer until it
+    /// completes.
+    // A hook of the uring loop's sends (docs/uring.md §6.4, the lease).
+    #[cfg_attr(not(feature = "uring"), allow(dead_code))]
+    pub(crate) fn take_output(&mut self, spare: &mut Vec<u8>) -> bool {
+        let tx = &mut self.tx;
+        if !tx.loan.is_empty() || tx.out_pos != 0 || tx.out.is_empty() {
+            return false;
+        }
+        spare.clear();
+        std::mem::swap(&mut tx.out, spare);
+        self.output_written();
+        true
+    }
+
+    /// After output was written (or handed over): a pong that waited for
+    /// the output to drain is queued.
+    fn output_written(&mut self) {
         if self.deferred_pong.is_some() && self.tx.buffered() <= self.config.max_pending_pong_bytes
         {
             if let Some(pong) = self.deferred_pong.take() {

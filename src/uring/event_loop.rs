@@ -703,8 +703,9 @@ where
                 extras.outbox.close();
             }
         }
-        // Output: everything pending, copied into one owned buffer, one
-        // send in flight per connection (docs/uring.md §6.4, step 1).
+        // Output: everything pending in one owned buffer (the core's own
+        // output buffer when it holds all of it, else a copy), one send in
+        // flight per connection (docs/uring.md §6.4).
         // While one is in flight, output that borrows the input buffer (an
         // echo) is copied behind it at once: left in the core, the next
         // receive would make the core copy it first. Other output stays in

@@ -6,9 +6,9 @@
 //! on the listener; per connection one multishot receive whose bytes come
 //! from a ring of buffers the kernel picks from only when bytes arrive
 //! (an idle connection holds no buffer); the output of every connection
-//! served in a turn copied into owned send buffers and submitted together
-//! with the wait for the next completions (one `io_uring_enter` per turn
-//! for all sockets); the core's deadlines in a timer heap. The same
+//! served in a turn moved or copied into owned send buffers and submitted
+//! together with the wait for the next completions (one `io_uring_enter`
+//! per turn for all sockets); the core's deadlines in a timer heap. The same
 //! [`Handler`] as `chito::tokio`'s `serve` runs on it, a [`Handle`] sends
 //! from any thread (rooms included, with encode-once frames), and a
 //! [`Shutdown`] ends it gracefully. [`Server::loops`] runs several loops,
@@ -23,9 +23,9 @@
 //! batched across sockets (pipelined 16-byte echo: 1.10× the tokio
 //! adapter's messages per second). Choose the tokio adapter for messages
 //! of a few KiB and more: there the loop spends more CPU per message than
-//! the tokio adapter (4 KiB text echo 1.7×, 1 MiB echo 1.5×; received
-//! bytes are copied from the shared buffers into the connection, and
-//! output into an owned send buffer, docs/uring.md §11). Choose it too for
+//! the tokio adapter (4 KiB text echo 1.6×, 1 MiB echo 1.5×; received
+//! bytes are copied from the shared buffers into the connection, a large
+//! echo into an owned send buffer, docs/uring.md §11). Choose it too for
 //! TLS, for handlers that await (a handler here runs on the loop's thread
 //! and must not block: a slow handler stalls every connection of its loop),
 //! or off Linux. The kernel keeps about 0.7 KiB more per connection for an

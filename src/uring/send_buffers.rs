@@ -1,6 +1,8 @@
 //! The loop's owned send buffers: a send hands its buffer to the kernel
-//! until it completes, so output is copied out of the connection into one
-//! of these. Two things live here:
+//! until it completes, so output leaves the connection as one of these —
+//! the connection's own output buffer when all of the output is in it
+//! (taken, and a pool buffer put in its place), else a copy. Two things
+//! live here:
 //!
 //! - a pool, so steady traffic reuses buffers instead of allocating one
 //!   per send;
@@ -66,12 +68,21 @@ impl SendBuffers {
     }
 
     /// The buffer to send next for `index`: what was queued, then all of
-    /// `conn`'s pending output; `None` if there is nothing to send.
+    /// `conn`'s pending output; `None` if there is nothing to send. With
+    /// nothing queued and all output in the connection's output buffer,
+    /// that buffer itself is taken (a pool buffer takes its place) instead
+    /// of being copied.
     pub(super) fn next(&mut self, index: u32, conn: &mut Connection) -> Option<Vec<u8>> {
         let mut buffer = match self.queued.remove(&index) {
             Some(buffer) => buffer,
             None if conn.pending_output().is_empty() => return None,
-            None => self.pool.pop().unwrap_or_default(),
+            None => {
+                let mut buffer = self.pool.pop().unwrap_or_default();
+                if conn.take_output(&mut buffer) {
+                    return Some(buffer);
+                }
+                buffer
+            }
         };
         copy_out(conn, &mut buffer);
         Some(buffer)
@@ -121,6 +132,29 @@ mod tests {
         assert_eq!(sent, b"\x81\x03one\x81\x03two");
         assert_eq!(buffers.queued_len(3), 0);
         assert!(conn.pending_output().is_empty());
+    }
+
+    #[test]
+    fn output_wholly_in_the_output_buffer_is_taken_not_copied() {
+        let mut buffers = SendBuffers::default();
+        buffers.recycle(Vec::with_capacity(4096));
+        let mut conn = open();
+        conn.sender().send(Message::Text("one")).unwrap();
+        let at = conn.pending_output().as_ptr();
+        let sent = buffers.next(1, &mut conn).unwrap();
+        // The same allocation: moved, not copied.
+        assert_eq!(sent.as_ptr(), at);
+        assert_eq!(sent, b"\x81\x03one");
+        assert!(conn.pending_output().is_empty());
+        // The pool's buffer is now the connection's: the next output is
+        // written into it, and taken in turn.
+        conn.sender().send(Message::Text("two")).unwrap();
+        assert_eq!(buffers.next(1, &mut conn).unwrap(), b"\x81\x03two");
+        // Partly written output is copied (the written part is not sent
+        // again).
+        conn.sender().send(Message::Text("three")).unwrap();
+        conn.consume_output(2);
+        assert_eq!(buffers.next(1, &mut conn).unwrap(), b"three");
     }
 
     #[test]
