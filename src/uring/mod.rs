@@ -66,12 +66,11 @@
 //! }
 //! ```
 //!
-//! Files: `event_loop` (the turn), `slab` (slots and their tags),
-//! `send_buffers` (owned send buffers and output queued behind a send in
-//! flight), `handshake`, `timers`, `wake` (the cross-thread queue and
-//! eventfd). All
-//! of the `unsafe` code is in the `chito-ring` crate; this module is safe
-//! code.
+//! Files: `event_loop` (the turn; `completions` what each completion
+//! does), `slab` (slots and their tags), `send_buffers` (owned send
+//! buffers and output queued behind a send in flight), `handshake`,
+//! `timers`, `wake` (the cross-thread queue and eventfd). All of the
+//! `unsafe` code is in the `chito-ring` crate; this module is safe code.
 
 mod event_loop;
 mod handshake;
